@@ -1,0 +1,1 @@
+"""torch.fx side of portmeta (filled by the FX-adapter work)."""

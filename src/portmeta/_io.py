@@ -1,0 +1,61 @@
+"""File helpers shared by graph and plan persistence and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import GraphFormatError
+
+__all__ = ["atomic_write_text", "read_json"]
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str | bytes) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A reader never sees a half-written file, and a failure leaves ``path`` untouched.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON document, turning every way it can fail into :class:`GraphFormatError`."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise GraphFormatError("is a directory, not a file", source) from None
+    except FileNotFoundError:
+        raise GraphFormatError("no such file", source) from None
+    except OSError as exc:
+        raise GraphFormatError(f"cannot read: {exc.strerror or exc}", source) from None
+    if not raw.strip():
+        raise GraphFormatError("file is empty", source)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GraphFormatError("not a text file (not UTF-8); expected JSON", source) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraphFormatError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source
+        ) from None
+    except RecursionError:
+        raise GraphFormatError("JSON is nested too deeply", source) from None

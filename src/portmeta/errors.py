@@ -1,0 +1,273 @@
+"""Exception classes raised by portmeta.
+
+Every failure portmeta reports is a :class:`PortmetaError`. Planning failures mirror the
+upstream pass: where ``PortNodeMetaForQDQ`` raises ``ValueError`` the portmeta class subclasses
+``ValueError``; where it raises ``torch._export.error.InternalError`` the class is an
+:class:`UpstreamInternalError` (the FX adapter re-raises it as a subclass of torch's class);
+where upstream crashes by accident (``IndexError`` / ``StopIteration``) the portmeta class
+subclasses that built-in so ``except IndexError`` written against upstream still works.
+
+Example
+-------
+>>> from portmeta.errors import NoChooseQParamsError
+>>> err = NoChooseQParamsError("linear", "x")
+>>> isinstance(err, ValueError), err.node
+(True, 'linear')
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PortmetaError",
+    "GraphFormatError",
+    "GraphBuildError",
+    "ProfileError",
+    "StalePlanError",
+    "PlanError",
+    "NoChooseQParamsError",
+    "NonNodeQuantArgError",
+    "UpstreamInternalError",
+    "ChooseQParamsUsersError",
+    "DynamicQuantUsersError",
+    "MissingArgumentError",
+    "NoUserError",
+    "ScaleWithoutUsersError",
+]
+
+
+class PortmetaError(Exception):
+    """Base class of every error portmeta raises.
+
+    Example
+    -------
+    >>> issubclass(StalePlanError, PortmetaError)
+    True
+    """
+
+
+class GraphFormatError(PortmetaError, ValueError):
+    """A saved graph or plan file (or its parsed dict) is not valid.
+
+    The message names the file (when there is one) and the problem.
+
+    Example
+    -------
+    >>> str(GraphFormatError("not JSON", source="g.json"))
+    'g.json: not JSON'
+    """
+
+    def __init__(self, problem: str, source: str | None = None) -> None:
+        self.problem = problem
+        self.source = source
+        super().__init__(f"{source}: {problem}" if source else problem)
+
+
+class GraphBuildError(PortmetaError, ValueError):
+    """Node records do not form a valid graph (duplicate names, dangling references, cycles...).
+
+    Example
+    -------
+    >>> str(GraphBuildError("duplicate node name 'x'"))
+    "duplicate node name 'x'"
+    """
+
+
+class ProfileError(PortmetaError, ValueError):
+    """A profile is unknown or does not fit the graph it is used with.
+
+    Example
+    -------
+    >>> isinstance(ProfileError("unknown profile 'x'"), ValueError)
+    True
+    """
+
+
+class StalePlanError(PortmetaError):
+    """A plan was applied to a graph that changed since the plan's snapshot was taken.
+
+    Example
+    -------
+    >>> StalePlanError("fingerprint mismatch").args[0]
+    'fingerprint mismatch'
+    """
+
+
+class PlanError(PortmetaError):
+    """Planning stopped at an annotated node where the upstream pass raises.
+
+    Attributes
+    ----------
+    node:
+        Name of the annotated node whose rule failed.
+    subject:
+        Name of the node the broken expectation is about (may equal ``node``).
+
+    Example
+    -------
+    >>> e = ChooseQParamsUsersError("linear", "choose_qparams", 3)
+    >>> e.node, e.subject
+    ('linear', 'choose_qparams')
+    """
+
+    upstream_class = "Exception"
+
+    def __init__(self, node: str, subject: str, message: str) -> None:
+        self.node = node
+        self.subject = subject
+        super().__init__(message)
+
+
+class NoChooseQParamsError(PlanError, ValueError):
+    """A dynamic input has no choose_qparams node downstream (upstream: ``ValueError``).
+
+    Example
+    -------
+    >>> print(NoChooseQParamsError("linear", "x"))
+    no choose_qparams node is reachable from input 'x' of dynamically quantized node 'linear'
+    """
+
+    upstream_class = "ValueError"
+
+    def __init__(self, node: str, input_node: str) -> None:
+        super().__init__(
+            node,
+            input_node,
+            f"no choose_qparams node is reachable from input {input_node!r} "
+            f"of dynamically quantized node {node!r}",
+        )
+
+
+class NonNodeQuantArgError(PlanError, ValueError):
+    """A quant-workflow op's first argument is a constant, not a node (upstream: ``ValueError``).
+
+    Example
+    -------
+    >>> print(NonNodeQuantArgError("conv", "dq", "1.0"))
+    args[0] of quant-workflow op 'dq' (reached from annotated node 'conv') must be a node, found 1.0
+    """
+
+    upstream_class = "ValueError"
+
+    def __init__(self, node: str, subject: str, found: str) -> None:
+        super().__init__(
+            node,
+            subject,
+            f"args[0] of quant-workflow op {subject!r} (reached from annotated node {node!r}) "
+            f"must be a node, found {found}",
+        )
+
+
+class UpstreamInternalError(PlanError):
+    """Base of the failures upstream reports as ``torch._export.error.InternalError``.
+
+    The core cannot import torch; :mod:`portmeta_fx` re-raises these as a class that derives
+    from both this class and torch's ``InternalError``.
+
+    Example
+    -------
+    >>> issubclass(DynamicQuantUsersError, UpstreamInternalError)
+    True
+    """
+
+    upstream_class = "InternalError"
+
+
+class ChooseQParamsUsersError(UpstreamInternalError):
+    """A choose_qparams node does not have exactly two (non sym-size) users.
+
+    Example
+    -------
+    >>> print(ChooseQParamsUsersError("linear", "cq", 1))
+    choose_qparams node 'cq' (for dynamic input of 'linear') must have exactly 2 non-sym-size users, found 1
+    """
+
+    def __init__(self, node: str, subject: str, count: int) -> None:
+        super().__init__(
+            node,
+            subject,
+            f"choose_qparams node {subject!r} (for dynamic input of {node!r}) must have "
+            f"exactly 2 non-sym-size users, found {count}",
+        )
+
+
+class DynamicQuantUsersError(UpstreamInternalError):
+    """A dynamic quantize node has more than one (non sym-size) user.
+
+    Example
+    -------
+    >>> print(DynamicQuantUsersError("linear", "q", 2))
+    dynamic quantize node 'q' (for dynamic input of 'linear') must have a single non-sym-size user, found 2
+    """
+
+    def __init__(self, node: str, subject: str, count: int) -> None:
+        super().__init__(
+            node,
+            subject,
+            f"dynamic quantize node {subject!r} (for dynamic input of {node!r}) must have "
+            f"a single non-sym-size user, found {count}",
+        )
+
+
+class MissingArgumentError(PlanError, IndexError):
+    """A node the rules must look through has no positional arguments.
+
+    Upstream crashes with a bare ``IndexError`` on ``node.args[0]``.
+
+    Example
+    -------
+    >>> print(MissingArgumentError("conv", "v"))
+    node 'v' (reached from annotated node 'conv') has no positional argument to follow
+    """
+
+    upstream_class = "IndexError"
+
+    def __init__(self, node: str, subject: str) -> None:
+        super().__init__(
+            node,
+            subject,
+            f"node {subject!r} (reached from annotated node {node!r}) has no positional "
+            "argument to follow",
+        )
+
+
+class NoUserError(PlanError, IndexError):
+    """A node the rules expect a (non sym-size) user for has none.
+
+    Upstream crashes with ``IndexError: pop from empty list``.
+
+    Example
+    -------
+    >>> print(NoUserError("conv", "conv", "output"))
+    node 'conv' has no non-sym-size user (output rule of annotated node 'conv')
+    """
+
+    upstream_class = "IndexError"
+
+    def __init__(self, node: str, subject: str, rule: str) -> None:
+        super().__init__(
+            node,
+            subject,
+            f"node {subject!r} has no non-sym-size user ({rule} rule of annotated node {node!r})",
+        )
+
+
+class ScaleWithoutUsersError(PlanError, StopIteration):
+    """The scale output of a choose_qparams node has no users.
+
+    Upstream crashes with a bare ``StopIteration``.
+
+    Example
+    -------
+    >>> print(ScaleWithoutUsersError("linear", "scale"))
+    scale node 'scale' (for dynamic input of 'linear') has no user; expected the dynamic quantize node
+    """
+
+    upstream_class = "StopIteration"
+
+    def __init__(self, node: str, subject: str) -> None:
+        super().__init__(
+            node,
+            subject,
+            f"scale node {subject!r} (for dynamic input of {node!r}) has no user; "
+            "expected the dynamic quantize node",
+        )

@@ -1,0 +1,450 @@
+"""The immutable graph snapshot: a frozen ``networkx.DiGraph`` of :class:`NodeRecord` values.
+
+Layout of a snapshot ``G``:
+
+* nodes are node names, inserted in graph order, each with attribute ``"record"``;
+* an edge ``u -> v`` means ``v`` is a user of ``u``; ``G.succ[u]`` iterates users in
+  ``node.users`` order;
+* ``G.graph["annotated"]``: names of the nodes that carry an annotation, in graph order;
+* ``G.graph["meta_keys"]``: the metadata keys the snapshot read (``None``: whatever the author
+  gave, so absence always means absent);
+* ``G.graph["fingerprint"]``: SHA-256 of the snapshot's canonical JSON.
+
+The graph is frozen with :func:`networkx.freeze`; build a new one instead of changing it.
+
+Example
+-------
+>>> from portmeta.records import NodeRecord, NodeRef, Target
+>>> G = build_graph([
+...     NodeRecord("x", "placeholder", Target.named("x"), users=("out",)),
+...     NodeRecord("out", "output", Target.named("output"), args=((NodeRef("x"),),)),
+... ])
+>>> list(G.nodes), users(G, "x"), nx.is_frozen(G)
+(['x', 'out'], ('out',), True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+
+from . import codec
+from ._io import atomic_write_text, read_json
+from .errors import GraphBuildError, GraphFormatError
+from .records import (
+    OPS,
+    Annotation,
+    NodeRecord,
+    QInput,
+    QSpec,
+    Target,
+    TargetKind,
+    iter_node_refs,
+)
+
+__all__ = [
+    "GRAPH_FORMAT",
+    "GRAPH_SCHEMA_VERSION",
+    "build_graph",
+    "record",
+    "records",
+    "users",
+    "annotated_nodes",
+    "meta_keys",
+    "fingerprint",
+    "graph_to_dict",
+    "graph_from_dict",
+    "dump_graph",
+    "load_graph",
+]
+
+GRAPH_FORMAT = "portmeta.graph"
+GRAPH_SCHEMA_VERSION = 1
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_graph(
+    node_records: Iterable[NodeRecord], *, meta_keys: Sequence[str] | None = None
+) -> nx.DiGraph:
+    """Check node records and freeze them into a snapshot graph.
+
+    Parameters
+    ----------
+    node_records:
+        Records in graph order.
+    meta_keys:
+        The metadata keys the records were read with, or ``None``.
+
+    Returns
+    -------
+    networkx.DiGraph
+        A frozen graph (see the module docstring for its layout).
+
+    Raises
+    ------
+    GraphBuildError
+        On duplicate names, references to unknown nodes, ``users`` that disagree with the
+        arguments that reference a node, or a cycle. The message names the node.
+
+    Example
+    -------
+    >>> from portmeta.records import NodeRecord, Target
+    >>> build_graph([NodeRecord("x", "placeholder", Target.named("x"), users=("y",))])
+    Traceback (most recent call last):
+    ...
+    portmeta.errors.GraphBuildError: node 'x' lists unknown user 'y'
+    """
+    recs = list(node_records)
+    G = nx.DiGraph()
+    for rec in recs:
+        if not isinstance(rec, NodeRecord):
+            raise GraphBuildError(f"expected NodeRecord, got {type(rec).__name__}")
+        if rec.name in G:
+            raise GraphBuildError(f"duplicate node name {rec.name!r}")
+        G.add_node(rec.name, record=rec)
+    referenced_by: dict[str, dict[str, None]] = {rec.name: {} for rec in recs}
+    for rec in recs:
+        for ref in rec.input_names():
+            if ref not in G:
+                raise GraphBuildError(f"node {rec.name!r} refers to unknown node {ref!r}")
+            referenced_by[ref].setdefault(rec.name, None)
+    for rec in recs:
+        if len(set(rec.users)) != len(rec.users):
+            raise GraphBuildError(f"node {rec.name!r} lists a user twice: {list(rec.users)!r}")
+        for user in rec.users:
+            if user not in G:
+                raise GraphBuildError(f"node {rec.name!r} lists unknown user {user!r}")
+        expected = referenced_by[rec.name]
+        if set(rec.users) != set(expected):
+            raise GraphBuildError(
+                f"users of node {rec.name!r} disagree with the arguments that reference it: "
+                f"users {sorted(rec.users)!r}, referenced by {sorted(expected)!r}"
+            )
+        G.add_edges_from((rec.name, user) for user in rec.users)
+    if not nx.is_directed_acyclic_graph(G):
+        cycle = [u for u, _ in nx.find_cycle(G)]
+        raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
+    keys = None if meta_keys is None else tuple(meta_keys)
+    G.graph["annotated"] = tuple(rec.name for rec in recs if rec.annotation is not None)
+    G.graph["meta_keys"] = keys
+    G.graph["fingerprint"] = _digest(_nodes_to_data(recs), keys)
+    return nx.freeze(G)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def record(graph: nx.DiGraph, name: str) -> NodeRecord:
+    """The record of node ``name``.
+
+    Raises
+    ------
+    KeyError
+        If the graph has no such node.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); x = b.placeholder("x"); b.output(x)
+    >>> record(b.build(), "x").op
+    'placeholder'
+    """
+    rec: NodeRecord = graph.nodes[name]["record"]
+    return rec
+
+
+def records(graph: nx.DiGraph) -> Iterator[NodeRecord]:
+    """Every record, in graph order."""
+    for _, rec in graph.nodes(data="record"):
+        yield rec
+
+
+def users(graph: nx.DiGraph, name: str) -> tuple[str, ...]:
+    """The users of ``name`` in ``node.users`` order (empty for an unknown name)."""
+    if name not in graph:
+        return ()
+    return tuple(graph.succ[name])
+
+
+def annotated_nodes(graph: nx.DiGraph) -> tuple[str, ...]:
+    """Names of the annotated nodes in graph order."""
+    names: tuple[str, ...] = graph.graph["annotated"]
+    return names
+
+
+def meta_keys(graph: nx.DiGraph) -> tuple[str, ...] | None:
+    """The metadata keys the snapshot read, or ``None`` when it recorded what it was given."""
+    keys: tuple[str, ...] | None = graph.graph["meta_keys"]
+    return keys
+
+
+def fingerprint(graph: nx.DiGraph) -> str:
+    """SHA-256 (hex) of the snapshot's canonical JSON: structure, recorded meta, annotations."""
+    value: str = graph.graph["fingerprint"]
+    return value
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _qspec_to_data(spec: QSpec | None) -> Any:
+    return None if spec is None else {"kind": spec.kind, "is_dynamic": spec.is_dynamic}
+
+
+def _annotation_to_data(ann: Annotation | None) -> Any:
+    if ann is None:
+        return None
+    return {
+        "inputs": [
+            {"node": i.node, "qspec": _qspec_to_data(i.qspec), "live": i.live} for i in ann.inputs
+        ],
+        "output": _qspec_to_data(ann.output),
+    }
+
+
+def _record_to_data(rec: NodeRecord) -> dict[str, Any]:
+    return {
+        "name": rec.name,
+        "op": rec.op,
+        "target": {"name": rec.target.name, "kind": rec.target.kind.value},
+        "args": [codec.encode(a) for a in rec.args],
+        "kwargs": {k: codec.encode(v) for k, v in rec.kwargs},
+        "users": list(rec.users),
+        "meta": {k: codec.encode(v) for k, v in rec.meta},
+        "annotation": _annotation_to_data(rec.annotation),
+    }
+
+
+def _nodes_to_data(recs: Iterable[NodeRecord]) -> list[dict[str, Any]]:
+    return [_record_to_data(rec) for rec in recs]
+
+
+def _digest(nodes: list[dict[str, Any]], keys: tuple[str, ...] | None) -> str:
+    payload = json.dumps(
+        {"meta_keys": keys, "nodes": nodes}, separators=(",", ":"), ensure_ascii=True
+    )
+    return hashlib.sha256(payload.encode("ascii")).hexdigest()
+
+
+def graph_to_dict(graph: nx.DiGraph) -> dict[str, Any]:
+    """The snapshot as JSON-ready data (the versioned schema :func:`load_graph` reads).
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x"))
+    >>> d = graph_to_dict(b.build())
+    >>> d["format"], d["version"], [n["name"] for n in d["nodes"]]
+    ('portmeta.graph', 1, ['x', 'output'])
+    """
+    keys = meta_keys(graph)
+    return {
+        "format": GRAPH_FORMAT,
+        "version": GRAPH_SCHEMA_VERSION,
+        "meta_keys": None if keys is None else list(keys),
+        "nodes": _nodes_to_data(records(graph)),
+    }
+
+
+class _Reader:
+    """Structural checks for :func:`graph_from_dict`, with messages that say where."""
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+
+    def fail(self, problem: str) -> GraphFormatError:
+        return GraphFormatError(problem, self.source)
+
+    def field(self, obj: Mapping[str, Any], key: str, kind: Any, where: str) -> Any:
+        if key not in obj:
+            raise self.fail(f"{where}: missing field {key!r}")
+        value = obj[key]
+        if not _is(value, kind):
+            raise self.fail(
+                f"{where}: field {key!r} must be {_kind_name(kind)}, got {_json_type(value)}"
+            )
+        return value
+
+    def value(self, data: Any, where: str) -> Any:
+        try:
+            return codec.decode(data)
+        except codec.CodecError as exc:
+            raise self.fail(f"{where}: {exc}") from None
+
+    def qspec(self, data: Any, where: str) -> QSpec | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise self.fail(f"{where}: qspec must be an object or null, got {_json_type(data)}")
+        kind = self.field(data, "kind", str, where)
+        dyn = data.get("is_dynamic")
+        if dyn is not None and not isinstance(dyn, bool):
+            raise self.fail(f"{where}: is_dynamic must be true, false or null")
+        return QSpec(kind, dyn)
+
+    def annotation(self, data: Any, where: str) -> Annotation | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise self.fail(f"{where}: annotation must be an object or null")
+        inputs = []
+        for i, item in enumerate(self.field(data, "inputs", list, where)):
+            iw = f"{where}.inputs[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(f"{iw}: must be an object, got {_json_type(item)}")
+            inputs.append(
+                QInput(
+                    self.field(item, "node", str, iw),
+                    self.qspec(item.get("qspec"), iw),
+                    bool(self.field(item, "live", bool, iw)) if "live" in item else True,
+                )
+            )
+        if "output" not in data:
+            raise self.fail(f"{where}: missing field 'output'")
+        return Annotation(tuple(inputs), self.qspec(data["output"], f"{where}.output"))
+
+    def node(self, data: Any, index: int) -> NodeRecord:
+        where = f"nodes[{index}]"
+        if not isinstance(data, dict):
+            raise self.fail(f"{where}: must be an object, got {_json_type(data)}")
+        name = self.field(data, "name", str, where)
+        where = f"node {name!r}"
+        op = self.field(data, "op", str, where)
+        if op not in OPS:
+            raise self.fail(f"{where}: unknown op {op!r} (expected one of {sorted(OPS)})")
+        target = self.field(data, "target", dict, where)
+        tname = self.field(target, "name", str, f"{where}.target")
+        tkind = self.field(target, "kind", str, f"{where}.target")
+        if tkind not in {k.value for k in TargetKind}:
+            raise self.fail(f"{where}.target: unknown kind {tkind!r}")
+        args = [self.value(a, f"{where}.args") for a in self.field(data, "args", list, where)]
+        kwargs = {
+            k: self.value(v, f"{where}.kwargs[{k!r}]")
+            for k, v in self.field(data, "kwargs", dict, where).items()
+        }
+        user_list = self.field(data, "users", list, where)
+        if not all(isinstance(u, str) for u in user_list):
+            raise self.fail(f"{where}: users must be node names (strings)")
+        meta = {
+            k: self.value(v, f"{where}.meta[{k!r}]")
+            for k, v in self.field(data, "meta", dict, where).items()
+        }
+        if "annotation" not in data:
+            raise self.fail(f"{where}: missing field 'annotation'")
+        return NodeRecord(
+            name=name,
+            op=op,
+            target=Target(tname, TargetKind(tkind)),
+            args=tuple(args),
+            kwargs=kwargs,
+            users=tuple(user_list),
+            meta=meta,
+            annotation=self.annotation(data["annotation"], f"{where}.annotation"),
+        )
+
+
+def graph_from_dict(data: Any, *, source: str | None = None) -> nx.DiGraph:
+    """Build a snapshot from :func:`graph_to_dict` data.
+
+    Raises
+    ------
+    GraphFormatError
+        On a wrong format or version, a missing or mistyped field, or records that do not form
+        a graph (duplicates, unknown references, disagreeing users, cycles). The message names
+        ``source`` (a file name) when given, the node, and the problem.
+
+    Example
+    -------
+    >>> graph_from_dict({"format": "portmeta.graph", "version": 99, "nodes": []})
+    Traceback (most recent call last):
+    ...
+    portmeta.errors.GraphFormatError: unsupported graph schema version 99 (this portmeta reads version 1)
+    """
+    reader = _Reader(source)
+    try:
+        if not isinstance(data, dict):
+            raise reader.fail(f"expected a JSON object at the top level, got {_json_type(data)}")
+        fmt = data.get("format")
+        if fmt != GRAPH_FORMAT:
+            raise reader.fail(f"not a portmeta graph file (format is {fmt!r}, expected {GRAPH_FORMAT!r})")
+        version = data.get("version")
+        if version != GRAPH_SCHEMA_VERSION:
+            raise reader.fail(
+                f"unsupported graph schema version {version!r} "
+                f"(this portmeta reads version {GRAPH_SCHEMA_VERSION})"
+            )
+        keys = data.get("meta_keys")
+        if keys is not None and not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+            raise reader.fail("field 'meta_keys' must be a list of strings or null")
+        nodes = reader.field(data, "nodes", list, "graph")
+        recs = [reader.node(item, i) for i, item in enumerate(nodes)]
+        return build_graph(recs, meta_keys=keys)
+    except GraphBuildError as exc:
+        raise GraphFormatError(str(exc), source) from None
+    except RecursionError:
+        raise GraphFormatError("data is nested too deeply", source) from None
+
+
+def dump_graph(graph: nx.DiGraph, path: str | os.PathLike[str]) -> None:
+    """Write a snapshot to ``path`` as JSON (atomically: temporary file, then rename).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x"))
+    >>> path = os.path.join(tempfile.mkdtemp(), "g.json")
+    >>> dump_graph(b.build(), path); list(load_graph(path).nodes)
+    ['x', 'output']
+    """
+    atomic_write_text(path, json.dumps(graph_to_dict(graph), indent=1) + "\n")
+
+
+def load_graph(path: str | os.PathLike[str]) -> nx.DiGraph:
+    """Read a snapshot written by :func:`dump_graph` (or by ``portmeta_fx.dump``).
+
+    Raises
+    ------
+    GraphFormatError
+        Naming the file and the problem: unreadable, empty, not UTF-8, not JSON, nested too
+        deeply, wrong format or schema version, or any problem :func:`graph_from_dict` finds.
+    """
+    return graph_from_dict(read_json(path), source=str(path))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _kind_name(kind: Any) -> str:
+    return {str: "a string", list: "an array", dict: "an object", bool: "a boolean", int: "an integer"}.get(
+        kind, str(kind)
+    )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,0 +1,509 @@
+"""The metadata-delta plan: what the upstream pass would write, as plain data.
+
+:func:`plan` walks the annotated nodes in graph order, asks the rules for copies, and resolves
+each copy against a running view of the metadata exactly as the in-place upstream pass would:
+a key is copied when it is *present* on the source at that moment (a ``None`` value is copied),
+a source that received a key earlier passes on what it received, and a later write to the same
+node and key wins. The resulting :class:`Plan` holds the ordered writes, the diagnostics and the
+fingerprint of the snapshot it came from.
+
+Example
+-------
+>>> from portmeta import plan
+>>> from portmeta.testing import GraphBuilder, static
+>>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
+>>> y = b.call("aten.relu.default", dq, name="relu", tag="P0", stack_trace="m.py:3")
+>>> b.annotate(y, inputs={x: static()}); b.output(y)
+>>> p = plan(b.build())
+>>> [(d.target, d.key, d.value) for d in p.deltas]
+[('dq', 'stack_trace', 'm.py:3'), ('dq', 'quantization_tag', 'P0')]
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import attrs
+import networkx as nx
+
+from . import codec
+from ._io import read_json
+from .errors import GraphFormatError, PlanError, PortmetaError, ProfileError
+from .graph import annotated_nodes, fingerprint, meta_keys, record, records
+from .profiles import TORCHAO, Profile
+from .rules import (
+    EMPTY,
+    Copy,
+    Diagnostic,
+    Rule,
+    RuleResult,
+    Severity,
+    dynamic_input,
+    static_input,
+    static_output,
+)
+
+__all__ = [
+    "PLAN_FORMAT",
+    "PLAN_SCHEMA_VERSION",
+    "MetaDelta",
+    "Plan",
+    "plan",
+    "final_meta",
+    "OptionError",
+]
+
+PLAN_FORMAT = "portmeta.plan"
+PLAN_SCHEMA_VERSION = 1
+
+
+class OptionError(PortmetaError, ValueError):
+    """An argument of a portmeta function has a value it does not accept.
+
+    Example
+    -------
+    >>> isinstance(OptionError("errors must be 'raise' or 'collect'"), ValueError)
+    True
+    """
+
+
+@attrs.frozen(slots=True)
+class MetaDelta:
+    """One metadata write: ``target.meta[key] = value``, copied from ``source``.
+
+    Attributes
+    ----------
+    target, key, value:
+        The write. ``value`` is the very object the source held at that moment.
+    source:
+        The node copied from.
+    origin:
+        The node whose own metadata the value first came from (differs from ``source`` when
+        the source had itself received the key from an earlier write).
+    rule:
+        The rule that asked for the copy.
+    anchor:
+        The annotated node whose annotation triggered the rule.
+    path:
+        The nodes that justify the write, in data-flow order.
+
+    Example
+    -------
+    >>> d = MetaDelta("dq", "quantization_tag", "P0", "relu", "relu", Rule.STATIC_INPUT, "relu", ("x", "q", "dq", "relu"))
+    >>> d.rule.value, d.path[-1]
+    ('static_input', 'relu')
+    """
+
+    target: str
+    key: str
+    value: Any = attrs.field(eq=attrs.cmp_using(eq=lambda a, b: _same(a, b)))
+    source: str
+    origin: str
+    rule: Rule = attrs.field(converter=Rule)
+    anchor: str
+    path: tuple[str, ...] = attrs.field(converter=tuple)
+
+
+@attrs.frozen(slots=True)
+class Plan:
+    """The plain-data result of :func:`plan`.
+
+    Attributes
+    ----------
+    deltas:
+        Every write, in the order upstream performs them.
+    diagnostics:
+        Warnings, overwrites and (with ``errors="collect"``) errors.
+    fingerprint:
+        Fingerprint of the snapshot the plan was computed from; ``apply_plan`` refuses a graph
+        whose snapshot differs.
+    profile:
+        The profile used.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x"))
+    >>> p = plan(b.build()); p.deltas, p.final_state()
+    ((), {})
+    """
+
+    deltas: tuple[MetaDelta, ...] = attrs.field(converter=tuple)
+    diagnostics: tuple[Diagnostic, ...] = attrs.field(converter=tuple)
+    fingerprint: str
+    profile: Profile
+
+    # -- views ----------------------------------------------------------------------------
+    def final_state(self) -> dict[str, dict[str, Any]]:
+        """The value each written (node, key) holds after the plan: the last write wins.
+
+        Nodes appear in order of their first write; keys in order of their first write.
+        """
+        state: dict[str, dict[str, Any]] = {}
+        for d in self.deltas:
+            state.setdefault(d.target, {})[d.key] = d.value
+        return state
+
+    def writes_to(self, node: str) -> tuple[MetaDelta, ...]:
+        """The deltas whose target is ``node``, in order."""
+        return tuple(d for d in self.deltas if d.target == node)
+
+    def writes_from(self, node: str) -> tuple[MetaDelta, ...]:
+        """The deltas copied from ``node``, in order."""
+        return tuple(d for d in self.deltas if d.source == node)
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        """The error diagnostics (only with ``errors="collect"``)."""
+        return tuple(d for d in self.diagnostics if d.severity is Severity.ERROR)
+
+    def counts(self) -> dict[str, int]:
+        """Writes per rule (every rule listed, in rule order) and diagnostics per kind.
+
+        Example
+        -------
+        >>> from portmeta.testing import GraphBuilder
+        >>> b = GraphBuilder(); b.output(b.placeholder("x"))
+        >>> plan(b.build()).counts()["static_input"]
+        0
+        """
+        by_rule = Counter(d.rule for d in self.deltas)
+        out = {rule.value: by_rule.get(rule, 0) for rule in Rule}
+        out.update(Counter(f"diag:{d.kind}" for d in self.diagnostics))
+        return out
+
+    # -- JSON -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data (values through :mod:`portmeta.codec`)."""
+        return {
+            "format": PLAN_FORMAT,
+            "version": PLAN_SCHEMA_VERSION,
+            "fingerprint": self.fingerprint,
+            "profile": self.profile.to_dict(),
+            "deltas": [
+                {
+                    "target": d.target,
+                    "key": d.key,
+                    "value": codec.encode(d.value),
+                    "source": d.source,
+                    "origin": d.origin,
+                    "rule": d.rule.value,
+                    "anchor": d.anchor,
+                    "path": list(d.path),
+                }
+                for d in self.deltas
+            ],
+            "diagnostics": [
+                {
+                    "kind": d.kind,
+                    "severity": d.severity.value,
+                    "node": d.node,
+                    "message": d.message,
+                    "rule": None if d.rule is None else d.rule.value,
+                    "related": list(d.related),
+                    "error_class": d.error_class,
+                }
+                for d in self.diagnostics
+            ],
+        }
+
+    def to_json(self, *, indent: int | None = 1) -> str:
+        """The plan as a JSON document; values that are not JSON types are tagged reprs.
+
+        Example
+        -------
+        >>> from portmeta.testing import GraphBuilder
+        >>> b = GraphBuilder(); b.output(b.placeholder("x"))
+        >>> p = plan(b.build()); Plan.from_json(p.to_json()) == p
+        True
+        """
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str | None = None) -> Plan:
+        """Inverse of :meth:`to_dict`; raises :class:`GraphFormatError` on malformed data."""
+
+        def fail(problem: str) -> GraphFormatError:
+            return GraphFormatError(problem, source)
+
+        if not isinstance(data, dict):
+            raise fail("expected a JSON object at the top level")
+        if data.get("format") != PLAN_FORMAT:
+            raise fail(f"not a portmeta plan file (format is {data.get('format')!r}, expected {PLAN_FORMAT!r})")
+        if data.get("version") != PLAN_SCHEMA_VERSION:
+            raise fail(
+                f"unsupported plan schema version {data.get('version')!r} "
+                f"(this portmeta reads version {PLAN_SCHEMA_VERSION})"
+            )
+        try:
+            profile = Profile.from_dict(data["profile"])
+            deltas = [
+                MetaDelta(
+                    target=_str(d["target"]),
+                    key=_str(d["key"]),
+                    value=codec.decode(d["value"]),
+                    source=_str(d["source"]),
+                    origin=_str(d["origin"]),
+                    rule=Rule(d["rule"]),
+                    anchor=_str(d["anchor"]),
+                    path=tuple(_str(n) for n in d["path"]),
+                )
+                for d in data["deltas"]
+            ]
+            diagnostics = [
+                Diagnostic(
+                    kind=_str(d["kind"]),
+                    severity=Severity(d["severity"]),
+                    node=_str(d["node"]),
+                    message=_str(d["message"]),
+                    rule=None if d["rule"] is None else Rule(d["rule"]),
+                    related=tuple(_str(n) for n in d["related"]),
+                    error_class=None if d["error_class"] is None else _str(d["error_class"]),
+                )
+                for d in data["diagnostics"]
+            ]
+            return cls(deltas, diagnostics, _str(data["fingerprint"]), profile)
+        except ProfileError as exc:
+            raise fail(str(exc)) from None
+        except KeyError as exc:
+            raise fail(f"missing field {exc.args[0]!r}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise fail(f"malformed plan: {exc}") from None
+        except RecursionError:
+            raise fail("data is nested too deeply") from None
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str | None = None) -> Plan:
+        """Inverse of :meth:`to_json`; raises :class:`GraphFormatError` on malformed input."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GraphFormatError(f"not valid JSON: {exc.msg}", source) from None
+        except RecursionError:
+            raise GraphFormatError("JSON is nested too deeply", source) from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def load(cls, path: str) -> Plan:
+        """Read a plan file written from :meth:`to_json`."""
+        return cls.from_dict(read_json(path), source=str(path))
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that never raises and never trusts a non-bool ``==`` (arrays, tensors)."""
+    if a is b:
+        return True
+    try:
+        result = a == b
+    except Exception:
+        return False
+    return result if isinstance(result, bool) else False
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@attrs.define
+class _Cell:
+    value: Any
+    origin: str
+    written: bool
+
+
+class _Meta:
+    """The running view of metadata: record meta overlaid by the writes so far, with undo."""
+
+    def __init__(self, graph: nx.DiGraph, keys: tuple[str, ...]) -> None:
+        self._graph = graph
+        self._keys = keys
+        self._cells: dict[str, dict[str, _Cell]] = {}
+        self._journal: list[tuple[str, str, _Cell | None]] = []
+
+    def cells(self, name: str) -> dict[str, _Cell]:
+        cells = self._cells.get(name)
+        if cells is None:
+            meta = record(self._graph, name).meta_dict()
+            cells = {k: _Cell(meta[k], name, False) for k in self._keys if k in meta}
+            self._cells[name] = cells
+        return cells
+
+    def write(self, target: str, key: str, cell: _Cell) -> _Cell | None:
+        cells = self.cells(target)
+        previous = cells.get(key)
+        self._journal.append((target, key, previous))
+        cells[key] = cell
+        return previous
+
+    def mark(self) -> int:
+        return len(self._journal)
+
+    def rollback(self, mark: int) -> None:
+        while len(self._journal) > mark:
+            target, key, previous = self._journal.pop()
+            if previous is None:
+                del self._cells[target][key]
+            else:
+                self._cells[target][key] = previous
+
+
+def _rules_for(graph: nx.DiGraph, profile: Profile, node: str) -> Iterable[RuleResult]:
+    """The rule results for one annotated node, lazily, in upstream's order."""
+    ann = record(graph, node).annotation
+    if ann is None or not ann.is_valid:
+        return
+    for inp in ann.inputs:
+        if inp.qspec is None:
+            continue
+        if inp.qspec.dynamic:
+            yield dynamic_input(graph, profile, node, inp.node, live=inp.live)
+        else:
+            yield static_input(graph, profile, node, inp.node, live=inp.live)
+    yield static_output(graph, profile, node) if ann.output is not None else EMPTY
+
+
+def _resolve(
+    meta: _Meta, profile: Profile, copy: Copy, anchor: str
+) -> tuple[list[MetaDelta], list[Diagnostic]]:
+    deltas: list[MetaDelta] = []
+    diagnostics: list[Diagnostic] = []
+    source = meta.cells(copy.source)
+    for key in profile.keys:
+        if key not in source:
+            continue
+        cell = source[key]
+        deltas.append(
+            MetaDelta(copy.target, key, cell.value, copy.source, cell.origin, copy.rule, anchor, copy.path)
+        )
+        previous = meta.write(copy.target, key, _Cell(cell.value, cell.origin, True))
+        if previous is not None and previous.written and not _same(previous.value, cell.value):
+            diagnostics.append(
+                Diagnostic(
+                    "overwrite",
+                    Severity.INFO,
+                    copy.target,
+                    f"{copy.rule.value} write from {copy.source!r} replaces {key!r} on "
+                    f"{copy.target!r} ({_short(previous.value)} from {previous.origin!r} becomes "
+                    f"{_short(cell.value)} from {cell.origin!r})",
+                    copy.rule,
+                    (previous.origin, cell.origin),
+                )
+            )
+    return deltas, diagnostics
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def plan(
+    graph: nx.DiGraph,
+    profile: Profile = TORCHAO,
+    errors: Literal["raise", "collect"] = "raise",
+) -> Plan:
+    """Compute the metadata writes the upstream pass would perform on ``graph``.
+
+    Parameters
+    ----------
+    graph:
+        A snapshot (:func:`portmeta.build_graph`, :func:`portmeta.load_graph`,
+        ``portmeta_fx.from_fx`` or :class:`portmeta.testing.GraphBuilder`).
+    profile:
+        Op sets and keys; :data:`portmeta.TORCHAO` by default.
+    errors:
+        ``"raise"`` stops at the first annotated node where upstream raises, raising the
+        matching :class:`~portmeta.errors.PlanError`. ``"collect"`` records an ``error``
+        diagnostic instead, drops every write of that annotated node, and goes on.
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    PlanError
+        (``errors="raise"``) where upstream raises; see :mod:`portmeta.errors`.
+    ProfileError
+        The snapshot did not record a key the profile copies.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder, dynamic
+    >>> b = GraphBuilder(); x = b.placeholder("x")
+    >>> y = b.call("aten.linear.default", x, name="lin"); b.annotate(y, inputs={x: dynamic()})
+    >>> b.output(y); g = b.build()
+    >>> plan(g)
+    Traceback (most recent call last):
+    ...
+    portmeta.errors.NoChooseQParamsError: no choose_qparams node is reachable from input 'x' of dynamically quantized node 'lin'
+    >>> [d.kind for d in plan(g, errors="collect").diagnostics]
+    ['error']
+    """
+    if errors not in ("raise", "collect"):
+        raise OptionError(f"errors must be 'raise' or 'collect', got {errors!r}")
+    recorded = meta_keys(graph)
+    if recorded is not None:
+        missing = [k for k in profile.keys if k not in recorded]
+        if missing:
+            raise ProfileError(
+                f"profile {profile.name!r} copies keys {missing!r} that the snapshot did not "
+                f"record (it recorded {list(recorded)!r}); take the snapshot with those keys"
+            )
+    meta = _Meta(graph, profile.keys)
+    deltas: list[MetaDelta] = []
+    diagnostics: list[Diagnostic] = []
+    for node in annotated_nodes(graph):
+        mark, n_deltas, n_diags = meta.mark(), len(deltas), len(diagnostics)
+        try:
+            for result in _rules_for(graph, profile, node):
+                diagnostics.extend(result.diagnostics)
+                for copy in result.copies:
+                    new_deltas, new_diags = _resolve(meta, profile, copy, node)
+                    deltas.extend(new_deltas)
+                    diagnostics.extend(new_diags)
+        except PlanError as exc:
+            if errors == "raise":
+                raise
+            meta.rollback(mark)
+            del deltas[n_deltas:], diagnostics[n_diags:]
+            diagnostics.append(
+                Diagnostic(
+                    "error",
+                    Severity.ERROR,
+                    node,
+                    str(exc),
+                    None,
+                    (exc.subject,),
+                    type(exc).__name__,
+                )
+            )
+    return Plan(deltas, diagnostics, fingerprint(graph), profile)
+
+
+def final_meta(graph: nx.DiGraph, p: Plan) -> dict[str, dict[str, Any]]:
+    """Every node's recorded metadata after applying ``p``: ``{node: {key: value}}``.
+
+    Nodes are in graph order; a node's keys are its recorded keys, then keys the plan added.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); x = b.placeholder("x", tag="T"); b.output(x)
+    >>> g = b.build(); final_meta(g, plan(g))["x"]
+    {'quantization_tag': 'T'}
+    """
+    out = {rec.name: rec.meta_dict() for rec in records(graph)}
+    for d in p.deltas:
+        out[d.target][d.key] = d.value
+    return out
+
+

@@ -1,0 +1,311 @@
+"""Immutable value records describing one node of a quantized graph.
+
+Everything here is an attrs frozen, slotted class: build new records with :func:`attrs.evolve`,
+never by mutation. The records hold only plain data: node references inside ``args`` and
+``kwargs`` are :class:`NodeRef` values, constants the snapshot could not represent as JSON
+types are :class:`Opaque` values, and operator targets are :class:`Target` values whose
+``kind`` keeps an operator overload, an operator packet, a Python callable and a plain name
+apart even where their strings would look alike.
+
+Example
+-------
+>>> from portmeta.records import NodeRecord, NodeRef, Target
+>>> q = NodeRecord(
+...     name="q",
+...     op="call_function",
+...     target=Target.overload("quantized_decomposed.quantize_per_tensor.default"),
+...     args=(NodeRef("x"), 0.1, 0, -128, 127, Opaque("torch.dtype", "torch.int8")),
+...     users=("dq",),
+... )
+>>> q.input_names()
+('x',)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from typing import Any, Union
+
+import attrs
+
+__all__ = [
+    "TargetKind",
+    "Target",
+    "NodeRef",
+    "Opaque",
+    "ArgValue",
+    "QSpec",
+    "QInput",
+    "Annotation",
+    "NodeRecord",
+    "OPS",
+    "iter_node_refs",
+]
+
+#: The ``op`` values of ``torch.fx.Node``.
+OPS = frozenset(
+    {"placeholder", "get_attr", "call_function", "call_method", "call_module", "output"}
+)
+
+
+class TargetKind(str, enum.Enum):
+    """What a node's target is.
+
+    ``OVERLOAD`` (``aten.view.default``) and ``PACKET`` (``torchao.quantize_affine``) are torch
+    operators; ``CALLABLE`` is any other Python callable (``operator.getitem``); ``NAME`` is a
+    string target: a placeholder, attribute, module or method name.
+
+    Example
+    -------
+    >>> TargetKind("packet") is TargetKind.PACKET
+    True
+    """
+
+    OVERLOAD = "overload"
+    PACKET = "packet"
+    CALLABLE = "callable"
+    NAME = "name"
+
+
+@attrs.frozen(slots=True)
+class Target:
+    """A node target as a canonical string plus its kind.
+
+    Two targets are equal only if both the string and the kind are equal, so the packet
+    ``torchao.quantize_affine`` never equals the overload ``torchao.quantize_affine.default``
+    and an attribute named ``aten.view.default`` never equals the operator.
+
+    Example
+    -------
+    >>> Target.packet("torchao.quantize_affine") == Target.overload("torchao.quantize_affine")
+    False
+    >>> str(Target.overload("aten.view.default"))
+    'aten.view.default'
+    """
+
+    name: str = attrs.field(validator=attrs.validators.instance_of(str))
+    kind: TargetKind = attrs.field(converter=TargetKind)
+
+    @classmethod
+    def overload(cls, name: str) -> Target:
+        """An operator overload such as ``aten.view.default``."""
+        return cls(name, TargetKind.OVERLOAD)
+
+    @classmethod
+    def packet(cls, name: str) -> Target:
+        """An operator packet such as ``torchao.quantize_affine``."""
+        return cls(name, TargetKind.PACKET)
+
+    @classmethod
+    def function(cls, name: str) -> Target:
+        """A Python callable such as ``operator.getitem``."""
+        return cls(name, TargetKind.CALLABLE)
+
+    @classmethod
+    def named(cls, name: str) -> Target:
+        """A string target: placeholder, attribute, module or method name."""
+        return cls(name, TargetKind.NAME)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@attrs.frozen(slots=True)
+class NodeRef:
+    """A reference to another node inside ``args`` / ``kwargs``.
+
+    Example
+    -------
+    >>> NodeRef("x") == "x"
+    False
+    """
+
+    name: str = attrs.field(validator=attrs.validators.instance_of(str))
+
+
+@attrs.frozen(slots=True)
+class Opaque:
+    """A constant the snapshot keeps only as text: its type name and its ``repr``.
+
+    Example
+    -------
+    >>> Opaque("torch.dtype", "torch.int8").text
+    'torch.int8'
+    """
+
+    type_name: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+#: What may appear in ``args``, ``kwargs`` and metadata values: ``NodeRef``, ``Opaque``,
+#: ``None``, ``bool``, ``int``, ``float``, ``str`` and lists, tuples and dicts of these.
+ArgValue = Union[NodeRef, Opaque, None, bool, int, float, str, list[Any], tuple[Any, ...], dict[Any, Any]]
+
+
+def iter_node_refs(value: Any) -> Iterator[str]:
+    """Yield the names of every :class:`NodeRef` inside ``value``, depth first, in order.
+
+    Example
+    -------
+    >>> list(iter_node_refs((NodeRef("a"), [1, NodeRef("b")], {"k": NodeRef("a")})))
+    ['a', 'b', 'a']
+    """
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, NodeRef):
+            yield item.name
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            pairs = list(item.items())
+            for key, val in reversed(pairs):
+                stack.append(val)
+                stack.append(key)
+
+
+@attrs.frozen(slots=True)
+class QSpec:
+    """The part of a quantization spec that planning reads.
+
+    ``is_dynamic`` is ``True`` / ``False`` when the spec has that attribute and ``None`` when it
+    does not (``SharedQuantizationSpec``, ``DerivedQuantizationSpec`` and
+    ``FixedQParamsQuantizationSpec`` have none). Only ``True`` selects the dynamic rule.
+
+    Example
+    -------
+    >>> QSpec("SharedQuantizationSpec").dynamic
+    False
+    >>> QSpec("QuantizationSpec", is_dynamic=True).dynamic
+    True
+    """
+
+    kind: str = attrs.field(validator=attrs.validators.instance_of(str))
+    is_dynamic: bool | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool))
+    )
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the dynamic input rule applies (``is_dynamic is True``)."""
+        return self.is_dynamic is True
+
+
+@attrs.frozen(slots=True)
+class QInput:
+    """One entry of an annotation's ``input_qspec_map``.
+
+    ``live`` is False when the annotation names a node object that is no longer the graph's
+    node of that name (erased or replaced); such an input never connects to anything.
+
+    Example
+    -------
+    >>> QInput("x", QSpec("QuantizationSpec", False)).live
+    True
+    """
+
+    node: str = attrs.field(validator=attrs.validators.instance_of(str))
+    qspec: QSpec | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(QSpec))
+    )
+    live: bool = True
+
+
+def _to_inputs(value: Any) -> tuple[QInput, ...]:
+    if isinstance(value, Mapping):
+        return tuple(QInput(name, spec) for name, spec in value.items())
+    return tuple(value)
+
+
+@attrs.frozen(slots=True)
+class Annotation:
+    """A quantization annotation as plain data: ordered inputs and the output spec.
+
+    ``inputs`` accepts a mapping ``{input name: QSpec | None}`` or a sequence of
+    :class:`QInput`; it is stored as a tuple in insertion order.
+
+    Example
+    -------
+    >>> ann = Annotation({"x": QSpec("QuantizationSpec", False)}, output=None)
+    >>> ann.is_valid, [i.node for i in ann.inputs]
+    (True, ['x'])
+    >>> Annotation({}, None).is_valid
+    False
+    """
+
+    inputs: tuple[QInput, ...] = attrs.field(factory=tuple, converter=_to_inputs)
+    output: QSpec | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(QSpec))
+    )
+
+    @property
+    def is_valid(self) -> bool:
+        """Upstream's test: an annotation with no inputs and no output spec is ignored."""
+        return bool(self.inputs) or self.output is not None
+
+
+def _to_meta(value: Any) -> tuple[tuple[str, Any], ...]:
+    if isinstance(value, Mapping):
+        return tuple(value.items())
+    return tuple((str(k), v) for k, v in value)
+
+
+@attrs.frozen(slots=True)
+class NodeRecord:
+    """One node of the snapshot.
+
+    Parameters
+    ----------
+    name, op, target:
+        As on ``torch.fx.Node``; ``target`` is a :class:`Target`.
+    args, kwargs:
+        Arguments with node references as :class:`NodeRef`. ``kwargs`` keeps its order.
+    users:
+        Names of the node's users, in ``node.users`` order.
+    meta:
+        The values of the metadata keys planning reads, in the order given. Absent keys are
+        absent (presence, not truthiness, decides whether a key is copied).
+    annotation:
+        The quantization annotation, or ``None``.
+
+    Example
+    -------
+    >>> rec = NodeRecord("x", "placeholder", Target.named("x"), meta={"stack_trace": "a.py:1"})
+    >>> rec.meta_dict()
+    {'stack_trace': 'a.py:1'}
+    """
+
+    name: str = attrs.field(validator=attrs.validators.instance_of(str))
+    op: str = attrs.field(validator=attrs.validators.in_(OPS))
+    target: Target = attrs.field(validator=attrs.validators.instance_of(Target))
+    args: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    kwargs: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_to_meta)
+    users: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    meta: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_to_meta)
+    annotation: Annotation | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(Annotation)),
+    )
+
+    def meta_dict(self) -> dict[str, Any]:
+        """The recorded metadata as a new dict (key order kept)."""
+        return dict(self.meta)
+
+    def kwargs_dict(self) -> dict[str, Any]:
+        """The keyword arguments as a new dict (order kept)."""
+        return dict(self.kwargs)
+
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the nodes referenced by args and kwargs, first occurrence order, no repeats."""
+        seen: dict[str, None] = {}
+        for name in iter_node_refs((self.args, self.kwargs_dict())):
+            seen.setdefault(name, None)
+        return tuple(seen)
+
+    def first_arg(self) -> Any:
+        """``args[0]``; raises ``IndexError`` when there are no positional arguments."""
+        return self.args[0]

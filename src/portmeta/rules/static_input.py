@@ -1,0 +1,101 @@
+"""Static input rule: the dequantize feeding an annotated input inherits the consumer's meta.
+
+For an annotated node ``node`` and a static input ``x``::
+
+    x -> q -> dq -> node        dq <- node          (and, when q reads a weight,
+                                                      q and its view ops <- get_attr)
+
+Quirks kept from upstream: only *top-level* positional args of ``node`` are searched (a
+dequantize passed as a keyword, or inside a list such as ``cat``'s, is never found); the first
+dequantize arg *connected* to ``x`` wins; with no quantize directly above it nothing is written,
+not even to the dequantize.
+
+Example
+-------
+>>> from portmeta import TORCHAO
+>>> from portmeta.testing import GraphBuilder, static
+>>> b = GraphBuilder(); x = b.placeholder("x")
+>>> q, dq = b.qdq(x); y = b.call("aten.relu.default", dq, name="relu")
+>>> b.annotate(y, inputs={x: static()}); b.output(y)
+>>> [(c.target, c.source) for c in static_input(b.build(), TORCHAO, "relu", "x").copies]
+[('dq', 'relu')]
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..errors import MissingArgumentError, NonNodeQuantArgError
+from ..profiles import Profile
+from ..records import NodeRef
+from .base import EMPTY, Copy, Rule, RuleResult, rec_of, show
+from .view_chain import view_chain
+
+__all__ = ["static_input", "walk_to_producer"]
+
+
+def walk_to_producer(graph: nx.DiGraph, profile: Profile, node: str, start: str) -> tuple[str, ...]:
+    """Follow ``args[0]`` from ``start`` while the target is a quant-workflow op.
+
+    Returns the nodes visited, ``start`` first; the last one is the producer the walk ends at.
+    Only the target is checked, not ``op`` (as upstream's ``_is_connected``).
+
+    Raises
+    ------
+    NonNodeQuantArgError
+        A workflow op's ``args[0]`` is a constant (upstream: ``ValueError``).
+    MissingArgumentError
+        A workflow op has no positional args (upstream: ``IndexError``).
+    """
+    walked = [start]
+    cur = rec_of(graph, start)
+    while profile.is_workflow_op(cur):
+        if not cur.args:
+            raise MissingArgumentError(node, cur.name)
+        first = cur.args[0]
+        if not isinstance(first, NodeRef):
+            raise NonNodeQuantArgError(node, cur.name, show(first))
+        cur = rec_of(graph, first.name)
+        walked.append(cur.name)
+    return tuple(walked)
+
+
+def static_input(
+    graph: nx.DiGraph, profile: Profile, node: str, input_node: str, *, live: bool = True
+) -> RuleResult:
+    """Copies for one static input of an annotated node.
+
+    Parameters
+    ----------
+    graph, profile:
+        The snapshot and the profile.
+    node:
+        The annotated (consumer) node.
+    input_node:
+        The annotated input's name; ``live=False`` (or a name not in the graph) marks an input
+        that is not the graph's node any more, which nothing connects to.
+
+    Returns
+    -------
+    RuleResult
+        The get_attr view-chain copies (if the quantize reads a weight), then ``dq <- node``.
+
+    Raises
+    ------
+    NonNodeQuantArgError, MissingArgumentError
+        From the connectivity walk (see :func:`walk_to_producer`).
+    """
+    reachable = live and input_node in graph
+    for arg in rec_of(graph, node).args:
+        if not isinstance(arg, NodeRef) or not profile.is_dequantize(rec_of(graph, arg.name)):
+            continue
+        walked = walk_to_producer(graph, profile, node, arg.name)
+        if reachable and walked[-1] == input_node:
+            break
+    else:
+        return EMPTY
+    dq, q = walked[0], walked[1]
+    if not profile.is_quantize(rec_of(graph, q)):
+        return EMPTY
+    path = tuple(reversed(walked)) + (node,)
+    return view_chain(graph, profile, node, q) + RuleResult((Copy(dq, node, Rule.STATIC_INPUT, path),))

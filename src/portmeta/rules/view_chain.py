@@ -1,0 +1,62 @@
+"""Get_attr view-chain rule: a quantize that reads a weight inherits the weight's meta.
+
+::
+
+    get_attr w -> permute -> view -> q      q, view, permute <- w   (chain order: q first)
+
+The walk goes up ``args[0]`` from the quantize through the profile's view ops; only when it
+ends at a ``get_attr`` node is anything written. Upstream runs it inside the static input rule,
+right before ``dq <- consumer``.
+
+Example
+-------
+>>> from portmeta import TORCHAO
+>>> from portmeta.testing import GraphBuilder
+>>> b = GraphBuilder(); w = b.get_attr("w")
+>>> t = b.call("aten.permute.default", w, [1, 0], name="t"); q, dq = b.qdq(t)
+>>> b.output(dq)
+>>> [(c.target, c.source) for c in view_chain(b.build(), TORCHAO, "?", q).copies]
+[('q', 'w'), ('t', 'w')]
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..errors import MissingArgumentError
+from ..profiles import Profile
+from ..records import NodeRef
+from .base import EMPTY, Copy, Rule, RuleResult, rec_of
+
+__all__ = ["view_chain"]
+
+
+def view_chain(graph: nx.DiGraph, profile: Profile, node: str, q: str) -> RuleResult:
+    """Copies ``chain <- get_attr`` for the quantize ``q`` (``node`` names the consumer in errors).
+
+    Returns
+    -------
+    RuleResult
+        One copy per chain node (``q``, then each view op walking up), all from the
+        ``get_attr`` node; empty when the chain ends anywhere else.
+
+    Raises
+    ------
+    MissingArgumentError
+        ``q`` or a view op on the chain has no positional args (upstream: ``IndexError``).
+    """
+    chain = [q]
+    q_rec = rec_of(graph, q)
+    if not q_rec.args:
+        raise MissingArgumentError(node, q)
+    cur = q_rec.args[0]
+    while isinstance(cur, NodeRef) and profile.is_view(rec_of(graph, cur.name)):
+        chain.append(cur.name)
+        view = rec_of(graph, cur.name)
+        if not view.args:
+            raise MissingArgumentError(node, view.name)
+        cur = view.args[0]
+    if not (isinstance(cur, NodeRef) and rec_of(graph, cur.name).op == "get_attr"):
+        return EMPTY
+    path = (cur.name,) + tuple(reversed(chain))
+    return RuleResult(tuple(Copy(n, cur.name, Rule.GET_ATTR_CHAIN, path) for n in chain))

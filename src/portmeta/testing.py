@@ -1,0 +1,337 @@
+"""Build quantization-shaped graphs by hand, without torch.
+
+:class:`GraphBuilder` creates node records the way ``torch.fx`` would: names are made unique
+(``q``, ``q_1``, ...), users are kept in the order uses were created, and ``build()`` returns
+the same frozen snapshot ``portmeta_fx.from_fx`` returns for a real graph. Helpers add q/dq
+pairs, dynamic choose_qparams chains, get_attr weights behind view ops and sym-size users.
+
+Example
+-------
+>>> from portmeta import plan
+>>> from portmeta.testing import GraphBuilder, static
+>>> b = GraphBuilder()
+>>> x = b.placeholder("x")
+>>> q, dq = b.qdq(x)
+>>> w = b.get_attr("weight", tag="W")
+>>> wq, wdq = b.qdq(w, per_channel=True)
+>>> conv = b.call("aten.conv2d.default", dq, wdq, name="conv", tag="conv0", stack_trace="m.py:7")
+>>> b.annotate(conv, inputs={x: static(), w: static()}, output=static())
+>>> oq, odq = b.qdq(conv)
+>>> b.output(odq)
+>>> sorted(plan(b.build()).final_state())
+['dq', 'dq_1', 'q_1', 'q_2']
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import networkx as nx
+
+from .errors import GraphBuildError
+from .graph import build_graph
+from .profiles import TORCHAO, Profile
+from .records import (
+    Annotation,
+    NodeRecord,
+    NodeRef,
+    Opaque,
+    QInput,
+    QSpec,
+    Target,
+    TargetKind,
+    iter_node_refs,
+)
+
+__all__ = [
+    "GraphBuilder",
+    "DynamicChain",
+    "static",
+    "dynamic",
+    "shared",
+    "derived",
+    "fixed",
+    "target",
+]
+
+
+def static() -> QSpec:
+    """A ``QuantizationSpec`` with ``is_dynamic=False``."""
+    return QSpec("QuantizationSpec", False)
+
+
+def dynamic() -> QSpec:
+    """A ``QuantizationSpec`` with ``is_dynamic=True``."""
+    return QSpec("QuantizationSpec", True)
+
+
+def shared() -> QSpec:
+    """A ``SharedQuantizationSpec`` (no ``is_dynamic`` attribute: static)."""
+    return QSpec("SharedQuantizationSpec", None)
+
+
+def derived() -> QSpec:
+    """A ``DerivedQuantizationSpec`` (no ``is_dynamic`` attribute: static)."""
+    return QSpec("DerivedQuantizationSpec", None)
+
+
+def fixed() -> QSpec:
+    """A ``FixedQParamsQuantizationSpec`` (no ``is_dynamic`` attribute: static)."""
+    return QSpec("FixedQParamsQuantizationSpec", None)
+
+
+def target(name: str | Target) -> Target:
+    """Guess a target's kind from its spelling; pass a :class:`Target` to be explicit.
+
+    ``operator.*`` and ``builtins.*`` are callables; ``ns.op.overload`` (two dots or more) is an
+    operator overload; ``ns.op`` (one dot) is an operator packet; no dot is a plain name.
+
+    Example
+    -------
+    >>> target("aten.view.default").kind.value, target("aten.transpose_").kind.value
+    ('overload', 'packet')
+    >>> target("operator.getitem").kind.value
+    'callable'
+    """
+    if isinstance(name, Target):
+        return name
+    if name.startswith(("operator.", "builtins.", "_operator.")):
+        return Target.function(name)
+    dots = name.count(".")
+    if dots >= 2:
+        return Target.overload(name)
+    if dots == 1:
+        return Target.packet(name)
+    return Target.named(name)
+
+
+@attrs.frozen(slots=True)
+class DynamicChain:
+    """Names of the nodes :meth:`GraphBuilder.dynamic_qdq` created."""
+
+    choose_qparams: str
+    scale: str
+    zero_point: str
+    q: str
+    dq: str
+
+
+_DTYPE = Opaque("torch.dtype", "torch.int8")
+_UINT8 = Opaque("torch.dtype", "torch.uint8")
+
+
+@attrs.define
+class _Draft:
+    name: str
+    op: str
+    target: Target
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    meta: dict[str, Any]
+    annotation: Annotation | None = None
+
+
+class GraphBuilder:
+    """Mutable builder of an immutable snapshot; every method returns node names.
+
+    Parameters
+    ----------
+    profile:
+        Where the helper methods take their quantize / dequantize / choose_qparams op names
+        from (the first overload of each kind); :data:`portmeta.TORCHAO` by default.
+
+    Metadata: every node method accepts ``stack_trace=``, ``tag=`` (``quantization_tag``) and
+    ``meta=`` (any other keys). Passing ``None`` explicitly for ``tag`` or ``stack_trace``
+    records the key with a ``None`` value (presence, not truthiness); leave it out for absent.
+    """
+
+    _UNSET: Any = object()
+
+    def __init__(self, profile: Profile = TORCHAO) -> None:
+        self._profile = profile
+        self._drafts: dict[str, _Draft] = {}
+        self._users: dict[str, list[str]] = {}
+        self._taken: set[str] = set()
+
+    # -- names ----------------------------------------------------------------------------
+    def _fresh(self, base: str) -> str:
+        base = re.sub(r"\W", "_", base) or "node"
+        name, i = base, 0
+        while name in self._taken:
+            i += 1
+            name = f"{base}_{i}"
+        self._taken.add(name)
+        return name
+
+    # -- core -----------------------------------------------------------------------------
+    def add(
+        self,
+        op: str,
+        target: str | Target,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        stack_trace: Any = _UNSET,
+        tag: Any = _UNSET,
+        meta: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Add any node and return its name.
+
+        As in ``torch.fx``, a name already taken gets a suffix (``q``, ``q_1``, ...). Strings in
+        ``args``/``kwargs`` stay strings here: wrap node names with
+        :class:`~portmeta.records.NodeRef` (:meth:`call` does this for you).
+        """
+        tgt = globals()["target"](target)
+        if name is None:
+            base = tgt.name.split(".")[-2] if tgt.kind is TargetKind.OVERLOAD else tgt.name.split(".")[-1]
+        else:
+            base = name
+        node_name = self._fresh(base)
+        record_meta: dict[str, Any] = {}
+        if stack_trace is not self._UNSET:
+            record_meta["stack_trace"] = stack_trace
+        if tag is not self._UNSET:
+            record_meta["quantization_tag"] = tag
+        record_meta.update(meta or {})
+        draft = _Draft(node_name, op, tgt, tuple(args), dict(kwargs or {}), record_meta)
+        for ref in dict.fromkeys(iter_node_refs((draft.args, draft.kwargs))):
+            if ref not in self._drafts:
+                raise GraphBuildError(f"node {node_name!r} uses unknown node {ref!r}")
+            self._users[ref].append(node_name)
+        self._drafts[node_name] = draft
+        self._users[node_name] = []
+        return node_name
+
+    def placeholder(self, name: str, **meta: Any) -> str:
+        """A graph input."""
+        return self.add("placeholder", Target.named(name), name=name, **meta)
+
+    def get_attr(self, name: str, attr: str | None = None, **meta: Any) -> str:
+        """A ``get_attr`` node (a weight or buffer); ``attr`` defaults to ``name``."""
+        return self.add("get_attr", Target.named(attr or name), name=name, **meta)
+
+    def call(self, target: str | Target, *args: Any, kwargs: Mapping[str, Any] | None = None, **opts: Any) -> str:
+        """A ``call_function`` node; positional ``args`` that are node names become references.
+
+        A string argument is taken as a node reference when a node of that name exists; wrap
+        it in :class:`~portmeta.records.Opaque` or use :meth:`add` to pass a real string.
+        """
+        return self.add(
+            "call_function", target, tuple(self._ref(a) for a in args),
+            {k: self._ref(v) for k, v in (kwargs or {}).items()}, **opts,
+        )
+
+    def output(self, *values: Any, **meta: Any) -> None:
+        """Add the output node (named ``output``) returning ``values`` as a tuple."""
+        self.add("output", Target.named("output"), (tuple(self._ref(v) for v in values),), name="output", **meta)
+
+    def _ref(self, value: Any) -> Any:
+        if isinstance(value, str) and value in self._drafts:
+            return NodeRef(value)
+        if isinstance(value, list):
+            return [self._ref(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._ref(v) for v in value)
+        return value
+
+    # -- quantization helpers ---------------------------------------------------------------
+    def _op(self, ops: Iterable[Target], prefer: str) -> Target:
+        named = {t.name: t for t in ops}
+        if prefer in named:
+            return named[prefer]
+        return sorted(named.values(), key=lambda t: t.name)[0]
+
+    def qdq(
+        self,
+        x: str,
+        *,
+        per_channel: bool = False,
+        names: tuple[str, str] = ("q", "dq"),
+        q_meta: Mapping[str, Any] | None = None,
+        dq_meta: Mapping[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """A static ``quantize -> dequantize`` pair reading ``x``; returns ``(q, dq)``."""
+        kind = "channel" if per_channel else "tensor"
+        q_op = self._op(self._profile.quantize, f"quantized_decomposed.quantize_per_{kind}.default")
+        dq_op = self._op(self._profile.dequantize, f"quantized_decomposed.dequantize_per_{kind}.default")
+        qargs: tuple[Any, ...] = (0.1, 0, -128, 127, _DTYPE)
+        q = self.call(q_op, x, *qargs, name=names[0], meta=q_meta)
+        dq = self.call(dq_op, q, *qargs, name=names[1], meta=dq_meta)
+        return q, dq
+
+    def dynamic_qdq(self, x: str, *, symmetric: bool = False) -> DynamicChain:
+        """``choose_qparams -> getitem(scale), getitem(zero_point) -> q -> dq`` reading ``x``."""
+        cq_name = "quantized_decomposed.choose_qparams_symmetric.tensor" if symmetric else "quantized_decomposed.choose_qparams.tensor"
+        cq = self.call(self._op(self._profile.choose_qparams, cq_name), x, -128, 127, 1e-5, _DTYPE, name="choose_qparams")
+        scale = self.call(Target.function("operator.getitem"), cq, 0, name="scale")
+        zp = self.call(Target.function("operator.getitem"), cq, 1, name="zero_point")
+        qt = "quantized_decomposed.quantize_per_tensor.tensor"
+        dqt = "quantized_decomposed.dequantize_per_tensor.tensor"
+        q = self.call(self._op(self._profile.quantize, qt), x, scale, zp, -128, 127, _DTYPE, name="q")
+        dq = self.call(self._op(self._profile.dequantize, dqt), q, scale, zp, -128, 127, _DTYPE, name="dq")
+        return DynamicChain(cq, scale, zp, q, dq)
+
+    def view(self, x: str, op: str | Target = "aten.permute.default", *args: Any, **opts: Any) -> str:
+        """A view op (one of the profile's, by default ``aten.permute.default``) reading ``x``."""
+        return self.call(op, x, *(args or ([1, 0],)), **opts)
+
+    def sym_size(self, x: str, dim: int = 0, op: str | Target = "aten.sym_size.int", **opts: Any) -> str:
+        """A sym-size node reading ``x``; ``aten.sym_size.int`` is *not* filtered by upstream."""
+        return self.call(op, x, dim, **opts)
+
+    # -- annotations and metadata -------------------------------------------------------------
+    def annotate(
+        self,
+        node: str,
+        inputs: Mapping[str, QSpec | None] | Iterable[QInput] | None = None,
+        output: QSpec | None = None,
+    ) -> None:
+        """Set ``node``'s quantization annotation (replacing any earlier one).
+
+        ``inputs`` maps input node names (which need not be in the graph: a missing name is an
+        input that is no longer the graph's node) to specs or ``None``.
+        """
+        self._draft(node).annotation = Annotation(inputs if inputs is not None else {}, output)
+
+    def set_meta(self, node: str, **meta: Any) -> None:
+        """Set metadata keys on ``node`` (``tag`` means ``quantization_tag``)."""
+        if "tag" in meta:
+            meta["quantization_tag"] = meta.pop("tag")
+        self._draft(node).meta.update(meta)
+
+    def reorder_users(self, node: str, order: Sequence[str]) -> None:
+        """Give ``node``'s users a different order (as FX does after ``replace_input_with``)."""
+        if sorted(order) != sorted(self._users[node]):
+            raise GraphBuildError(f"new users order for {node!r} must be a permutation of {self._users[node]!r}")
+        self._users[node] = list(order)
+
+    def _draft(self, node: str) -> _Draft:
+        try:
+            return self._drafts[node]
+        except KeyError:
+            raise GraphBuildError(f"no node named {node!r}") from None
+
+    # -- result -------------------------------------------------------------------------------
+    def records(self) -> list[NodeRecord]:
+        """The records so far, in graph order."""
+        return [
+            NodeRecord(
+                name=d.name,
+                op=d.op,
+                target=d.target,
+                args=d.args,
+                kwargs=d.kwargs,
+                users=tuple(self._users[d.name]),
+                meta=d.meta,
+                annotation=d.annotation,
+            )
+            for d in self._drafts.values()
+        ]
+
+    def build(self, meta_keys: Sequence[str] | None = None) -> nx.DiGraph:
+        """The frozen snapshot (see :func:`portmeta.build_graph`)."""
+        return build_graph(self.records(), meta_keys=meta_keys)
