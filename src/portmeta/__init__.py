@@ -30,6 +30,7 @@ from .errors import (
     ProfileError,
     ScaleWithoutUsersError,
     StalePlanError,
+    UnknownNodeError,
     UpstreamInternalError,
 )
 from .explain import explain
@@ -105,5 +106,6 @@ __all__ = [
     "ProfileError",
     "ScaleWithoutUsersError",
     "StalePlanError",
+    "UnknownNodeError",
     "UpstreamInternalError",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "GraphFormatError",
     "GraphBuildError",
     "ProfileError",
+    "UnknownNodeError",
     "StalePlanError",
     "PlanError",
     "NoChooseQParamsError",
@@ -80,6 +81,20 @@ class ProfileError(PortmetaError, ValueError):
     >>> isinstance(ProfileError("unknown profile 'x'"), ValueError)
     True
     """
+
+
+class UnknownNodeError(PortmetaError, LookupError):
+    """A node name asked for is not in the graph.
+
+    Example
+    -------
+    >>> print(UnknownNodeError("conv", "g.json"))
+    no node named 'conv' in g.json
+    """
+
+    def __init__(self, node: str, where: str = "the graph") -> None:
+        self.node = node
+        super().__init__(f"no node named {node!r} in {where}")
 
 
 class StalePlanError(PortmetaError):
