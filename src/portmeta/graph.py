@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import networkx as nx
 
@@ -44,10 +44,16 @@ from .records import (
     QSpec,
     Target,
     TargetKind,
-    iter_node_refs,
 )
 
+if TYPE_CHECKING:
+    Snapshot: TypeAlias = nx.DiGraph[str]
+else:
+    Snapshot = nx.DiGraph
+    """The snapshot type: a frozen ``networkx.DiGraph`` keyed by node name."""
+
 __all__ = [
+    "Snapshot",
     "GRAPH_FORMAT",
     "GRAPH_SCHEMA_VERSION",
     "build_graph",
@@ -72,7 +78,7 @@ GRAPH_SCHEMA_VERSION = 1
 
 def build_graph(
     node_records: Iterable[NodeRecord], *, meta_keys: Sequence[str] | None = None
-) -> nx.DiGraph:
+) -> Snapshot:
     """Check node records and freeze them into a snapshot graph.
 
     Parameters
@@ -102,7 +108,7 @@ def build_graph(
     portmeta.errors.GraphBuildError: node 'x' lists unknown user 'y'
     """
     recs = list(node_records)
-    G = nx.DiGraph()
+    G: Snapshot = nx.DiGraph()
     for rec in recs:
         if not isinstance(rec, NodeRecord):
             raise GraphBuildError(f"expected NodeRecord, got {type(rec).__name__}")
@@ -135,13 +141,14 @@ def build_graph(
     G.graph["annotated"] = tuple(rec.name for rec in recs if rec.annotation is not None)
     G.graph["meta_keys"] = keys
     G.graph["fingerprint"] = _digest(_nodes_to_data(recs), keys)
-    return nx.freeze(G)
+    frozen: Snapshot = nx.freeze(G)
+    return frozen
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def record(graph: nx.DiGraph, name: str) -> NodeRecord:
+def record(graph: Snapshot, name: str) -> NodeRecord:
     """The record of node ``name``.
 
     Raises
@@ -160,32 +167,32 @@ def record(graph: nx.DiGraph, name: str) -> NodeRecord:
     return rec
 
 
-def records(graph: nx.DiGraph) -> Iterator[NodeRecord]:
+def records(graph: Snapshot) -> Iterator[NodeRecord]:
     """Every record, in graph order."""
-    for _, rec in graph.nodes(data="record"):
-        yield rec
+    for name in graph:
+        yield record(graph, name)
 
 
-def users(graph: nx.DiGraph, name: str) -> tuple[str, ...]:
+def users(graph: Snapshot, name: str) -> tuple[str, ...]:
     """The users of ``name`` in ``node.users`` order (empty for an unknown name)."""
     if name not in graph:
         return ()
     return tuple(graph.succ[name])
 
 
-def annotated_nodes(graph: nx.DiGraph) -> tuple[str, ...]:
+def annotated_nodes(graph: Snapshot) -> tuple[str, ...]:
     """Names of the annotated nodes in graph order."""
     names: tuple[str, ...] = graph.graph["annotated"]
     return names
 
 
-def meta_keys(graph: nx.DiGraph) -> tuple[str, ...] | None:
+def meta_keys(graph: Snapshot) -> tuple[str, ...] | None:
     """The metadata keys the snapshot read, or ``None`` when it recorded what it was given."""
     keys: tuple[str, ...] | None = graph.graph["meta_keys"]
     return keys
 
 
-def fingerprint(graph: nx.DiGraph) -> str:
+def fingerprint(graph: Snapshot) -> str:
     """SHA-256 (hex) of the snapshot's canonical JSON: structure, recorded meta, annotations."""
     value: str = graph.graph["fingerprint"]
     return value
@@ -233,7 +240,7 @@ def _digest(nodes: list[dict[str, Any]], keys: tuple[str, ...] | None) -> str:
     return hashlib.sha256(payload.encode("ascii")).hexdigest()
 
 
-def graph_to_dict(graph: nx.DiGraph) -> dict[str, Any]:
+def graph_to_dict(graph: Snapshot) -> dict[str, Any]:
     """The snapshot as JSON-ready data (the versioned schema :func:`load_graph` reads).
 
     Example
@@ -350,7 +357,7 @@ class _Reader:
         )
 
 
-def graph_from_dict(data: Any, *, source: str | None = None) -> nx.DiGraph:
+def graph_from_dict(data: Any, *, source: str | None = None) -> Snapshot:
     """Build a snapshot from :func:`graph_to_dict` data.
 
     Raises
@@ -373,7 +380,9 @@ def graph_from_dict(data: Any, *, source: str | None = None) -> nx.DiGraph:
             raise reader.fail(f"expected a JSON object at the top level, got {_json_type(data)}")
         fmt = data.get("format")
         if fmt != GRAPH_FORMAT:
-            raise reader.fail(f"not a portmeta graph file (format is {fmt!r}, expected {GRAPH_FORMAT!r})")
+            raise reader.fail(
+                f"not a portmeta graph file (format is {fmt!r}, expected {GRAPH_FORMAT!r})"
+            )
         version = data.get("version")
         if version != GRAPH_SCHEMA_VERSION:
             raise reader.fail(
@@ -381,7 +390,9 @@ def graph_from_dict(data: Any, *, source: str | None = None) -> nx.DiGraph:
                 f"(this portmeta reads version {GRAPH_SCHEMA_VERSION})"
             )
         keys = data.get("meta_keys")
-        if keys is not None and not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+        if keys is not None and not (
+            isinstance(keys, list) and all(isinstance(k, str) for k in keys)
+        ):
             raise reader.fail("field 'meta_keys' must be a list of strings or null")
         nodes = reader.field(data, "nodes", list, "graph")
         recs = [reader.node(item, i) for i, item in enumerate(nodes)]
@@ -392,7 +403,7 @@ def graph_from_dict(data: Any, *, source: str | None = None) -> nx.DiGraph:
         raise GraphFormatError("data is nested too deeply", source) from None
 
 
-def dump_graph(graph: nx.DiGraph, path: str | os.PathLike[str]) -> None:
+def dump_graph(graph: Snapshot, path: str | os.PathLike[str]) -> None:
     """Write a snapshot to ``path`` as JSON (atomically: temporary file, then rename).
 
     Example
@@ -407,7 +418,7 @@ def dump_graph(graph: nx.DiGraph, path: str | os.PathLike[str]) -> None:
     atomic_write_text(path, json.dumps(graph_to_dict(graph), indent=1) + "\n")
 
 
-def load_graph(path: str | os.PathLike[str]) -> nx.DiGraph:
+def load_graph(path: str | os.PathLike[str]) -> Snapshot:
     """Read a snapshot written by :func:`dump_graph` (or by ``portmeta_fx.dump``).
 
     Raises
@@ -429,9 +440,13 @@ def _is(value: Any, kind: Any) -> bool:
 
 
 def _kind_name(kind: Any) -> str:
-    return {str: "a string", list: "an array", dict: "an object", bool: "a boolean", int: "an integer"}.get(
-        kind, str(kind)
-    )
+    return {
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+        bool: "a boolean",
+        int: "an integer",
+    }.get(kind, str(kind))
 
 
 def _json_type(value: Any) -> str:

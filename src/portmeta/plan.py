@@ -27,13 +27,13 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 import attrs
-import networkx as nx
 
 from . import codec
 from ._io import read_json
 from .errors import GraphFormatError, PlanError, PortmetaError, ProfileError
-from .graph import annotated_nodes, fingerprint, meta_keys, record, records
+from .graph import Snapshot, annotated_nodes, fingerprint, meta_keys, record, records
 from .profiles import TORCHAO, Profile
+from .records import names
 from .rules import (
     EMPTY,
     Copy,
@@ -104,7 +104,15 @@ class MetaDelta:
     origin: str
     rule: Rule = attrs.field(converter=Rule)
     anchor: str
-    path: tuple[str, ...] = attrs.field(converter=tuple)
+    path: tuple[str, ...] = attrs.field(converter=names)
+
+
+def _deltas(value: Iterable[MetaDelta]) -> tuple[MetaDelta, ...]:
+    return tuple(value)
+
+
+def _diagnostics(value: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
+    return tuple(value)
 
 
 @attrs.frozen(slots=True)
@@ -131,8 +139,8 @@ class Plan:
     ((), {})
     """
 
-    deltas: tuple[MetaDelta, ...] = attrs.field(converter=tuple)
-    diagnostics: tuple[Diagnostic, ...] = attrs.field(converter=tuple)
+    deltas: tuple[MetaDelta, ...] = attrs.field(converter=_deltas)
+    diagnostics: tuple[Diagnostic, ...] = attrs.field(converter=_diagnostics)
     fingerprint: str
     profile: Profile
 
@@ -232,7 +240,9 @@ class Plan:
         if not isinstance(data, dict):
             raise fail("expected a JSON object at the top level")
         if data.get("format") != PLAN_FORMAT:
-            raise fail(f"not a portmeta plan file (format is {data.get('format')!r}, expected {PLAN_FORMAT!r})")
+            raise fail(
+                f"not a portmeta plan file (format is {data.get('format')!r}, expected {PLAN_FORMAT!r})"
+            )
         if data.get("version") != PLAN_SCHEMA_VERSION:
             raise fail(
                 f"unsupported plan schema version {data.get('version')!r} "
@@ -322,7 +332,7 @@ class _Cell:
 class _Meta:
     """The running view of metadata: record meta overlaid by the writes so far, with undo."""
 
-    def __init__(self, graph: nx.DiGraph, keys: tuple[str, ...]) -> None:
+    def __init__(self, graph: Snapshot, keys: tuple[str, ...]) -> None:
         self._graph = graph
         self._keys = keys
         self._cells: dict[str, dict[str, _Cell]] = {}
@@ -355,7 +365,7 @@ class _Meta:
                 self._cells[target][key] = previous
 
 
-def _rules_for(graph: nx.DiGraph, profile: Profile, node: str) -> Iterable[RuleResult]:
+def _rules_for(graph: Snapshot, profile: Profile, node: str) -> Iterable[RuleResult]:
     """The rule results for one annotated node, lazily, in upstream's order."""
     ann = record(graph, node).annotation
     if ann is None or not ann.is_valid:
@@ -381,7 +391,9 @@ def _resolve(
             continue
         cell = source[key]
         deltas.append(
-            MetaDelta(copy.target, key, cell.value, copy.source, cell.origin, copy.rule, anchor, copy.path)
+            MetaDelta(
+                copy.target, key, cell.value, copy.source, cell.origin, copy.rule, anchor, copy.path
+            )
         )
         previous = meta.write(copy.target, key, _Cell(cell.value, cell.origin, True))
         if previous is not None and previous.written and not _same(previous.value, cell.value):
@@ -406,7 +418,7 @@ def _short(value: Any) -> str:
 
 
 def plan(
-    graph: nx.DiGraph,
+    graph: Snapshot,
     profile: Profile = TORCHAO,
     errors: Literal["raise", "collect"] = "raise",
 ) -> Plan:
@@ -489,7 +501,7 @@ def plan(
     return Plan(deltas, diagnostics, fingerprint(graph), profile)
 
 
-def final_meta(graph: nx.DiGraph, p: Plan) -> dict[str, dict[str, Any]]:
+def final_meta(graph: Snapshot, p: Plan) -> dict[str, dict[str, Any]]:
     """Every node's recorded metadata after applying ``p``: ``{node: {key: value}}``.
 
     Nodes are in graph order; a node's keys are its recorded keys, then keys the plan added.
@@ -505,5 +517,3 @@ def final_meta(graph: nx.DiGraph, p: Plan) -> dict[str, dict[str, Any]]:
     for d in p.deltas:
         out[d.target][d.key] = d.value
     return out
-
-

@@ -218,14 +218,16 @@ _KEYS = ("stack_trace", "quantization_tag")
 TORCHAO = Profile(
     name="torchao",
     keys=_KEYS,
-    quantize=_QD_QUANTIZE + (_P("torchao.quantize_affine"),),
-    dequantize=_QD_DEQUANTIZE + (_P("torchao.dequantize_affine"),),
-    choose_qparams=_QD_CHOOSE + (_P("torchao.choose_qparams_affine"),),
-    workflow_ops=_QD_QUANTIZE
-    + (_P("torchao.quantize_affine"),)
-    + _QD_DEQUANTIZE
-    + (_P("torchao.dequantize_affine"),)
-    + (_O("quantized_decomposed.choose_qparams.tensor"),),
+    quantize=(*_QD_QUANTIZE, _P("torchao.quantize_affine")),
+    dequantize=(*_QD_DEQUANTIZE, _P("torchao.dequantize_affine")),
+    choose_qparams=(*_QD_CHOOSE, _P("torchao.choose_qparams_affine")),
+    workflow_ops=(
+        *_QD_QUANTIZE,
+        _P("torchao.quantize_affine"),
+        *_QD_DEQUANTIZE,
+        _P("torchao.dequantize_affine"),
+        _O("quantized_decomposed.choose_qparams.tensor"),
+    ),
     view_ops=_VIEW_OPS,
     sym_size_call_function=_SYM_SIZE_CALL_FUNCTION,
     sym_size_any_op=_SYM_SIZE_ANY_OP,
@@ -240,8 +242,10 @@ LEGACY_TORCH_AO = Profile(
     quantize=_QD_QUANTIZE,
     dequantize=_QD_DEQUANTIZE,
     choose_qparams=_QD_CHOOSE,
-    workflow_ops=_QD_QUANTIZE + _QD_DEQUANTIZE + (_O("quantized_decomposed.choose_qparams.tensor"),),
-    view_ops=_VIEW_OPS + (_O("aten.transpose.Dimname"),),
+    workflow_ops=_QD_QUANTIZE
+    + _QD_DEQUANTIZE
+    + (_O("quantized_decomposed.choose_qparams.tensor"),),
+    view_ops=(*_VIEW_OPS, _O("aten.transpose.Dimname")),
     sym_size_call_function=_SYM_SIZE_CALL_FUNCTION,
     sym_size_any_op=_SYM_SIZE_ANY_OP,
     skip_output_without_users=False,

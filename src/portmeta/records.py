@@ -24,8 +24,8 @@ Example
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
-from typing import Any, Union
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
 
@@ -143,7 +143,9 @@ class Opaque:
 
 #: What may appear in ``args``, ``kwargs`` and metadata values: ``NodeRef``, ``Opaque``,
 #: ``None``, ``bool``, ``int``, ``float``, ``str`` and lists, tuples and dicts of these.
-ArgValue = Union[NodeRef, Opaque, None, bool, int, float, str, list[Any], tuple[Any, ...], dict[Any, Any]]
+ArgValue = (
+    NodeRef | Opaque | None | bool | int | float | str | list[Any] | tuple[Any, ...] | dict[Any, Any]
+)
 
 
 def iter_node_refs(value: Any) -> Iterator[str]:
@@ -248,6 +250,15 @@ class Annotation:
         return bool(self.inputs) or self.output is not None
 
 
+def names(value: Iterable[str]) -> tuple[str, ...]:
+    """Converter: any iterable of node names to a tuple (for attrs fields)."""
+    return tuple(value)
+
+
+def _args(value: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
 def _to_meta(value: Any) -> tuple[tuple[str, Any], ...]:
     if isinstance(value, Mapping):
         return tuple(value.items())
@@ -282,9 +293,9 @@ class NodeRecord:
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
     op: str = attrs.field(validator=attrs.validators.in_(OPS))
     target: Target = attrs.field(validator=attrs.validators.instance_of(Target))
-    args: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_args)
     kwargs: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_to_meta)
-    users: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    users: tuple[str, ...] = attrs.field(default=(), converter=names)
     meta: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_to_meta)
     annotation: Annotation | None = attrs.field(
         default=None,

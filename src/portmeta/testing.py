@@ -29,10 +29,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-import networkx as nx
 
 from .errors import GraphBuildError
-from .graph import build_graph
+from .graph import Snapshot, build_graph
 from .profiles import TORCHAO, Profile
 from .records import (
     Annotation,
@@ -187,7 +186,11 @@ class GraphBuilder:
         """
         tgt = globals()["target"](target)
         if name is None:
-            base = tgt.name.split(".")[-2] if tgt.kind is TargetKind.OVERLOAD else tgt.name.split(".")[-1]
+            base = (
+                tgt.name.split(".")[-2]
+                if tgt.kind is TargetKind.OVERLOAD
+                else tgt.name.split(".")[-1]
+            )
         else:
             base = name
         node_name = self._fresh(base)
@@ -214,20 +217,31 @@ class GraphBuilder:
         """A ``get_attr`` node (a weight or buffer); ``attr`` defaults to ``name``."""
         return self.add("get_attr", Target.named(attr or name), name=name, **meta)
 
-    def call(self, target: str | Target, *args: Any, kwargs: Mapping[str, Any] | None = None, **opts: Any) -> str:
+    def call(
+        self, target: str | Target, *args: Any, kwargs: Mapping[str, Any] | None = None, **opts: Any
+    ) -> str:
         """A ``call_function`` node; positional ``args`` that are node names become references.
 
         A string argument is taken as a node reference when a node of that name exists; wrap
         it in :class:`~portmeta.records.Opaque` or use :meth:`add` to pass a real string.
         """
         return self.add(
-            "call_function", target, tuple(self._ref(a) for a in args),
-            {k: self._ref(v) for k, v in (kwargs or {}).items()}, **opts,
+            "call_function",
+            target,
+            tuple(self._ref(a) for a in args),
+            {k: self._ref(v) for k, v in (kwargs or {}).items()},
+            **opts,
         )
 
     def output(self, *values: Any, **meta: Any) -> None:
         """Add the output node (named ``output``) returning ``values`` as a tuple."""
-        self.add("output", Target.named("output"), (tuple(self._ref(v) for v in values),), name="output", **meta)
+        self.add(
+            "output",
+            Target.named("output"),
+            (tuple(self._ref(v) for v in values),),
+            name="output",
+            **meta,
+        )
 
     def _ref(self, value: Any) -> Any:
         if isinstance(value, str) and value in self._drafts:
@@ -257,7 +271,9 @@ class GraphBuilder:
         """A static ``quantize -> dequantize`` pair reading ``x``; returns ``(q, dq)``."""
         kind = "channel" if per_channel else "tensor"
         q_op = self._op(self._profile.quantize, f"quantized_decomposed.quantize_per_{kind}.default")
-        dq_op = self._op(self._profile.dequantize, f"quantized_decomposed.dequantize_per_{kind}.default")
+        dq_op = self._op(
+            self._profile.dequantize, f"quantized_decomposed.dequantize_per_{kind}.default"
+        )
         qargs: tuple[Any, ...] = (0.1, 0, -128, 127, _DTYPE)
         q = self.call(q_op, x, *qargs, name=names[0], meta=q_meta)
         dq = self.call(dq_op, q, *qargs, name=names[1], meta=dq_meta)
@@ -265,21 +281,41 @@ class GraphBuilder:
 
     def dynamic_qdq(self, x: str, *, symmetric: bool = False) -> DynamicChain:
         """``choose_qparams -> getitem(scale), getitem(zero_point) -> q -> dq`` reading ``x``."""
-        cq_name = "quantized_decomposed.choose_qparams_symmetric.tensor" if symmetric else "quantized_decomposed.choose_qparams.tensor"
-        cq = self.call(self._op(self._profile.choose_qparams, cq_name), x, -128, 127, 1e-5, _DTYPE, name="choose_qparams")
+        cq_name = (
+            "quantized_decomposed.choose_qparams_symmetric.tensor"
+            if symmetric
+            else "quantized_decomposed.choose_qparams.tensor"
+        )
+        cq = self.call(
+            self._op(self._profile.choose_qparams, cq_name),
+            x,
+            -128,
+            127,
+            1e-5,
+            _DTYPE,
+            name="choose_qparams",
+        )
         scale = self.call(Target.function("operator.getitem"), cq, 0, name="scale")
         zp = self.call(Target.function("operator.getitem"), cq, 1, name="zero_point")
         qt = "quantized_decomposed.quantize_per_tensor.tensor"
         dqt = "quantized_decomposed.dequantize_per_tensor.tensor"
-        q = self.call(self._op(self._profile.quantize, qt), x, scale, zp, -128, 127, _DTYPE, name="q")
-        dq = self.call(self._op(self._profile.dequantize, dqt), q, scale, zp, -128, 127, _DTYPE, name="dq")
+        q = self.call(
+            self._op(self._profile.quantize, qt), x, scale, zp, -128, 127, _DTYPE, name="q"
+        )
+        dq = self.call(
+            self._op(self._profile.dequantize, dqt), q, scale, zp, -128, 127, _DTYPE, name="dq"
+        )
         return DynamicChain(cq, scale, zp, q, dq)
 
-    def view(self, x: str, op: str | Target = "aten.permute.default", *args: Any, **opts: Any) -> str:
+    def view(
+        self, x: str, op: str | Target = "aten.permute.default", *args: Any, **opts: Any
+    ) -> str:
         """A view op (one of the profile's, by default ``aten.permute.default``) reading ``x``."""
         return self.call(op, x, *(args or ([1, 0],)), **opts)
 
-    def sym_size(self, x: str, dim: int = 0, op: str | Target = "aten.sym_size.int", **opts: Any) -> str:
+    def sym_size(
+        self, x: str, dim: int = 0, op: str | Target = "aten.sym_size.int", **opts: Any
+    ) -> str:
         """A sym-size node reading ``x``; ``aten.sym_size.int`` is *not* filtered by upstream."""
         return self.call(op, x, dim, **opts)
 
@@ -306,7 +342,9 @@ class GraphBuilder:
     def reorder_users(self, node: str, order: Sequence[str]) -> None:
         """Give ``node``'s users a different order (as FX does after ``replace_input_with``)."""
         if sorted(order) != sorted(self._users[node]):
-            raise GraphBuildError(f"new users order for {node!r} must be a permutation of {self._users[node]!r}")
+            raise GraphBuildError(
+                f"new users order for {node!r} must be a permutation of {self._users[node]!r}"
+            )
         self._users[node] = list(order)
 
     def _draft(self, node: str) -> _Draft:
@@ -332,6 +370,6 @@ class GraphBuilder:
             for d in self._drafts.values()
         ]
 
-    def build(self, meta_keys: Sequence[str] | None = None) -> nx.DiGraph:
+    def build(self, meta_keys: Sequence[str] | None = None) -> Snapshot:
         """The frozen snapshot (see :func:`portmeta.build_graph`)."""
         return build_graph(self.records(), meta_keys=meta_keys)

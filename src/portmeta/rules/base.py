@@ -15,14 +15,14 @@ Example
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
-import networkx as nx
 
-from ..graph import record, users
+from ..graph import Snapshot, record, users
 from ..profiles import Profile
-from ..records import NodeRecord
+from ..records import NodeRecord, names
 
 __all__ = ["Rule", "Severity", "Copy", "Diagnostic", "RuleResult", "EMPTY", "non_sym_users", "show"]
 
@@ -72,7 +72,7 @@ class Copy:
     target: str
     source: str
     rule: Rule = attrs.field(converter=Rule)
-    path: tuple[str, ...] = attrs.field(converter=tuple)
+    path: tuple[str, ...] = attrs.field(converter=names)
 
 
 @attrs.frozen(slots=True)
@@ -95,11 +95,17 @@ class Diagnostic:
     severity: Severity = attrs.field(converter=Severity)
     node: str
     message: str
-    rule: Rule | None = attrs.field(
-        default=None, converter=attrs.converters.optional(Rule)
-    )
-    related: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    rule: Rule | None = attrs.field(default=None, converter=attrs.converters.optional(Rule))
+    related: tuple[str, ...] = attrs.field(default=(), converter=names)
     error_class: str | None = None
+
+
+def _copies(value: Iterable[Copy]) -> tuple[Copy, ...]:
+    return tuple(value)
+
+
+def _diagnostics(value: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
+    return tuple(value)
 
 
 @attrs.frozen(slots=True)
@@ -112,8 +118,8 @@ class RuleResult:
     ((), ())
     """
 
-    copies: tuple[Copy, ...] = attrs.field(default=(), converter=tuple)
-    diagnostics: tuple[Diagnostic, ...] = attrs.field(default=(), converter=tuple)
+    copies: tuple[Copy, ...] = attrs.field(default=(), converter=_copies)
+    diagnostics: tuple[Diagnostic, ...] = attrs.field(default=(), converter=_diagnostics)
 
     def __add__(self, other: RuleResult) -> RuleResult:
         return RuleResult(self.copies + other.copies, self.diagnostics + other.diagnostics)
@@ -122,7 +128,7 @@ class RuleResult:
 EMPTY = RuleResult()
 
 
-def non_sym_users(graph: nx.DiGraph, profile: Profile, name: str) -> tuple[str, ...]:
+def non_sym_users(graph: Snapshot, profile: Profile, name: str) -> tuple[str, ...]:
     """Users of ``name`` in users order, without the profile's sym-size nodes.
 
     Example
@@ -143,6 +149,6 @@ def show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def rec_of(graph: nx.DiGraph, name: str) -> NodeRecord:
+def rec_of(graph: Snapshot, name: str) -> NodeRecord:
     """Shorthand for :func:`portmeta.graph.record`."""
     return record(graph, name)

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 from collections import deque
 
-import networkx as nx
-
 from ..errors import (
     ChooseQParamsUsersError,
     DynamicQuantUsersError,
@@ -38,7 +36,7 @@ from ..errors import (
     NoUserError,
     ScaleWithoutUsersError,
 )
-from ..graph import users
+from ..graph import Snapshot, users
 from ..profiles import Profile
 from .base import Copy, Rule, RuleResult, non_sym_users, rec_of
 
@@ -46,7 +44,7 @@ __all__ = ["dynamic_input", "find_choose_qparams"]
 
 
 def find_choose_qparams(
-    graph: nx.DiGraph, profile: Profile, input_node: str
+    graph: Snapshot, profile: Profile, input_node: str
 ) -> tuple[str, ...] | None:
     """Breadth-first search for the choose_qparams node of a dynamic input.
 
@@ -87,7 +85,7 @@ def find_choose_qparams(
 
 
 def dynamic_input(
-    graph: nx.DiGraph, profile: Profile, node: str, input_node: str, *, live: bool = True
+    graph: Snapshot, profile: Profile, node: str, input_node: str, *, live: bool = True
 ) -> RuleResult:
     """Copies ``choose_qparams, q, dq <- node`` for one dynamic input.
 
@@ -122,5 +120,5 @@ def dynamic_input(
     if not q_users:
         raise NoUserError(node, q, "dynamic input")
     dq = q_users[0]
-    path = found + (scale, q, dq)
+    path = (*found, scale, q, dq)
     return RuleResult(tuple(Copy(t, node, Rule.DYNAMIC_INPUT, path) for t in (cq, q, dq)))

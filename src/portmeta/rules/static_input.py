@@ -23,9 +23,8 @@ Example
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..errors import MissingArgumentError, NonNodeQuantArgError
+from ..graph import Snapshot
 from ..profiles import Profile
 from ..records import NodeRef
 from .base import EMPTY, Copy, Rule, RuleResult, rec_of, show
@@ -34,7 +33,7 @@ from .view_chain import view_chain
 __all__ = ["static_input", "walk_to_producer"]
 
 
-def walk_to_producer(graph: nx.DiGraph, profile: Profile, node: str, start: str) -> tuple[str, ...]:
+def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -> tuple[str, ...]:
     """Follow ``args[0]`` from ``start`` while the target is a quant-workflow op.
 
     Returns the nodes visited, ``start`` first; the last one is the producer the walk ends at.
@@ -61,7 +60,7 @@ def walk_to_producer(graph: nx.DiGraph, profile: Profile, node: str, start: str)
 
 
 def static_input(
-    graph: nx.DiGraph, profile: Profile, node: str, input_node: str, *, live: bool = True
+    graph: Snapshot, profile: Profile, node: str, input_node: str, *, live: bool = True
 ) -> RuleResult:
     """Copies for one static input of an annotated node.
 
@@ -97,5 +96,7 @@ def static_input(
     dq, q = walked[0], walked[1]
     if not profile.is_quantize(rec_of(graph, q)):
         return EMPTY
-    path = tuple(reversed(walked)) + (node,)
-    return view_chain(graph, profile, node, q) + RuleResult((Copy(dq, node, Rule.STATIC_INPUT, path),))
+    path = (*tuple(reversed(walked)), node)
+    return view_chain(graph, profile, node, q) + RuleResult(
+        (Copy(dq, node, Rule.STATIC_INPUT, path),)
+    )

@@ -21,17 +21,15 @@ Example
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..errors import NoUserError
-from ..graph import users
+from ..graph import Snapshot, users
 from ..profiles import Profile
 from .base import EMPTY, Copy, Diagnostic, Rule, RuleResult, Severity, non_sym_users, rec_of
 
 __all__ = ["static_output"]
 
 
-def static_output(graph: nx.DiGraph, profile: Profile, node: str) -> RuleResult:
+def static_output(graph: Snapshot, profile: Profile, node: str) -> RuleResult:
     """Copy ``q <- node`` for an annotated node with an output spec.
 
     Raises

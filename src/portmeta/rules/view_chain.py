@@ -21,9 +21,8 @@ Example
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..errors import MissingArgumentError
+from ..graph import Snapshot
 from ..profiles import Profile
 from ..records import NodeRef
 from .base import EMPTY, Copy, Rule, RuleResult, rec_of
@@ -31,7 +30,7 @@ from .base import EMPTY, Copy, Rule, RuleResult, rec_of
 __all__ = ["view_chain"]
 
 
-def view_chain(graph: nx.DiGraph, profile: Profile, node: str, q: str) -> RuleResult:
+def view_chain(graph: Snapshot, profile: Profile, node: str, q: str) -> RuleResult:
     """Copies ``chain <- get_attr`` for the quantize ``q`` (``node`` names the consumer in errors).
 
     Returns
@@ -58,5 +57,5 @@ def view_chain(graph: nx.DiGraph, profile: Profile, node: str, q: str) -> RuleRe
         cur = view.args[0]
     if not (isinstance(cur, NodeRef) and rec_of(graph, cur.name).op == "get_attr"):
         return EMPTY
-    path = (cur.name,) + tuple(reversed(chain))
+    path = (cur.name, *tuple(reversed(chain)))
     return RuleResult(tuple(Copy(n, cur.name, Rule.GET_ATTR_CHAIN, path) for n in chain))
