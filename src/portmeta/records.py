@@ -144,7 +144,16 @@ class Opaque:
 #: What may appear in ``args``, ``kwargs`` and metadata values: ``NodeRef``, ``Opaque``,
 #: ``None``, ``bool``, ``int``, ``float``, ``str`` and lists, tuples and dicts of these.
 ArgValue = (
-    NodeRef | Opaque | None | bool | int | float | str | list[Any] | tuple[Any, ...] | dict[Any, Any]
+    NodeRef
+    | Opaque
+    | None
+    | bool
+    | int
+    | float
+    | str
+    | list[Any]
+    | tuple[Any, ...]
+    | dict[Any, Any]
 )
 
 
