@@ -384,7 +384,7 @@ def graph_from_dict(data: Any, *, source: str | None = None) -> Snapshot:
                 f"not a portmeta graph file (format is {fmt!r}, expected {GRAPH_FORMAT!r})"
             )
         version = data.get("version")
-        if version != GRAPH_SCHEMA_VERSION:
+        if type(version) is not int or version != GRAPH_SCHEMA_VERSION:
             raise reader.fail(
                 f"unsupported graph schema version {version!r} "
                 f"(this portmeta reads version {GRAPH_SCHEMA_VERSION})"

@@ -22,6 +22,7 @@ Example
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -35,7 +36,6 @@ from .graph import Snapshot, annotated_nodes, fingerprint, meta_keys, record, re
 from .profiles import TORCHAO, Profile
 from .records import names
 from .rules import (
-    EMPTY,
     Copy,
     Diagnostic,
     Rule,
@@ -243,9 +243,10 @@ class Plan:
             raise fail(
                 f"not a portmeta plan file (format is {data.get('format')!r}, expected {PLAN_FORMAT!r})"
             )
-        if data.get("version") != PLAN_SCHEMA_VERSION:
+        version = data.get("version")
+        if type(version) is not int or version != PLAN_SCHEMA_VERSION:
             raise fail(
-                f"unsupported plan schema version {data.get('version')!r} "
+                f"unsupported plan schema version {version!r} "
                 f"(this portmeta reads version {PLAN_SCHEMA_VERSION})"
             )
         try:
@@ -309,8 +310,13 @@ def _str(value: Any) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equality that never raises and never trusts a non-bool ``==`` (arrays, tensors)."""
+    """Equality that never raises and never trusts a non-bool ``==`` (arrays, tensors).
+
+    Two float NaNs count as the same value, so a plan equals its JSON round trip.
+    """
     if a is b:
+        return True
+    if type(a) is float and type(b) is float and math.isnan(a) and math.isnan(b):
         return True
     try:
         result = a == b
@@ -365,19 +371,24 @@ class _Meta:
                 self._cells[target][key] = previous
 
 
-def _rules_for(graph: Snapshot, profile: Profile, node: str) -> Iterable[RuleResult]:
-    """The rule results for one annotated node, lazily, in upstream's order."""
+def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]:
+    """The rule results for one annotated node, in upstream's order.
+
+    A list, not a generator: a rule may raise :class:`~portmeta.errors.ScaleWithoutUsersError`,
+    a ``StopIteration`` subclass, which a generator would turn into ``RuntimeError``.
+    """
     ann = record(graph, node).annotation
     if ann is None or not ann.is_valid:
-        return
+        return []
+    results = []
     for inp in ann.inputs:
         if inp.qspec is None:
             continue
-        if inp.qspec.dynamic:
-            yield dynamic_input(graph, profile, node, inp.node, live=inp.live)
-        else:
-            yield static_input(graph, profile, node, inp.node, live=inp.live)
-    yield static_output(graph, profile, node) if ann.output is not None else EMPTY
+        rule = dynamic_input if inp.qspec.dynamic else static_input
+        results.append(rule(graph, profile, node, inp.node, live=inp.live))
+    if ann.output is not None:
+        results.append(static_output(graph, profile, node))
+    return results
 
 
 def _resolve(

@@ -1,0 +1,188 @@
+"""Drop-in replacement for torchao's ``PortNodeMetaForQDQ`` pass, and a way to swap it in.
+
+:class:`PortNodeMetaForQDQ` is a ``torch.fx`` ``PassBase``: snapshot, :func:`portmeta.plan`,
+write. It leaves every node's metadata exactly as torchao 0.18.0's pass does, raises where it
+raises (same class or a subclass), and writes nothing when it raises.
+
+Error mapping
+-------------
+* portmeta's :class:`~portmeta.UpstreamInternalError` subclasses (where upstream raises
+  ``torch._export.error.InternalError``) are re-raised as :class:`PortmetaInternalError`, which
+  derives from both, with the same message (``raise ... from`` the portmeta error);
+* every other :class:`~portmeta.PlanError` propagates unchanged: they already subclass
+  ``ValueError``, ``IndexError`` or ``StopIteration`` like upstream's failure.
+
+Example
+-------
+>>> import torch
+>>> from portmeta_fx import PortNodeMetaForQDQ
+>>> gm = torch.fx.symbolic_trace(torch.nn.ReLU())
+>>> PortNodeMetaForQDQ()(gm).modified
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.fx
+from torch._export.error import InternalError
+from torch.fx.passes.infra.pass_base import PassBase, PassResult
+
+import portmeta
+
+from .apply import _nodes_of, write_deltas
+from .snapshot import from_fx, resolve_profile
+
+__all__ = ["PortmetaInternalError", "PortNodeMetaForQDQ", "patch_convert_pt2e"]
+
+
+class PortmetaInternalError(InternalError, portmeta.UpstreamInternalError):
+    """Where upstream raises ``torch._export.error.InternalError``.
+
+    Both an ``InternalError`` (what code written against upstream catches) and a
+    :class:`portmeta.UpstreamInternalError` (``node`` and ``subject`` name the nodes).
+
+    Example
+    -------
+    >>> err = PortmetaInternalError("boom", node="linear", subject="cq")
+    >>> isinstance(err, InternalError), isinstance(err, portmeta.PlanError), str(err)
+    (True, True, 'boom')
+    """
+
+    def __init__(self, message: str, node: str = "", subject: str = "") -> None:
+        portmeta.PlanError.__init__(self, node, subject, message)
+
+    @classmethod
+    def from_plan_error(cls, exc: portmeta.UpstreamInternalError) -> PortmetaInternalError:
+        """The torch-side error for a portmeta one (same message, node and subject).
+
+        Example
+        -------
+        >>> e = PortmetaInternalError.from_plan_error(portmeta.ChooseQParamsUsersError("l", "cq", 3))
+        >>> e.subject, e.upstream_class
+        ('cq', 'InternalError')
+        """
+        err = cls(str(exc), exc.node, exc.subject)
+        err.upstream_class = exc.upstream_class
+        return err
+
+
+class PortNodeMetaForQDQ(PassBase):
+    """portmeta's ``PortNodeMetaForQDQ``: same result as torchao's pass, computed as a plan.
+
+    Parameters
+    ----------
+    profile:
+        Op sets and keys (:data:`portmeta.TORCHAO` by default).
+    keys:
+        The full list of metadata keys to port, replacing the profile's (``None``: the
+        profile's).
+    errors:
+        ``"raise"`` (upstream's behaviour) or ``"collect"``: annotated nodes whose rules fail
+        are skipped and reported in ``last_plan.errors`` instead.
+
+    Attributes
+    ----------
+    last_plan:
+        The :class:`portmeta.Plan` of the last call (``None`` before the first).
+
+    Example
+    -------
+    >>> import torch
+    >>> gm = torch.fx.symbolic_trace(torch.nn.ReLU())
+    >>> p = PortNodeMetaForQDQ(keys=["quantization_tag", "custom"])
+    >>> result = p(gm)
+    >>> result.graph_module is gm, p.last_plan.profile.keys
+    (True, ('quantization_tag', 'custom'))
+    """
+
+    def __init__(
+        self,
+        profile: portmeta.Profile = portmeta.TORCHAO,
+        keys: Sequence[str] | None = None,
+        errors: Literal["raise", "collect"] = "raise",
+    ) -> None:
+        super().__init__()
+        if errors not in ("raise", "collect"):
+            raise portmeta.OptionError(f"errors must be 'raise' or 'collect', got {errors!r}")
+        self.profile = resolve_profile(profile, keys)
+        self.errors: Literal["raise", "collect"] = errors
+        self.last_plan: portmeta.Plan | None = None
+
+    def plan(self, graph_module: torch.fx.GraphModule) -> portmeta.Plan:
+        """Snapshot and plan without writing; errors mapped as in :meth:`call`.
+
+        Example
+        -------
+        >>> import torch
+        >>> PortNodeMetaForQDQ().plan(torch.fx.symbolic_trace(torch.nn.ReLU())).deltas
+        ()
+        """
+        snapshot = from_fx(graph_module, self.profile)
+        try:
+            return portmeta.plan(snapshot, self.profile, errors=self.errors)
+        except portmeta.UpstreamInternalError as exc:
+            if isinstance(exc, InternalError):
+                raise
+            raise PortmetaInternalError.from_plan_error(exc) from exc
+
+    def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
+        """Port the metadata in place; returns ``PassResult(graph_module, True)`` like upstream.
+
+        Raises where upstream raises (see the module docstring), having written nothing.
+        """
+        p = self.plan(graph_module)
+        self.last_plan = p
+        write_deltas(p.deltas, _nodes_of(graph_module))
+        return PassResult(graph_module, True)
+
+
+@contextlib.contextmanager
+def patch_convert_pt2e(
+    profile: portmeta.Profile = portmeta.TORCHAO,
+    keys: Sequence[str] | None = None,
+    errors: Literal["raise", "collect"] = "raise",
+) -> Iterator[list[PortNodeMetaForQDQ]]:
+    """Make torchao's ``convert_pt2e`` run portmeta's pass instead of its own, for a while.
+
+    Swaps ``torchao.quantization.pt2e.quantize_pt2e.PortNodeMetaForQDQ`` (which ``convert_pt2e``
+    looks up by name and calls with no arguments) for a factory of :class:`PortNodeMetaForQDQ`
+    with the given ``profile`` / ``keys`` / ``errors``, and restores the original on exit, also
+    when the block raises. Yields the list of passes created inside the block (their
+    ``last_plan`` tells what each conversion wrote).
+
+    Example
+    -------
+    >>> from torchao.quantization.pt2e import quantize_pt2e
+    >>> original = quantize_pt2e.PortNodeMetaForQDQ
+    >>> with patch_convert_pt2e(keys=["quantization_tag"]) as passes:
+    ...     # m = quantize_pt2e.convert_pt2e(prepared_model)  # runs portmeta's pass
+    ...     quantize_pt2e.PortNodeMetaForQDQ().profile.keys
+    ('quantization_tag',)
+    >>> quantize_pt2e.PortNodeMetaForQDQ is original, len(passes)
+    (True, 1)
+    """
+    from torchao.quantization.pt2e import quantize_pt2e  # type: ignore[import-untyped]
+
+    created: list[PortNodeMetaForQDQ] = []
+
+    def factory(*args: Any, **kwargs: Any) -> PortNodeMetaForQDQ:
+        if args or kwargs:
+            raise TypeError(
+                "the patched PortNodeMetaForQDQ takes no arguments "
+                "(pass profile/keys/errors to patch_convert_pt2e)"
+            )
+        instance = PortNodeMetaForQDQ(profile, keys, errors)
+        created.append(instance)
+        return instance
+
+    original = quantize_pt2e.PortNodeMetaForQDQ
+    quantize_pt2e.PortNodeMetaForQDQ = factory
+    try:
+        yield created
+    finally:
+        quantize_pt2e.PortNodeMetaForQDQ = original

@@ -1,0 +1,286 @@
+"""Turn a ``torch.fx.GraphModule`` into a portmeta snapshot (and JSON).
+
+:func:`from_fx` reads, for every node in graph order, its name, op, target, arguments, users,
+the metadata keys the profile ports and the quantization annotation, and freezes them with
+:func:`portmeta.build_graph`. Nothing on the graph module is changed.
+
+How FX values become snapshot values
+------------------------------------
+* targets: ``OpOverload`` -> :meth:`Target.overload` (``aten.view.default``), ``OpOverloadPacket``
+  -> :meth:`Target.packet` (``torchao.quantize_affine``), string targets (placeholder, get_attr,
+  call_module, call_method, output) -> :meth:`Target.named`, any other callable ->
+  :meth:`Target.function` with its qualified name (``operator.getitem``; ``repr`` when no
+  qualified name can be computed, e.g. for higher-order operators).
+* arguments: ``Node`` -> :class:`NodeRef`; lists (also FX's ``immutable_list``), tuples and
+  dicts (also ``immutable_dict``) recursively, lists staying lists and tuples tuples; ``None``,
+  ``bool``, ``int``, ``float`` and ``str`` as they are; a ``slice`` that holds a node becomes
+  ``{"$slice": (start, stop, step)}`` so the node reference is kept; anything else (dtypes,
+  devices, tensors, other slices, ...) -> :func:`portmeta.codec.opaque_of`.
+* metadata: for every profile key *present* in ``node.meta`` the value object itself (the
+  snapshot's fingerprint encodes it with :mod:`portmeta.codec`).
+* annotation: ``node.meta.get("quantization_annotation")``; see :func:`annotation_of`.
+
+Example
+-------
+>>> import torch
+>>> from portmeta_fx import from_fx
+>>> gm = torch.fx.symbolic_trace(torch.nn.ReLU())
+>>> G = from_fx(gm)
+>>> list(G.nodes)
+['input_1', 'relu', 'output']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+import torch.fx
+
+import portmeta
+from portmeta import codec
+from portmeta.graph import Snapshot
+from portmeta.records import Annotation, NodeRecord, NodeRef, QInput, QSpec, Target
+
+__all__ = [
+    "Q_ANNOTATION_KEY",
+    "from_fx",
+    "dump",
+    "target_of",
+    "arg_of",
+    "qspec_of",
+    "annotation_of",
+    "record_of",
+    "resolve_profile",
+]
+
+#: The ``node.meta`` key quantizers store their annotation under (torchao's ``Q_ANNOTATION_KEY``).
+Q_ANNOTATION_KEY = "quantization_annotation"
+
+
+def resolve_profile(
+    profile: portmeta.Profile = portmeta.TORCHAO, keys: Sequence[str] | None = None
+) -> portmeta.Profile:
+    """``profile`` with its keys replaced by ``keys`` (``None``: unchanged).
+
+    Example
+    -------
+    >>> resolve_profile(keys=["stack_trace"]).keys
+    ('stack_trace',)
+    >>> resolve_profile() is portmeta.TORCHAO
+    True
+    """
+    if keys is None:
+        return profile
+    if isinstance(keys, str):
+        raise portmeta.ProfileError(f"keys must be a sequence of strings, not the string {keys!r}")
+    return attrs.evolve(profile, keys=tuple(keys))
+
+
+def _qualified_name(fn: Any) -> str:
+    try:
+        name = torch.fx.node._get_qualified_name(fn)
+    except Exception:
+        return repr(fn)
+    if name.startswith("_operator."):
+        name = "operator." + name[len("_operator.") :]
+    return name
+
+
+def target_of(node: torch.fx.Node) -> Target:
+    """The snapshot :class:`~portmeta.records.Target` of an FX node.
+
+    Example
+    -------
+    >>> import operator
+    >>> g = torch.fx.Graph(); x = g.placeholder("x")
+    >>> target_of(g.call_function(operator.getitem, (x, 0)))
+    Target(name='operator.getitem', kind=<TargetKind.CALLABLE: 'callable'>)
+    >>> target_of(g.call_function(torch.ops.aten.relu.default, (x,))).kind.value
+    'overload'
+    """
+    t = node.target
+    if isinstance(t, torch._ops.OpOverload):
+        return Target.overload(str(t))
+    if isinstance(t, torch._ops.OpOverloadPacket):
+        return Target.packet(str(t))
+    if isinstance(t, str):
+        return Target.named(t)
+    return Target.function(_qualified_name(t))
+
+
+def arg_of(value: Any) -> Any:
+    """An FX argument value as a snapshot value (see the module docstring).
+
+    Example
+    -------
+    >>> g = torch.fx.Graph(); x = g.placeholder("x")
+    >>> arg_of([x, (1, torch.int8), {"k": None}])
+    [NodeRef(name='x'), (1, Opaque(type_name='torch.dtype', text='torch.int8')), {'k': None}]
+    """
+    if isinstance(value, torch.fx.Node):
+        return NodeRef(value.name)
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if isinstance(value, list):  # includes torch.fx immutable_list
+        return [arg_of(v) for v in value]
+    if isinstance(value, tuple):  # tuple subclasses (torch.Size, named tuples) become tuples
+        return tuple(arg_of(v) for v in value)
+    if isinstance(value, dict):  # includes torch.fx immutable_dict
+        return {arg_of(k): arg_of(v) for k, v in value.items()}
+    if isinstance(value, slice) and any(
+        isinstance(p, torch.fx.Node) for p in (value.start, value.stop, value.step)
+    ):
+        return {"$slice": (arg_of(value.start), arg_of(value.stop), arg_of(value.step))}
+    return codec.opaque_of(value)
+
+
+def qspec_of(spec: Any) -> QSpec | None:
+    """The part of a quantization spec that planning reads.
+
+    ``is_dynamic`` is ``True`` only when the spec's ``is_dynamic`` attribute *is* ``True``
+    (upstream's test), ``None`` when the spec has no such attribute, ``False`` otherwise.
+
+    Example
+    -------
+    >>> class Odd:  # an unknown spec class without is_dynamic
+    ...     pass
+    >>> qspec_of(Odd()), qspec_of(None)
+    (QSpec(kind='Odd', is_dynamic=None), None)
+    """
+    if spec is None:
+        return None
+    if not hasattr(spec, "is_dynamic"):
+        dynamic: bool | None = None
+    else:
+        dynamic = getattr(spec, "is_dynamic", None) is True
+    return QSpec(kind=type(spec).__name__, is_dynamic=dynamic)
+
+
+def _items(qspec_map: Any) -> list[tuple[Any, Any]]:
+    if qspec_map is None:
+        return []
+    items = getattr(qspec_map, "items", None)
+    if items is None:
+        return []
+    try:
+        return list(items())
+    except Exception:
+        return []
+
+
+def annotation_of(
+    value: Any, node_by_name: Mapping[str, torch.fx.Node] | None = None
+) -> Annotation | None:
+    """The snapshot :class:`~portmeta.records.Annotation` of a ``quantization_annotation`` value.
+
+    ``input_qspec_map`` is read in insertion order. An input that is not the graph's node of
+    that name (an erased or replaced node object) becomes ``QInput(name, spec, live=False)``;
+    a key that is not a ``Node`` at all becomes ``QInput(repr(key), spec, live=False)``.
+
+    Objects that do not look like a ``QuantizationAnnotation`` never make this function fail:
+    a missing or ``None`` ``input_qspec_map`` (or one without ``items()``) counts as empty and a
+    missing ``output_qspec`` as ``None``, so such an annotation is ignored, where upstream
+    would raise ``AttributeError`` / ``TypeError``. (``is_valid_annotation`` treats an empty
+    map and no output spec as "not annotated", which is what this reproduces.)
+
+    Example
+    -------
+    >>> from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+    >>> g = torch.fx.Graph(); x = g.placeholder("x")
+    >>> annotation_of(QuantizationAnnotation({x: None}), {"x": x})
+    Annotation(inputs=(QInput(node='x', qspec=None, live=True),), output=None)
+    >>> annotation_of(object()).is_valid   # no input_qspec_map, no output_qspec: ignored
+    False
+    """
+    if value is None:
+        return None
+    by_name = node_by_name if node_by_name is not None else {}
+    inputs = []
+    for key, spec in _items(getattr(value, "input_qspec_map", None)):
+        qspec = qspec_of(spec)
+        if isinstance(key, torch.fx.Node):
+            inputs.append(QInput(key.name, qspec, live=by_name.get(key.name) is key))
+        else:
+            inputs.append(QInput(repr(key), qspec, live=False))
+    return Annotation(tuple(inputs), qspec_of(getattr(value, "output_qspec", None)))
+
+
+def record_of(
+    node: torch.fx.Node,
+    keys: Sequence[str],
+    node_by_name: Mapping[str, torch.fx.Node] | None = None,
+) -> NodeRecord:
+    """The :class:`~portmeta.records.NodeRecord` of one FX node, reading metadata ``keys``.
+
+    Example
+    -------
+    >>> g = torch.fx.Graph(); x = g.placeholder("x"); x.meta["stack_trace"] = None
+    >>> record_of(x, ("stack_trace", "quantization_tag")).meta_dict()
+    {'stack_trace': None}
+    """
+    meta = node.meta
+    return NodeRecord(
+        name=node.name,
+        op=node.op,
+        target=target_of(node),
+        args=tuple(arg_of(a) for a in node.args),
+        kwargs={k: arg_of(v) for k, v in node.kwargs.items()},
+        users=tuple(u.name for u in node.users),
+        meta=tuple((k, meta[k]) for k in keys if k in meta),
+        annotation=annotation_of(meta.get(Q_ANNOTATION_KEY), node_by_name),
+    )
+
+
+def from_fx(
+    gm: torch.fx.GraphModule,
+    profile: portmeta.Profile = portmeta.TORCHAO,
+    keys: Sequence[str] | None = None,
+) -> Snapshot:
+    """Snapshot an FX graph module for :func:`portmeta.plan`.
+
+    Parameters
+    ----------
+    gm:
+        The graph module (a bare ``torch.fx.Graph`` is accepted too).
+    profile:
+        Decides which metadata keys are read (``profile.keys``).
+    keys:
+        The full list of keys to read, replacing the profile's (``None``: the profile's).
+
+    Example
+    -------
+    >>> import portmeta
+    >>> gm = torch.fx.symbolic_trace(torch.nn.ReLU())
+    >>> portmeta.plan(from_fx(gm)).deltas
+    ()
+    """
+    prof = resolve_profile(profile, keys)
+    graph = gm if isinstance(gm, torch.fx.Graph) else gm.graph
+    nodes = list(graph.nodes)
+    node_by_name = {n.name: n for n in nodes}
+    recs = [record_of(n, prof.keys, node_by_name) for n in nodes]
+    return portmeta.build_graph(recs, meta_keys=prof.keys)
+
+
+def dump(
+    gm: torch.fx.GraphModule,
+    path: str | os.PathLike[str],
+    profile: portmeta.Profile = portmeta.TORCHAO,
+    keys: Sequence[str] | None = None,
+) -> None:
+    """Write the snapshot of ``gm`` to ``path`` as JSON (read it back with ``portmeta.load_graph``).
+
+    Example
+    -------
+    >>> import os, tempfile, portmeta
+    >>> path = os.path.join(tempfile.mkdtemp(), "g.json")
+    >>> dump(torch.fx.symbolic_trace(torch.nn.ReLU()), path)
+    >>> list(portmeta.load_graph(path).nodes)
+    ['input_1', 'relu', 'output']
+    """
+    portmeta.dump_graph(from_fx(gm, profile, keys), path)

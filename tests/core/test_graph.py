@@ -1,0 +1,176 @@
+"""build_graph validation, the frozen snapshot, users order, annotated index, fingerprint."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+
+import portmeta
+from portmeta import GraphBuildError, NodeRecord, NodeRef, Target, build_graph
+from portmeta.testing import GraphBuilder, static
+
+from .helpers import DQ, Q
+
+
+def _x_out(**out_kwargs):
+    x = NodeRecord("x", "placeholder", Target.named("x"), users=("out",))
+    out = NodeRecord("out", "output", Target.named("output"), args=((NodeRef("x"),),), **out_kwargs)
+    return x, out
+
+
+def test_valid_records_build_a_frozen_graph():
+    g = build_graph(_x_out())
+    assert list(g.nodes) == ["x", "out"]
+    assert nx.is_frozen(g)
+    with pytest.raises(nx.NetworkXError):
+        g.add_node("y")
+    assert portmeta.record(g, "x").op == "placeholder"
+    assert [r.name for r in portmeta.records(g)] == ["x", "out"]
+
+
+def test_duplicate_name_is_rejected():
+    x, out = _x_out()
+    with pytest.raises(GraphBuildError, match="duplicate node name 'x'"):
+        build_graph([x, x, out])
+
+
+def test_reference_to_unknown_node_is_rejected():
+    x, _ = _x_out()
+    out = NodeRecord("out", "output", Target.named("output"), args=((NodeRef("ghost"),),))
+    with pytest.raises(GraphBuildError, match="node 'out' refers to unknown node 'ghost'"):
+        build_graph([x, out])
+
+
+def test_unknown_user_is_rejected():
+    x = NodeRecord("x", "placeholder", Target.named("x"), users=("y",))
+    with pytest.raises(GraphBuildError, match="node 'x' lists unknown user 'y'"):
+        build_graph([x])
+
+
+def test_users_disagreeing_with_args_are_rejected():
+    x = NodeRecord("x", "placeholder", Target.named("x"), users=())
+    out = NodeRecord("out", "output", Target.named("output"), args=((NodeRef("x"),),))
+    with pytest.raises(GraphBuildError, match="users of node 'x' disagree"):
+        build_graph([x, out])
+
+
+def test_user_listed_twice_is_rejected():
+    x = NodeRecord("x", "placeholder", Target.named("x"), users=("out", "out"))
+    out = NodeRecord("out", "output", Target.named("output"), args=((NodeRef("x"),),))
+    with pytest.raises(GraphBuildError, match="lists a user twice"):
+        build_graph([x, out])
+
+
+def test_cycle_is_rejected():
+    a = NodeRecord(
+        "a", "call_function", Target.overload("aten.relu.default"), (NodeRef("b"),), users=("b",)
+    )
+    b = NodeRecord(
+        "b", "call_function", Target.overload("aten.relu.default"), (NodeRef("a"),), users=("a",)
+    )
+    with pytest.raises(GraphBuildError, match="cycle"):
+        build_graph([a, b])
+
+
+def test_non_record_is_rejected():
+    with pytest.raises(GraphBuildError, match="expected NodeRecord, got dict"):
+        build_graph([{"name": "x"}])
+
+
+def test_users_order_is_the_records_order_not_graph_order():
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    r1 = b.call("aten.relu.default", x, name="r1")
+    r2 = b.call("aten.relu.default", x, name="r2")
+    b.output(r1, r2)
+    assert portmeta.users(b.build(), x) == ("r1", "r2")
+    b.reorder_users(x, [r2, r1])
+    g = b.build()
+    assert portmeta.users(g, x) == ("r2", "r1")
+    assert list(g.successors(x)) == ["r2", "r1"]
+    assert portmeta.users(g, "nope") == ()
+
+
+def test_reorder_users_must_be_a_permutation():
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    b.call("aten.relu.default", x, name="r1")
+    with pytest.raises(GraphBuildError, match="permutation"):
+        b.reorder_users(x, ["r1", "r1"])
+
+
+def test_builder_makes_names_unique_and_refuses_unknown_refs():
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    assert b.qdq(x) == ("q", "dq")
+    assert b.qdq(x) == ("q_1", "dq_1")
+    assert b.call("aten.relu.default", x) == "relu"
+    with pytest.raises(GraphBuildError, match="unknown node 'ghost'"):
+        b.add("call_function", "aten.relu.default", (NodeRef("ghost"),))
+
+
+def test_annotated_index_in_graph_order():
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    r2 = b.call("aten.relu.default", x, name="late")
+    r1 = b.call("aten.relu.default", r2, name="early")
+    b.annotate(r1, output=static())
+    b.annotate(r2, inputs={x: static()})
+    b.output(r1)
+    assert portmeta.annotated_nodes(b.build()) == ("late", "early")
+
+
+def _recipe(tag="T", order=None, meta_keys=None, kind="overload", with_annotation=True):
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _q, dq = b.qdq(x)
+    r = b.call(Target("aten.relu.default", kind), dq, name="relu", tag=tag)
+    r2 = b.call("aten.neg.default", dq, name="neg")
+    if with_annotation:
+        b.annotate(r, inputs={x: static()})
+    if order:
+        b.reorder_users(dq, order)
+    b.output(r, r2)
+    return b.build(meta_keys=meta_keys)
+
+
+def test_fingerprint_is_stable_across_rebuilds():
+    fp = portmeta.fingerprint(_recipe())
+    assert fp == portmeta.fingerprint(_recipe())
+    assert len(fp) == 64
+    assert int(fp, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"tag": "U"},
+        {"tag": None},
+        {"order": ["neg", "relu"]},
+        {"meta_keys": ["stack_trace", "quantization_tag"]},
+        {"kind": "packet"},
+        {"with_annotation": False},
+    ],
+    ids=["meta-value", "meta-none", "users-order", "meta-keys", "target-kind", "annotation"],
+)
+def test_fingerprint_is_sensitive(changed):
+    assert portmeta.fingerprint(_recipe(**changed)) != portmeta.fingerprint(_recipe())
+
+
+def test_meta_keys_recorded_on_the_graph():
+    from portmeta.graph import meta_keys
+
+    assert meta_keys(_recipe()) is None
+    assert meta_keys(_recipe(meta_keys=["stack_trace", "quantization_tag"])) == (
+        "stack_trace",
+        "quantization_tag",
+    )
+
+
+def test_quantize_helper_targets_are_the_profile_overloads():
+    b = GraphBuilder()
+    q, dq = b.qdq(b.placeholder("x"))
+    b.output(dq)
+    g = b.build()
+    assert portmeta.record(g, q).target == Target.overload(Q)
+    assert portmeta.record(g, dq).target == Target.overload(DQ)
