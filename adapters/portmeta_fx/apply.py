@@ -48,6 +48,7 @@ import torch
 import torch.fx
 
 import portmeta
+from portmeta._gc import without_gc
 
 from .snapshot import from_fx
 
@@ -198,6 +199,7 @@ def _stale_message(plan: portmeta.Plan, current: str, nodes: Mapping[str, torch.
     return text + "; take a new snapshot and plan again"
 
 
+@without_gc
 def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     """Write ``plan`` onto ``gm``; return the :class:`Undo` that reverses it.
 

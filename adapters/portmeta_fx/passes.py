@@ -33,6 +33,7 @@ from torch._export.error import InternalError
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
 import portmeta
+from portmeta._gc import without_gc
 
 from .apply import _nodes_of, write_deltas
 from .snapshot import from_fx, resolve_profile
@@ -130,6 +131,7 @@ class PortNodeMetaForQDQ(PassBase):
                 raise
             raise PortmetaInternalError.from_plan_error(exc) from exc
 
+    @without_gc
     def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
         """Port the metadata in place; returns ``PassResult(graph_module, True)`` like upstream.
 

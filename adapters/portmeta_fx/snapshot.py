@@ -32,6 +32,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,8 +43,9 @@ import torch.fx
 
 import portmeta
 from portmeta import codec
+from portmeta._gc import without_gc
 from portmeta.graph import Snapshot
-from portmeta.records import Annotation, NodeRecord, NodeRef, QInput, QSpec, Target
+from portmeta.records import Annotation, NodeRecord, NodeRef, Opaque, QInput, QSpec, Target
 
 __all__ = [
     "Q_ANNOTATION_KEY",
@@ -103,13 +105,30 @@ def target_of(node: torch.fx.Node) -> Target:
     'overload'
     """
     t = node.target
+    if isinstance(t, str):
+        return Target.named(t)
+    try:
+        return _callable_target(t)
+    except TypeError:  # an unhashable callable target: not cached
+        return _callable_target.__wrapped__(t)
+
+
+@functools.lru_cache(maxsize=4096)
+def _callable_target(t: Any) -> Target:
     if isinstance(t, torch._ops.OpOverload):
         return Target.overload(str(t))
     if isinstance(t, torch._ops.OpOverloadPacket):
         return Target.packet(str(t))
-    if isinstance(t, str):
-        return Target.named(t)
     return Target.function(_qualified_name(t))
+
+
+#: Constants that are global singletons in torch: their Opaque stand-ins are cached.
+_SINGLETON_CONSTANTS = (torch.dtype, torch.device, torch.layout, torch.memory_format)
+
+
+@functools.lru_cache(maxsize=1024)
+def _opaque_singleton(value: Any) -> Opaque:
+    return codec.opaque_of(value)
 
 
 def arg_of(value: Any) -> Any:
@@ -132,6 +151,8 @@ def arg_of(value: Any) -> Any:
         return tuple(arg_of(v) for v in value)
     if isinstance(value, dict):  # includes torch.fx immutable_dict
         return {arg_of(k): arg_of(v) for k, v in value.items()}
+    if isinstance(value, _SINGLETON_CONSTANTS):
+        return _opaque_singleton(value)
     if isinstance(value, slice) and any(
         isinstance(p, torch.fx.Node) for p in (value.start, value.stop, value.step)
     ):
@@ -236,6 +257,7 @@ def record_of(
     )
 
 
+@without_gc
 def from_fx(
     gm: torch.fx.GraphModule,
     profile: portmeta.Profile = portmeta.TORCHAO,

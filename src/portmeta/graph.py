@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import networkx as nx
 
 from . import codec
+from ._gc import without_gc
 from ._io import atomic_write_text, read_json
 from .errors import GraphBuildError, GraphFormatError
 from .records import (
@@ -76,6 +77,7 @@ GRAPH_SCHEMA_VERSION = 1
 # --------------------------------------------------------------------------- building
 
 
+@without_gc
 def build_graph(
     node_records: Iterable[NodeRecord], *, meta_keys: Sequence[str] | None = None
 ) -> Snapshot:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import attrs
 
 from . import codec
+from ._gc import without_gc
 from ._io import read_json
 from .errors import GraphFormatError, PlanError, PortmetaError, ProfileError
 from .graph import Snapshot, annotated_nodes, fingerprint, meta_keys, record, records
@@ -428,6 +429,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+@without_gc
 def plan(
     graph: Snapshot,
     profile: Profile = TORCHAO,

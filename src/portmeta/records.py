@@ -322,8 +322,12 @@ class NodeRecord:
     def input_names(self) -> tuple[str, ...]:
         """Names of the nodes referenced by args and kwargs, first occurrence order, no repeats."""
         seen: dict[str, None] = {}
-        for name in iter_node_refs((self.args, self.kwargs_dict())):
-            seen.setdefault(name, None)
+        for value in (*self.args, *(v for _, v in self.kwargs)):
+            if type(value) is NodeRef:  # the common case, without the generic walk
+                seen.setdefault(value.name, None)
+            elif isinstance(value, (list, tuple, dict)):
+                for name in iter_node_refs(value):
+                    seen.setdefault(name, None)
         return tuple(seen)
 
     def first_arg(self) -> Any:

@@ -1,0 +1,463 @@
+"""The ``portmeta`` command line: plan, explain, diff and draw saved graphs; run the demo.
+
+Everything here works on saved files and never imports torch; ``portmeta demo`` runs the torch
+side (:mod:`portmeta_fx.demo`) in a subprocess. Exit status: 0 on success, 2 on bad input
+(a message on stderr names the file and the problem), 1 when the demo's check fails or when
+``portmeta diff --exit-code`` finds differences.
+
+Example
+-------
+>>> args = build_parser().parse_args(["plan", "graph.json", "--profile", "legacy", "--json"])
+>>> args.graph, args.profile, args.json
+('graph.json', 'legacy', True)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Literal, NoReturn
+
+import attrs
+
+from . import __version__
+from ._io import atomic_write_text
+from .diff import diff_plans, format_diff
+from .draw import write_drawing
+from .errors import PlanError, PortmetaError, UnknownNodeError
+from .explain import explain
+from .graph import Snapshot, fingerprint, load_graph
+from .plan import Plan, plan
+from .profiles import PROFILES, Profile, get_profile
+from .report import format_diagnostics, format_table, summary
+
+__all__ = ["main", "build_parser", "CliError"]
+
+PROG = "portmeta"
+
+
+class CliError(Exception):
+    """A problem with the user's input, reported as ``portmeta: error: ...`` with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors say which command they are about."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _formatter(prog: str) -> argparse.RawDescriptionHelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _epilog(text: str) -> str:
+    return textwrap.dedent(text).strip("\n")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _profile(args: argparse.Namespace) -> Profile:
+    where = f"{args.graph}: " if getattr(args, "graph", None) else ""
+    try:
+        profile = get_profile(args.profile)
+    except PortmetaError as exc:
+        raise CliError(f"{where}cannot use --profile: {exc}") from None
+    if args.keys is not None:
+        keys = [k.strip() for k in args.keys.split(",") if k.strip()]
+        if not keys:
+            raise CliError(
+                f"{where}--keys: give at least one metadata key, e.g. --keys stack_trace"
+            )
+        try:
+            profile = attrs.evolve(profile, keys=tuple(keys))
+        except PortmetaError as exc:
+            raise CliError(f"{where}--keys: {exc}") from None
+    return profile
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _check_output(out: str, *inputs: str) -> None:
+    for src in inputs:
+        if _same_file(out, src):
+            raise CliError(f"{out}: output file is the input file {src}; choose another name")
+    if os.path.isdir(out):
+        raise CliError(f"{out}: is a directory; give an output file name")
+
+
+def _write(out: str, text: str | bytes) -> None:
+    try:
+        atomic_write_text(out, text)
+    except OSError as exc:
+        raise CliError(f"{out}: cannot write: {exc.strerror or exc}") from None
+
+
+def _plan_graph(
+    path: str, graph: Snapshot, profile: Profile, errors: Literal["raise", "collect"]
+) -> Plan:
+    try:
+        return plan(graph, profile, errors)
+    except PlanError as exc:
+        raise CliError(
+            f"{path}: planning failed at annotated node {exc.node!r} "
+            f"({type(exc).__name__}, upstream {exc.upstream_class}): {exc}"
+        ) from None
+    except PortmetaError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    profile = _profile(args)
+    graph = load_graph(args.graph)
+    p = _plan_graph(args.graph, graph, profile, args.errors)
+    if args.output:
+        _check_output(args.output, args.graph)
+        _write(args.output, p.to_json() + "\n")
+    if args.json and not args.output:
+        _print(p.to_json())
+        return 0
+    if args.json:
+        return 0
+    _print(format_table(graph, p))
+    diags = format_diagnostics(p)
+    if diags:
+        _print("\n" + diags)
+    _print("\n" + summary(graph, p))
+    if args.output:
+        print(f"plan written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    profile = _profile(args)
+    graph = load_graph(args.graph)
+    if args.node not in graph:
+        raise UnknownNodeError(args.node, args.graph)
+    try:
+        text = explain(graph, args.node, profile=profile)
+    except UnknownNodeError:
+        raise UnknownNodeError(args.node, args.graph) from None
+    except PortmetaError as exc:
+        raise CliError(f"{args.graph}: {exc}") from None
+    _print(text)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    a = Plan.load(args.plan_a)
+    b = Plan.load(args.plan_b)
+    d = diff_plans(a, b)
+    if args.json:
+        _print(json.dumps(d.to_dict(), indent=1))
+    else:
+        _print(format_diff(d, "A", "B"))
+    return 1 if (args.exit_code and not d.agree) else 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    graph = load_graph(args.graph)
+    inputs = [args.graph]
+    if args.plan:
+        p = Plan.load(args.plan)
+        inputs.append(args.plan)
+        if p.fingerprint != fingerprint(graph):
+            print(
+                f"{PROG}: note: {args.plan} was planned from a different snapshot than "
+                f"{args.graph}; drawing it anyway",
+                file=sys.stderr,
+            )
+    else:
+        p = _plan_graph(args.graph, graph, _profile(args), "collect")
+    _check_output(args.output, *inputs)
+    try:
+        fmt = write_drawing(graph, p, args.output)
+    except OSError as exc:
+        raise CliError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
+    except PortmetaError as exc:
+        text = str(exc)
+        raise CliError(text if args.output in text else f"{args.output}: {text}") from None
+    print(f"wrote {args.output} ({fmt})", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    missing = [m for m in ("torch", "torchao") if _find_spec(m) is None]
+    if not _has_demo_module():
+        missing.append("portmeta_fx.demo")
+    if missing:
+        raise CliError(
+            f"demo needs {', '.join(missing)} (not installed in {sys.executable}); install "
+            "torch==2.13.0 first, then pip install -e '.[fx,torchao]' (or run `make demo`)"
+        )
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CliError(f"{args.out}: exists and is not a directory; give --out a folder")
+    cmd = [sys.executable, "-m", "portmeta_fx.demo", "--out", args.out]
+    if args.dynamic:
+        cmd.append("--dynamic")
+    env = dict(os.environ)
+    # torch warns at import when numpy is missing; the demo does not need numpy.
+    quiet = "ignore:Failed to initialize NumPy"
+    env["PYTHONWARNINGS"] = ",".join(filter(None, (env.get("PYTHONWARNINGS"), quiet)))
+    return subprocess.call(cmd, env=env)
+
+
+def _has_demo_module() -> bool:
+    """Whether ``portmeta_fx/demo.py`` is installed, without importing ``portmeta_fx`` (torch)."""
+    spec = _find_spec("portmeta_fx")
+    folders = getattr(spec, "submodule_search_locations", None) or ()
+    return any(os.path.isfile(os.path.join(f, "demo.py")) for f in folders)
+
+
+def _find_spec(name: str) -> object | None:
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _add_profile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile",
+        metavar="{" + ",".join(PROFILES) + "}",
+        default="torchao",
+        help="upstream version to reproduce (default: torchao)",
+    )
+    p.add_argument(
+        "--keys",
+        metavar="K1,K2",
+        help="comma-separated metadata keys to copy, replacing the profile's list "
+        "(default: stack_trace,quantization_tag)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``portmeta`` command."""
+    parser = _Parser(
+        prog=PROG,
+        formatter_class=_formatter,
+        description="Plan, explain, compare and draw the metadata PT2E quantization's "
+        "PortNodeMetaForQDQ pass ports onto quantize/dequantize nodes.",
+        epilog=_epilog(
+            """
+            examples:
+              portmeta demo --out portmeta-out        # quantize a small model, save its graph
+              portmeta plan portmeta-out/graph.json   # what the pass writes, as a table
+              portmeta explain portmeta-out/graph.json dequantize_per_tensor_default
+              portmeta diff a.json b.json
+              portmeta draw portmeta-out/graph.json -o plan.svg
+
+            exit status: 0 success, 1 demo check failed (or diff --exit-code found
+            differences), 2 bad input (message on stderr names the file and the problem)
+            """
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "plan",
+        help="plan a saved graph: the writes the pass performs",
+        description="Compute the metadata writes PortNodeMetaForQDQ performs on a saved graph "
+        "(a portmeta graph JSON, e.g. the demo's graph.json) and print them as a table.",
+        formatter_class=_formatter,
+        epilog=_epilog(
+            """
+            examples:
+              portmeta plan graph.json
+              portmeta plan graph.json --profile legacy --errors collect
+              portmeta plan graph.json --keys stack_trace --json
+              portmeta plan graph.json -o plan.json
+
+            output (table, then diagnostics, then a summary line):
+              target  op                     key               value   source  rule
+              ------  ---------------------  ----------------  ------  ------  ------------
+              dq      dequantize_per_tensor  quantization_tag  'P0'    relu    static_input
+            """
+        ),
+    )
+    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
+    _add_profile_options(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
+    p.add_argument(
+        "--errors",
+        choices=("raise", "collect"),
+        default="raise",
+        help="where upstream raises: stop with exit 2 (raise, default) or record an error "
+        "diagnostic and go on (collect)",
+    )
+    p.add_argument("-o", "--output", metavar="PLAN.json", help="write the plan JSON to this file")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser(
+        "explain",
+        help="explain why a node gets (or does not get) each key",
+        description="Explain, key by key, what the plan writes on NODE and why, or why nothing.",
+        formatter_class=_formatter,
+        epilog=_epilog(
+            """
+            example:
+              portmeta explain graph.json dq
+              node 'dq': call_function quantized_decomposed.dequantize_per_tensor.default (dequantize)
+                stack_trace: not written: source 'relu' has no 'stack_trace'
+                quantization_tag: 'P0'
+                  <- 'relu' by static_input (annotated node 'relu'; path x -> q -> dq -> relu)
+            """
+        ),
+    )
+    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
+    p.add_argument("node", metavar="NODE", help="node name")
+    _add_profile_options(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "diff",
+        help="compare two plans",
+        description="Compare two plan files by their final state: writes only in A, only in B, "
+        "(node, key) pairs whose final value, source or rule differ, and diagnostics.",
+        formatter_class=_formatter,
+        epilog=_epilog(
+            """
+            examples:
+              portmeta plan graph.json -o a.json
+              portmeta plan graph.json --profile legacy -o b.json
+              portmeta diff a.json b.json
+              note: profiles differ: torchao vs legacy
+              plans agree
+
+            exit status 0 whether or not the plans agree (1 on differences with --exit-code)
+            """
+        ),
+    )
+    p.add_argument("plan_a", metavar="PLAN_A.json")
+    p.add_argument("plan_b", metavar="PLAN_B.json")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON")
+    p.add_argument(
+        "--exit-code", action="store_true", help="exit with status 1 when the plans differ"
+    )
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser(
+        "draw",
+        help="draw a graph and its plan (.svg, .png or .dot)",
+        description="Draw the graph with each written node colored by rule, annotated nodes "
+        "marked and a dashed metadata-flow arrow from each source to its targets. The format "
+        "follows the extension of -o: .svg and .png need Graphviz 'dot'; .dot does not.",
+        formatter_class=_formatter,
+        epilog=_epilog(
+            """
+            examples:
+              portmeta draw graph.json -o plan.svg
+              portmeta draw graph.json --plan plan.json -o plan.png
+              portmeta draw graph.json --profile legacy -o plan.dot
+            """
+        ),
+    )
+    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
+    p.add_argument("--plan", metavar="PLAN.json", help="plan to draw (default: plan the graph now)")
+    _add_profile_options(p)
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help=".svg, .png or .dot")
+    p.set_defaults(func=cmd_draw)
+
+    p = sub.add_parser(
+        "demo",
+        help="quantize a small model with torchao and show the plan (needs torch)",
+        description="Export conv -> adaptive avg pool -> hardtanh -> view -> linear, quantize it "
+        "with torchao's prepare_pt2e/convert_pt2e and portmeta's pass swapped in, print the plan, "
+        "check it against torchao's own pass, and write graph.json, plan.json, plan.dot and "
+        "plan.svg to DIR.",
+        formatter_class=_formatter,
+        epilog=_epilog(
+            """
+            examples:
+              portmeta demo
+              portmeta demo --out /tmp/pm --dynamic
+
+            exit status: 0 the plan agrees with torchao, 1 it does not, 2 torch missing
+            """
+        ),
+    )
+    p.add_argument(
+        "--out", metavar="DIR", default="portmeta-out", help="output folder (default: portmeta-out)"
+    )
+    p.add_argument("--dynamic", action="store_true", help="quantize the linear's input dynamically")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except CliError as exc:
+        return _fail(str(exc))
+    except PortmetaError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            _quiet_stdout()
+            return 0
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except RecursionError:
+        files = [getattr(args, a, None) for a in ("graph", "plan", "plan_a", "plan_b")]
+        named = ", ".join(f for f in files if isinstance(f, str))
+        return _fail(f"{named or 'input'}: data is nested too deeply")
+    except Exception as exc:
+        if os.environ.get("PORTMETA_DEBUG"):
+            raise
+        return _fail(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(set PORTMETA_DEBUG=1 for a traceback, and please report it)"
+        )
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so interpreter shutdown stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Human-readable views of a plan: a table of writes and a one-line summary.
+
+Pure text, no torch. The CLI (``portmeta plan``) and the demo print these.
+
+Example
+-------
+>>> from portmeta import plan
+>>> from portmeta.testing import GraphBuilder, static
+>>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
+>>> y = b.call("aten.relu.default", dq, name="relu", tag="P0"); b.annotate(y, inputs={x: static()})
+>>> b.output(y); g = b.build(); p = plan(g)
+>>> print(format_table(g, p))
+target  op                     key               value  source  rule
+------  ---------------------  ----------------  -----  ------  ------------
+dq      dequantize_per_tensor  quantization_tag  'P0'   relu    static_input
+>>> print(summary(g, p))
+5 nodes, 1 annotated; 1 write to 1 node (static_input 1, static_output 0, get_attr_chain 0, dynamic_input 0); 0 diagnostics
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from .graph import Snapshot, annotated_nodes, record
+from .plan import Plan
+from .records import Opaque, TargetKind
+from .rules import Rule
+
+__all__ = ["short_target", "short_value", "format_table", "format_diagnostics", "summary"]
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+_LIBRARY = re.compile(r"[/\\](site-packages|dist-packages|torch|torchao)[/\\]")
+
+
+def short_target(graph: Snapshot, name: str) -> str:
+    """A node's op in a few characters: the operator's short name, else the FX ``op``.
+
+    ``quantized_decomposed.quantize_per_tensor.default`` is ``quantize_per_tensor``,
+    ``torchao.quantize_affine`` is ``quantize_affine``, ``operator.getitem`` is ``getitem``; a
+    placeholder, get_attr or output node shows its ``op``.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x); b.output(dq)
+    >>> short_target(b.build(), "q"), short_target(b.build(), "x")
+    ('quantize_per_tensor', 'placeholder')
+    """
+    if name not in graph:
+        return "?"
+    rec = record(graph, name)
+    if rec.op not in ("call_function", "call_method", "call_module"):
+        return rec.op
+    parts = rec.target.name.split(".")
+    if rec.target.kind is TargetKind.OVERLOAD and len(parts) >= 3:
+        return parts[-2]
+    return parts[-1]
+
+
+def short_value(value: Any, width: int = 40) -> str:
+    """A one-line, at most ``width`` characters, rendering of a metadata value.
+
+    A stack trace becomes the location of its innermost frame outside installed libraries
+    (``file:line in func``; the innermost frame when all are library frames); other values
+    are their ``repr`` with whitespace collapsed, cut in the middle when too long.
+
+    Example
+    -------
+    >>> short_value('File "/a/m.py", line 7, in forward\\n    x = self.conv(x)')
+    'm.py:7 in forward'
+    >>> short_value("x" * 60, width=12)
+    "'xxxx...xxx'"
+    """
+    if isinstance(value, str):
+        frames = _FRAME.findall(value)
+        if frames:
+            own = [f for f in frames if not _LIBRARY.search(f[0])]
+            path, line, func = (own or frames)[-1]
+            text = f"{path.replace(chr(92), '/').rsplit('/', 1)[-1]}:{line} in {func}"
+        else:
+            text = repr(value)
+    elif isinstance(value, Opaque):
+        text = value.text
+    else:
+        text = repr(value)
+    text = " ".join(text.split())
+    if len(text) > width:
+        keep = max(width - 3, 2)
+        head = (keep + 1) // 2
+        text = text[:head] + "..." + text[len(text) - (keep - head) :]
+    return text
+
+
+def _render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines.extend(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+    return "\n".join(lines)
+
+
+def format_table(graph: Snapshot | None, p: Plan, *, width: int = 40) -> str:
+    """Every write of ``p`` as an aligned text table, in write order.
+
+    Columns: target node, its op (short target name; ``?`` without a graph), key, value
+    (shortened), source node, rule. A plan with no writes gives ``(no writes)``.
+    """
+    if not p.deltas:
+        return "(no writes)"
+    rows = [
+        (
+            d.target,
+            short_target(graph, d.target) if graph is not None else "?",
+            d.key,
+            short_value(d.value, width),
+            d.source,
+            d.rule.value,
+        )
+        for d in p.deltas
+    ]
+    return _render(("target", "op", "key", "value", "source", "rule"), rows)
+
+
+def format_diagnostics(p: Plan) -> str:
+    """One line per diagnostic (``severity kind node: message``); empty text when none."""
+    lines = []
+    for d in p.diagnostics:
+        kind = (
+            f" {d.error_class}"
+            if d.error_class
+            else ("" if d.kind == d.severity.value else f" [{d.kind}]")
+        )
+        lines.append(f"{d.severity.value}{kind} at {d.node}: {d.message}")
+    return "\n".join(lines)
+
+
+def summary(graph: Snapshot | None, p: Plan) -> str:
+    """One line: nodes, annotated nodes, writes per rule, diagnostics per kind."""
+    parts = []
+    if graph is not None:
+        parts.append(f"{graph.number_of_nodes()} nodes, {len(annotated_nodes(graph))} annotated")
+    n = len(p.deltas)
+    targets = len({d.target for d in p.deltas})
+    counts = Counter(d.rule for d in p.deltas)
+    per_rule = ", ".join(f"{r.value} {counts.get(r, 0)}" for r in Rule)
+    parts.append(
+        f"{n} write{'s' if n != 1 else ''} to {targets} node{'s' if targets != 1 else ''} "
+        f"({per_rule})"
+    )
+    kinds = Counter(d.kind for d in p.diagnostics)
+    diag = f"{len(p.diagnostics)} diagnostic{'s' if len(p.diagnostics) != 1 else ''}"
+    if kinds:
+        diag += " (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")"
+    parts.append(diag)
+    return "; ".join(parts)

@@ -1,0 +1,504 @@
+"""The ``portmeta`` command line, run as a user would (subprocess), without torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+import portmeta
+from portmeta import cli
+from portmeta.records import Target
+from portmeta.testing import GraphBuilder, dynamic, static
+
+COMMANDS = ("plan", "explain", "diff", "draw", "demo")
+HAS_DOT = shutil.which("dot") is not None
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "portmeta.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+
+
+def conv_graph() -> portmeta.graph.Snapshot:
+    """x -> q -> dq -> conv(w via q/dq) -> q -> dq -> output, conv annotated and tagged."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _, dq = b.qdq(x)
+    w = b.get_attr("weight", tag="conv_0")
+    _, wdq = b.qdq(w, per_channel=True)
+    conv = b.call(
+        "aten.conv2d.default",
+        dq,
+        wdq,
+        name="conv",
+        tag="conv_0",
+        stack_trace='File "model.py", line 7, in forward\n    x = self.conv(x)',
+    )
+    b.annotate(conv, inputs={x: static(), w: static()}, output=static())
+    _, odq = b.qdq(conv)
+    b.output(odq)
+    return b.build()
+
+
+def affine_graph() -> portmeta.graph.Snapshot:
+    """A relu fed by torchao affine q/dq packets: torchao ports, legacy does not."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    q = b.call(Target.packet("torchao.quantize_affine"), x, name="q")
+    dq = b.call(Target.packet("torchao.dequantize_affine"), q, name="dq")
+    y = b.call("aten.relu.default", dq, name="relu", tag="P0")
+    b.annotate(y, inputs={x: static()})
+    b.output(y)
+    return b.build()
+
+
+def broken_graph() -> portmeta.graph.Snapshot:
+    """A dynamic input with no choose_qparams: upstream raises ValueError."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    y = b.call("aten.linear.default", x, name="lin")
+    b.annotate(y, inputs={x: dynamic()})
+    b.output(y)
+    return b.build()
+
+
+@pytest.fixture
+def graph_file(tmp_path: Path) -> Path:
+    path = tmp_path / "graph.json"
+    portmeta.dump_graph(conv_graph(), path)
+    return path
+
+
+def snapshot_dir(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def test_plan_table(graph_file: Path) -> None:
+    r = run("plan", str(graph_file))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["target", "op", "key", "value", "source", "rule"]
+    expected = portmeta.plan(conv_graph())
+    for d in expected.deltas:
+        assert any(line.split()[:3] == [d.target, line.split()[1], d.key] for line in lines[2:])
+    assert "model.py:7 in forward" in r.stdout
+    assert "get_attr_chain" in r.stdout
+    assert "10 nodes, 1 annotated; 7 writes to 4 nodes" in lines[-1]
+
+
+def test_plan_json_stdout_equals_library_plan(graph_file: Path) -> None:
+    r = run("plan", str(graph_file), "--json")
+    assert r.returncode == 0, r.stderr
+    assert portmeta.Plan.from_json(r.stdout) == portmeta.plan(conv_graph())
+
+
+def test_plan_output_file(graph_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    r = run("plan", str(graph_file), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert portmeta.Plan.load(str(out)) == portmeta.plan(conv_graph())
+    assert "target" in r.stdout and str(out) in r.stderr
+    r = run("plan", str(graph_file), "--json", "-o", str(tmp_path / "quiet.json"))
+    assert r.returncode == 0 and r.stdout == ""
+
+
+def test_plan_profile_and_keys(graph_file: Path) -> None:
+    r = run("plan", str(graph_file), "--profile", "legacy", "--json")
+    assert r.returncode == 0, r.stderr
+    assert portmeta.Plan.from_json(r.stdout).profile.name == "legacy"
+    r = run("plan", str(graph_file), "--keys", "stack_trace", "--json")
+    assert r.returncode == 0, r.stderr
+    p = portmeta.Plan.from_json(r.stdout)
+    assert p.profile.keys == ("stack_trace",)
+    assert {d.key for d in p.deltas} == {"stack_trace"}
+
+
+def test_plan_errors_collect(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    portmeta.dump_graph(broken_graph(), path)
+    r = run("plan", str(path), "--errors", "collect")
+    assert r.returncode == 0, r.stderr
+    assert "NoChooseQParamsError" in r.stdout and "1 diagnostic (error 1)" in r.stdout
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def test_explain(graph_file: Path) -> None:
+    r = run("explain", str(graph_file), "dq")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("node 'dq'")
+    assert "static_input" in r.stdout and "'conv_0'" in r.stdout
+    assert r.stdout.strip() == portmeta.explain(conv_graph(), "dq")
+
+
+def test_explain_profile_and_keys(graph_file: Path) -> None:
+    r = run("explain", str(graph_file), "q_1", "--profile", "legacy", "--keys", "quantization_tag")
+    assert r.returncode == 0, r.stderr
+    assert "get_attr_chain" in r.stdout and "stack_trace" not in r.stdout
+
+
+# --------------------------------------------------------------------------- diff
+
+
+def _plans(tmp_path: Path, graph: portmeta.graph.Snapshot) -> tuple[Path, Path]:
+    g = tmp_path / "g.json"
+    portmeta.dump_graph(graph, g)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert run("plan", str(g), "-o", str(a)).returncode == 0
+    assert run("plan", str(g), "--profile", "legacy", "-o", str(b)).returncode == 0
+    return a, b
+
+
+def test_diff_two_profiles_that_differ(tmp_path: Path) -> None:
+    a, b = _plans(tmp_path, affine_graph())
+    r = run("diff", str(a), str(b))
+    assert r.returncode == 0, r.stderr
+    assert "only in A: dq.quantization_tag = 'P0' from relu (static_input)" in r.stdout
+    assert "profiles differ: torchao vs legacy" in r.stdout
+    assert r.stdout.rstrip().splitlines()[-1].startswith("plans differ: 1 only in A")
+    assert run("diff", str(a), str(b), "--exit-code").returncode == 1
+    data = json.loads(run("diff", str(a), str(b), "--json").stdout)
+    assert data["agree"] is False and data["only_a"][0]["target"] == "dq"
+
+
+def test_diff_two_profiles_that_agree(tmp_path: Path) -> None:
+    a, b = _plans(tmp_path, conv_graph())
+    r = run("diff", str(a), str(b), "--exit-code")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip().endswith("plans agree")
+
+
+def test_diff_identical_plans(tmp_path: Path) -> None:
+    a, _ = _plans(tmp_path, conv_graph())
+    r = run("diff", str(a), str(a))
+    assert r.returncode == 0 and r.stdout.strip() == "plans agree"
+
+
+def test_diff_changed_value(tmp_path: Path) -> None:
+    a, _ = _plans(tmp_path, conv_graph())
+    data = json.loads(a.read_text())
+    data["deltas"][-1]["value"] = "other"
+    b = tmp_path / "edited.json"
+    b.write_text(json.dumps(data))
+    r = run("diff", str(a), str(b))
+    assert r.returncode == 0
+    assert "differs (value): q_2.quantization_tag" in r.stdout
+
+
+# --------------------------------------------------------------------------- draw
+
+
+def test_draw_dot(graph_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plan.dot"
+    r = run("draw", str(graph_file), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert text.startswith("digraph portmeta {")
+    for d in portmeta.plan(conv_graph()).deltas:
+        assert f'"{d.target}"' in text
+    assert 'style="dashed"' in text and "cluster_legend" in text
+
+
+def test_draw_with_plan(graph_file: Path, tmp_path: Path) -> None:
+    plan_file = tmp_path / "legacy.json"
+    assert run("plan", str(graph_file), "--profile", "legacy", "-o", str(plan_file)).returncode == 0
+    out = tmp_path / "p.dot"
+    r = run("draw", str(graph_file), "--plan", str(plan_file), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "portmeta plan (legacy)" in out.read_text()
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="Graphviz dot not installed")
+@pytest.mark.parametrize("ext", [".svg", ".png"])
+def test_draw_rendered(graph_file: Path, tmp_path: Path, ext: str) -> None:
+    out = tmp_path / f"plan{ext}"
+    r = run("draw", str(graph_file), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    if ext == ".png":
+        assert data.startswith(b"\x89PNG")
+        return
+    root = ET.fromstring(data)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    text = data.decode()
+    for d in portmeta.plan(conv_graph()).deltas:
+        assert d.target in text
+
+
+# --------------------------------------------------------------------------- help, version
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help(command: str) -> None:
+    r = run(command, "--help")
+    assert r.returncode == 0
+    assert "example" in r.stdout and f"portmeta {command}" in r.stdout
+
+
+def test_top_level_help_and_version() -> None:
+    r = run("--help")
+    assert r.returncode == 0 and all(c in r.stdout for c in COMMANDS)
+    r = run("--version")
+    assert r.returncode == 0 and portmeta.__version__ in r.stdout
+
+
+def test_no_command_is_usage_error() -> None:
+    r = run()
+    assert r.returncode == 2 and "usage" in r.stderr and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _write_bad(path: Path, kind: str) -> None:
+    good = json.dumps(portmeta.graph_to_dict(conv_graph()))
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_text(good[: len(good) // 2])
+    elif kind == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif kind == "not_json":
+        path.write_text("format: portmeta.graph\nnodes: []\n")
+    elif kind == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "wrong_structure":
+        path.write_text(
+            json.dumps({"format": "portmeta.graph", "version": 1, "nodes": [{"name": 3}]})
+        )
+    elif kind == "wrong_format":
+        path.write_text(json.dumps({"format": "something.else", "nodes": []}))
+    elif kind == "top_level_list":
+        path.write_text("[1, 2, 3]")
+    elif kind == "dangling_user":
+        data = portmeta.graph_to_dict(conv_graph())
+        data["nodes"][0]["users"].append("ghost")
+        path.write_text(json.dumps(data))
+    elif kind == "directory":
+        path.mkdir()
+    else:  # pragma: no cover
+        raise AssertionError(kind)
+
+
+BAD_KINDS = (
+    "empty",
+    "truncated",
+    "binary",
+    "not_json",
+    "deep",
+    "wrong_structure",
+    "wrong_format",
+    "top_level_list",
+    "dangling_user",
+    "directory",
+)
+
+
+def assert_clean_failure(
+    r: subprocess.CompletedProcess[str],
+    names: Sequence[str],
+    folder: Path,
+    before: dict[str, bytes],
+) -> None:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("portmeta: error: ") or "error:" in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 3, r.stderr
+    assert any(n in r.stderr for n in names), r.stderr
+    assert snapshot_dir(folder) == before, "inputs changed or output/temp files left behind"
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("plan", "{bad}"),
+        ("plan", "{bad}", "-o", "{out}"),
+        ("explain", "{bad}", "x"),
+        ("draw", "{bad}", "-o", "{out}.dot"),
+        ("draw", "{good}", "--plan", "{bad}", "-o", "{out}.dot"),
+        ("diff", "{bad}", "{plan}"),
+        ("diff", "{plan}", "{bad}"),
+    ],
+    ids=["plan", "plan-o", "explain", "draw", "draw-plan", "diff-a", "diff-b"],
+)
+def test_bad_input_file(tmp_path: Path, kind: str, command: tuple[str, ...]) -> None:
+    good = tmp_path / "good.json"
+    portmeta.dump_graph(conv_graph(), good)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(portmeta.plan(conv_graph()).to_json())
+    bad = tmp_path / "bad.json"
+    _write_bad(bad, kind)
+    before = snapshot_dir(tmp_path)
+    fill = {
+        "bad": str(bad),
+        "good": str(good),
+        "plan": str(plan_file),
+        "out": str(tmp_path / "out"),
+    }
+    r = run(*(a.format(**fill) for a in command))
+    assert_clean_failure(r, [str(bad)], tmp_path, before)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.json"
+    for args in (
+        ("plan", str(missing)),
+        ("explain", str(missing), "x"),
+        ("draw", str(missing), "-o", str(tmp_path / "x.dot")),
+        ("diff", str(missing), str(missing)),
+    ):
+        r = run(*args)
+        assert_clean_failure(r, [str(missing)], tmp_path, {})
+        assert "no such file" in r.stderr
+
+
+def test_graph_given_where_plan_expected(graph_file: Path, tmp_path: Path) -> None:
+    before = snapshot_dir(tmp_path)
+    r = run("diff", str(graph_file), str(graph_file))
+    assert_clean_failure(r, [str(graph_file)], tmp_path, before)
+    assert "not a portmeta plan file" in r.stderr
+
+
+def test_unknown_node(graph_file: Path, tmp_path: Path) -> None:
+    before = snapshot_dir(tmp_path)
+    r = run("explain", str(graph_file), "no_such_node")
+    assert_clean_failure(r, [str(graph_file)], tmp_path, before)
+    assert "no_such_node" in r.stderr
+
+
+def test_unknown_profile(graph_file: Path, tmp_path: Path) -> None:
+    before = snapshot_dir(tmp_path)
+    for command in (("plan",), ("explain",), ("draw",)):
+        extra = ["dq"] if command == ("explain",) else []
+        extra += ["-o", str(tmp_path / "x.dot")] if command == ("draw",) else []
+        r = run(*command, str(graph_file), *extra, "--profile", "nope")
+        assert_clean_failure(r, [str(graph_file)], tmp_path, before)
+        assert "unknown profile 'nope'" in r.stderr and "legacy" in r.stderr
+
+
+def test_bad_keys(graph_file: Path, tmp_path: Path) -> None:
+    before = snapshot_dir(tmp_path)
+    for keys in (",", "a,a"):
+        r = run("plan", str(graph_file), "--keys", keys)
+        assert_clean_failure(r, [str(graph_file)], tmp_path, before)
+    # keys the snapshot did not record
+    path = tmp_path / "recorded.json"
+    portmeta.dump_graph(GraphBuilder().build(meta_keys=["stack_trace"]), path)
+    before = snapshot_dir(tmp_path)
+    r = run("plan", str(path), "--keys", "quantization_tag")
+    assert_clean_failure(r, [str(path)], tmp_path, before)
+    assert "did not record" in r.stderr
+
+
+def test_planning_error_with_errors_raise(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    portmeta.dump_graph(broken_graph(), path)
+    before = snapshot_dir(tmp_path)
+    for args in (("plan", str(path)), ("plan", str(path), "-o", str(tmp_path / "p.json"))):
+        r = run(*args)
+        assert_clean_failure(r, [str(path)], tmp_path, before)
+        assert "'lin'" in r.stderr and "NoChooseQParamsError" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("plan", "{g}", "-o", "{out}"),
+        ("draw", "{g}", "-o", "{out}"),
+    ],
+    ids=["plan", "draw"],
+)
+@pytest.mark.parametrize("where", ["missing_dir", "is_dir", "is_input"])
+def test_unwritable_output(tmp_path: Path, command: tuple[str, ...], where: str) -> None:
+    g = tmp_path / "g.json"
+    portmeta.dump_graph(conv_graph(), g)
+    (tmp_path / "adir.dot").mkdir()
+    before = snapshot_dir(tmp_path)
+    out = {
+        "missing_dir": tmp_path / "no" / "such" / "dir" / "out.dot",
+        "is_dir": tmp_path / "adir.dot",
+        "is_input": g,
+    }[where]
+    if where == "is_input" and command[0] == "draw":
+        out = g  # .json extension: refused as the input before the format is looked at
+    r = run(*(a.format(g=str(g), out=str(out)) for a in command))
+    assert_clean_failure(r, [str(out)], tmp_path, before)
+    assert not (tmp_path / "no").exists()
+
+
+def test_draw_unknown_extension(graph_file: Path, tmp_path: Path) -> None:
+    before = snapshot_dir(tmp_path)
+    out = tmp_path / "plan.pdf"
+    r = run("draw", str(graph_file), "-o", str(out))
+    assert_clean_failure(r, [str(out)], tmp_path, before)
+
+
+@pytest.mark.parametrize("ext", [".svg", ".png"])
+def test_draw_without_dot(graph_file: Path, tmp_path: Path, ext: str) -> None:
+    before = snapshot_dir(tmp_path)
+    out = tmp_path / f"plan{ext}"
+    env = dict(os.environ, PATH=str(tmp_path / "empty-path"))
+    r = run("draw", str(graph_file), "-o", str(out), env=env)
+    assert_clean_failure(r, [str(out)], tmp_path, before)
+    assert "Graphviz 'dot' not found" in r.stderr
+
+
+# --------------------------------------------------------------------------- in-process checks
+
+
+def test_internal_error_is_reported_not_swallowed(
+    graph_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def boom(args: object) -> int:
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(cli, "cmd_plan", boom)
+    monkeypatch.delenv("PORTMETA_DEBUG", raising=False)
+    assert cli.main(["plan", str(graph_file)]) == 2
+    err = capsys.readouterr().err
+    assert "internal error: ZeroDivisionError: oops" in err and "Traceback" not in err
+    monkeypatch.setenv("PORTMETA_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["plan", str(graph_file)])
+
+
+def test_demo_without_torch_side(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "_find_spec", lambda name: None)
+    assert cli.main(["demo", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "demo needs torch" in err and "Traceback" not in err
+
+
+def test_core_cli_does_not_import_torch(graph_file: Path) -> None:
+    code = (
+        "import sys, runpy; sys.argv = ['portmeta', 'plan', sys.argv[1]];"
+        "import portmeta.cli as c; rc = c.main(sys.argv[1:]);"
+        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(graph_file)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
