@@ -50,7 +50,7 @@ import torch.fx
 import portmeta
 from portmeta._gc import without_gc
 
-from .snapshot import from_fx
+from .snapshot import from_fx, snapshot_nodes
 
 __all__ = ["UndoEntry", "Undo", "apply_plan", "write_deltas"]
 
@@ -75,8 +75,7 @@ def _entries(value: Iterable[Any]) -> tuple[UndoEntry, ...]:
 
 
 def _nodes_of(gm: torch.fx.GraphModule | torch.fx.Graph) -> dict[str, torch.fx.Node]:
-    graph = gm if isinstance(gm, torch.fx.Graph) else gm.graph
-    return {n.name: n for n in graph.nodes}
+    return snapshot_nodes(gm)
 
 
 def _restore_entry(node: torch.fx.Node, entry: UndoEntry) -> None:

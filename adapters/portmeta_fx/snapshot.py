@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,6 +57,7 @@ __all__ = [
     "qspec_of",
     "annotation_of",
     "record_of",
+    "snapshot_nodes",
     "resolve_profile",
 ]
 
@@ -131,7 +133,7 @@ def _opaque_singleton(value: Any) -> Opaque:
     return codec.opaque_of(value)
 
 
-def arg_of(value: Any) -> Any:
+def arg_of(value: Any, names: Mapping[torch.fx.Node, str] | None = None) -> Any:
     """An FX argument value as a snapshot value (see the module docstring).
 
     Example
@@ -141,22 +143,23 @@ def arg_of(value: Any) -> Any:
     [NodeRef(name='x'), (1, Opaque(type_name='torch.dtype', text='torch.int8')), {'k': None}]
     """
     if isinstance(value, torch.fx.Node):
-        return NodeRef(value.name)
+        return NodeRef(_name(value, names))
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
         return value
     if isinstance(value, list):  # includes torch.fx immutable_list
-        return [arg_of(v) for v in value]
+        return [arg_of(v, names) for v in value]
     if isinstance(value, tuple):  # tuple subclasses (torch.Size, named tuples) become tuples
-        return tuple(arg_of(v) for v in value)
+        return tuple(arg_of(v, names) for v in value)
     if isinstance(value, dict):  # includes torch.fx immutable_dict
-        return {arg_of(k): arg_of(v) for k, v in value.items()}
+        return {arg_of(k, names): arg_of(v, names) for k, v in value.items()}
     if isinstance(value, _SINGLETON_CONSTANTS):
         return _opaque_singleton(value)
     if isinstance(value, slice) and any(
         isinstance(p, torch.fx.Node) for p in (value.start, value.stop, value.step)
     ):
-        return {"$slice": (arg_of(value.start), arg_of(value.stop), arg_of(value.step))}
+        parts = (value.start, value.stop, value.step)
+        return {"$slice": tuple(arg_of(p, names) for p in parts)}
     return codec.opaque_of(value)
 
 
@@ -195,13 +198,14 @@ def _items(qspec_map: Any) -> list[tuple[Any, Any]]:
 
 
 def annotation_of(
-    value: Any, node_by_name: Mapping[str, torch.fx.Node] | None = None
+    value: Any, names: Mapping[torch.fx.Node, str] | None = None
 ) -> Annotation | None:
     """The snapshot :class:`~portmeta.records.Annotation` of a ``quantization_annotation`` value.
 
-    ``input_qspec_map`` is read in insertion order. An input that is not the graph's node of
-    that name (an erased or replaced node object) becomes ``QInput(name, spec, live=False)``;
-    a key that is not a ``Node`` at all becomes ``QInput(repr(key), spec, live=False)``.
+    ``input_qspec_map`` is read in insertion order; a ``Node`` key becomes a reference to its
+    snapshot name (``names``, from :func:`snapshot_nodes`; the node's own name without it). A
+    key that is not a ``Node`` at all becomes ``QInput(repr(key), spec, live=False)``, which
+    nothing connects to.
 
     Objects that do not look like a ``QuantizationAnnotation`` never make this function fail:
     a missing or ``None`` ``input_qspec_map`` (or one without ``items()``) counts as empty and a
@@ -213,30 +217,90 @@ def annotation_of(
     -------
     >>> from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
     >>> g = torch.fx.Graph(); x = g.placeholder("x")
-    >>> annotation_of(QuantizationAnnotation({x: None}), {"x": x})
+    >>> annotation_of(QuantizationAnnotation({x: None}))
     Annotation(inputs=(QInput(node='x', qspec=None, live=True),), output=None)
     >>> annotation_of(object()).is_valid   # no input_qspec_map, no output_qspec: ignored
     False
     """
     if value is None:
         return None
-    by_name = node_by_name if node_by_name is not None else {}
     inputs = []
     for key, spec in _items(getattr(value, "input_qspec_map", None)):
         qspec = qspec_of(spec)
         if isinstance(key, torch.fx.Node):
-            inputs.append(QInput(key.name, qspec, live=by_name.get(key.name) is key))
+            inputs.append(QInput(_name(key, names), qspec))
         else:
             inputs.append(QInput(repr(key), qspec, live=False))
     return Annotation(tuple(inputs), qspec_of(getattr(value, "output_qspec", None)))
 
 
+def _name(node: torch.fx.Node, names: Mapping[torch.fx.Node, str] | None) -> str:
+    return node.name if names is None else names.get(node, node.name)
+
+
+def snapshot_nodes(gm: torch.fx.GraphModule | torch.fx.Graph) -> dict[str, torch.fx.Node]:
+    """Every node a snapshot of ``gm`` records, by snapshot name.
+
+    First the graph's own nodes in graph order, under their own names. Then every *foreign*
+    node reachable from them through arguments, users or annotation inputs, transitively: a
+    node of another graph (an annotation kept from a copied graph), or an erased node that an
+    annotation still names. Upstream's rules follow ``node.users`` and ``node.args`` wherever
+    they lead and write to what they find, so the snapshot must see those nodes too. A foreign
+    node is named ``"<name>@<k>"``, ``k`` numbering the graphs such nodes belong to; ``@`` never
+    occurs in an FX node name.
+
+    Example
+    -------
+    >>> from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+    >>> other = torch.fx.Graph(); w = other.placeholder("w")
+    >>> g = torch.fx.Graph(); x = g.placeholder("x"); y = g.call_function(torch.relu, (x,))
+    >>> y.meta["quantization_annotation"] = QuantizationAnnotation({w: None})
+    >>> list(snapshot_nodes(g))
+    ['x', 'relu', 'w@0']
+    """
+    graph = gm if isinstance(gm, torch.fx.Graph) else gm.graph
+    names: dict[torch.fx.Node, str] = {n: n.name for n in graph.nodes}
+    taken = set(names.values())
+    graph_number: dict[int, int] = {}
+    queue: deque[torch.fx.Node] = deque()
+
+    def see(node: Any) -> None:
+        if isinstance(node, torch.fx.Node) and node not in names:
+            k = graph_number.setdefault(id(node.graph), len(graph_number))
+            name = f"{node.name}@{k}"
+            while name in taken:  # two erased nodes of one graph may share a name
+                name += "+"
+            names[node] = name
+            taken.add(name)
+            queue.append(node)
+
+    def neighbours(node: torch.fx.Node, own: bool) -> None:
+        for other in node.all_input_nodes:
+            see(other)
+        for user in node.users:
+            see(user)
+        if own:
+            for key, _ in _items(getattr(node.meta.get(Q_ANNOTATION_KEY), "input_qspec_map", None)):
+                see(key)
+
+    for node in graph.nodes:
+        neighbours(node, own=True)
+    while queue:
+        neighbours(queue.popleft(), own=False)
+    return {name: node for node, name in names.items()}
+
+
 def record_of(
     node: torch.fx.Node,
     keys: Sequence[str],
-    node_by_name: Mapping[str, torch.fx.Node] | None = None,
+    names: Mapping[torch.fx.Node, str] | None = None,
+    *,
+    foreign: bool = False,
 ) -> NodeRecord:
     """The :class:`~portmeta.records.NodeRecord` of one FX node, reading metadata ``keys``.
+
+    ``names`` maps nodes to snapshot names (see :func:`snapshot_nodes`); a ``foreign`` node's
+    annotation is not recorded (upstream never visits it).
 
     Example
     -------
@@ -246,20 +310,21 @@ def record_of(
     """
     meta = node.meta
     return NodeRecord(
-        name=node.name,
+        name=_name(node, names),
         op=node.op,
         target=target_of(node),
-        args=tuple(arg_of(a) for a in node.args),
-        kwargs={k: arg_of(v) for k, v in node.kwargs.items()},
-        users=tuple(u.name for u in node.users),
+        args=tuple(arg_of(a, names) for a in node.args),
+        kwargs={k: arg_of(v, names) for k, v in node.kwargs.items()},
+        users=tuple(_name(u, names) for u in node.users),
         meta=tuple((k, meta[k]) for k in keys if k in meta),
-        annotation=annotation_of(meta.get(Q_ANNOTATION_KEY), node_by_name),
+        annotation=None if foreign else annotation_of(meta.get(Q_ANNOTATION_KEY), names),
+        foreign=foreign,
     )
 
 
 @without_gc
 def from_fx(
-    gm: torch.fx.GraphModule,
+    gm: torch.fx.GraphModule | torch.fx.Graph,
     profile: portmeta.Profile = portmeta.TORCHAO,
     keys: Sequence[str] | None = None,
 ) -> Snapshot:
@@ -274,6 +339,11 @@ def from_fx(
     keys:
         The full list of keys to read, replacing the profile's (``None``: the profile's).
 
+    Returns
+    -------
+    Snapshot
+        The graph's nodes in graph order, then any foreign nodes (see :func:`snapshot_nodes`).
+
     Example
     -------
     >>> import portmeta
@@ -283,9 +353,9 @@ def from_fx(
     """
     prof = resolve_profile(profile, keys)
     graph = gm if isinstance(gm, torch.fx.Graph) else gm.graph
-    nodes = list(graph.nodes)
-    node_by_name = {n.name: n for n in nodes}
-    recs = [record_of(n, prof.keys, node_by_name) for n in nodes]
+    own = set(graph.nodes)
+    names = {node: name for name, node in snapshot_nodes(graph).items()}
+    recs = [record_of(node, prof.keys, names, foreign=node not in own) for node in names]
     return portmeta.build_graph(recs, meta_keys=prof.keys)
 
 

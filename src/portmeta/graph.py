@@ -5,7 +5,8 @@ Layout of a snapshot ``G``:
 * nodes are node names, inserted in graph order, each with attribute ``"record"``;
 * an edge ``u -> v`` means ``v`` is a user of ``u``; ``G.succ[u]`` iterates users in
   ``node.users`` order;
-* ``G.graph["annotated"]``: names of the nodes that carry an annotation, in graph order;
+* ``G.graph["annotated"]``: names of the graph's own (not ``foreign``) nodes that carry an
+  annotation, in graph order;
 * ``G.graph["meta_keys"]``: the metadata keys the snapshot read (``None``: whatever the author
   gave, so absence always means absent);
 * ``G.graph["fingerprint"]``: SHA-256 of the snapshot's canonical JSON.
@@ -140,7 +141,9 @@ def build_graph(
         cycle = [u for u, _ in nx.find_cycle(G)]
         raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
     keys = None if meta_keys is None else tuple(meta_keys)
-    G.graph["annotated"] = tuple(rec.name for rec in recs if rec.annotation is not None)
+    G.graph["annotated"] = tuple(
+        rec.name for rec in recs if rec.annotation is not None and not rec.foreign
+    )
     G.graph["meta_keys"] = keys
     G.graph["fingerprint"] = _digest(_nodes_to_data(recs), keys)
     frozen: Snapshot = nx.freeze(G)
@@ -219,7 +222,7 @@ def _annotation_to_data(ann: Annotation | None) -> Any:
 
 
 def _record_to_data(rec: NodeRecord) -> dict[str, Any]:
-    return {
+    data = {
         "name": rec.name,
         "op": rec.op,
         "target": {"name": rec.target.name, "kind": rec.target.kind.value},
@@ -229,6 +232,9 @@ def _record_to_data(rec: NodeRecord) -> dict[str, Any]:
         "meta": {k: codec.encode(v) for k, v in rec.meta},
         "annotation": _annotation_to_data(rec.annotation),
     }
+    if rec.foreign:
+        data["foreign"] = True
+    return data
 
 
 def _nodes_to_data(recs: Iterable[NodeRecord]) -> list[dict[str, Any]]:
@@ -347,6 +353,11 @@ class _Reader:
         }
         if "annotation" not in data:
             raise self.fail(f"{where}: missing field 'annotation'")
+        foreign = data.get("foreign", False)
+        if not isinstance(foreign, bool):
+            raise self.fail(
+                f"{where}: field 'foreign' must be a boolean, got {_json_type(foreign)}"
+            )
         return NodeRecord(
             name=name,
             op=op,
@@ -356,6 +367,7 @@ class _Reader:
             users=tuple(user_list),
             meta=meta,
             annotation=self.annotation(data["annotation"], f"{where}.annotation"),
+            foreign=foreign,
         )
 
 

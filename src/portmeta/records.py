@@ -291,6 +291,11 @@ class NodeRecord:
         absent (presence, not truthiness, decides whether a key is copied).
     annotation:
         The quantization annotation, or ``None``.
+    foreign:
+        The node is not one of the graph's own nodes but is reachable from them (through
+        arguments, users or an annotation's inputs): a node of another graph, or an erased one.
+        Upstream's rules walk through such nodes and write to them, so the snapshot keeps them,
+        after the graph's own nodes; planning never visits their annotations.
 
     Example
     -------
@@ -310,6 +315,7 @@ class NodeRecord:
         default=None,
         validator=attrs.validators.optional(attrs.validators.instance_of(Annotation)),
     )
+    foreign: bool = False
 
     def meta_dict(self) -> dict[str, Any]:
         """The recorded metadata as a new dict (key order kept)."""

@@ -131,6 +131,7 @@ class _Draft:
     kwargs: dict[str, Any]
     meta: dict[str, Any]
     annotation: Annotation | None = None
+    foreign: bool = False
 
 
 class GraphBuilder:
@@ -177,8 +178,12 @@ class GraphBuilder:
         stack_trace: Any = _UNSET,
         tag: Any = _UNSET,
         meta: Mapping[str, Any] | None = None,
+        foreign: bool = False,
     ) -> str:
         """Add any node and return its name.
+
+        ``foreign=True`` adds a node that is not one of the graph's own (see
+        :attr:`portmeta.NodeRecord.foreign`); give it a name with ``@`` as the FX adapter does.
 
         As in ``torch.fx``, a name already taken gets a suffix (``q``, ``q_1``, ...). Strings in
         ``args``/``kwargs`` stay strings here: wrap node names with
@@ -200,7 +205,9 @@ class GraphBuilder:
         if tag is not self._UNSET:
             record_meta["quantization_tag"] = tag
         record_meta.update(meta or {})
-        draft = _Draft(node_name, op, tgt, tuple(args), dict(kwargs or {}), record_meta)
+        draft = _Draft(
+            node_name, op, tgt, tuple(args), dict(kwargs or {}), record_meta, foreign=foreign
+        )
         for ref in dict.fromkeys(iter_node_refs((draft.args, draft.kwargs))):
             if ref not in self._drafts:
                 raise GraphBuildError(f"node {node_name!r} uses unknown node {ref!r}")
@@ -366,6 +373,7 @@ class GraphBuilder:
                 users=tuple(self._users[d.name]),
                 meta=d.meta,
                 annotation=d.annotation,
+                foreign=d.foreign,
             )
             for d in self._drafts.values()
         ]

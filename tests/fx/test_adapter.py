@@ -171,13 +171,17 @@ def test_stale_annotation_inputs() -> None:
     again.name = "gone"  # FX does not reuse erased names by itself
     annotate(y, {gone: static_spec(), "not a node": static_spec(), x: None})
     gm.recompile()
-    r = rec(from_fx(gm), "y")
+    snap = from_fx(gm)
+    r = rec(snap, "y")
     assert r.annotation is not None
+    # the erased node object is kept as a foreign record under a name no FX node can have
     assert r.annotation.inputs == (
-        QInput("gone", QSpec("QuantizationSpec", False), live=False),
+        QInput("gone@0", QSpec("QuantizationSpec", False), live=True),
         QInput("'not a node'", QSpec("QuantizationSpec", False), live=False),
         QInput("x", None, live=True),
     )
+    assert rec(snap, "gone@0").foreign and not rec(snap, "gone").foreign
+    assert list(snap.nodes)[-1] == "gone@0"
     # the stale node and the string key connect to nothing; x has no spec: nothing to port
     before = port_keys_state(gm, KEYS)
     PortNodeMetaForQDQ()(gm)
