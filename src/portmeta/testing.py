@@ -158,7 +158,7 @@ class GraphBuilder:
 
     # -- names ----------------------------------------------------------------------------
     def _fresh(self, base: str) -> str:
-        base = re.sub(r"\W", "_", base) or "node"
+        base = re.sub(r"[^\w@]", "_", base) or "node"
         name, i = base, 0
         while name in self._taken:
             i += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import networkx as nx
 import pytest
 
@@ -174,3 +175,58 @@ def test_quantize_helper_targets_are_the_profile_overloads():
     g = b.build()
     assert portmeta.record(g, q).target == Target.overload(Q)
     assert portmeta.record(g, dq).target == Target.overload(DQ)
+
+
+def test_foreign_records_are_kept_but_never_annotated_nodes():
+    from portmeta import graph_from_dict, graph_to_dict, plan
+    from portmeta.testing import GraphBuilder, dynamic, static
+
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    lin = b.call("aten.relu.default", x, name="lin", tag="LIN")
+    b.output(lin)
+    # a node of another graph that an annotation names, with its own dynamic chain
+    w = b.add("placeholder", "x", name="x@0", foreign=True)
+    chain = b.dynamic_qdq(w)
+    b.annotate(chain.dq, inputs={w: static()})  # annotations of foreign nodes are never visited
+    b.set_meta(chain.dq, tag="FOREIGN")
+    b.annotate(lin, inputs={w: dynamic()})
+    foreign = {w, chain.choose_qparams, chain.scale, chain.zero_point, chain.q, chain.dq}
+    g = build_graph(
+        [attrs.evolve(r, foreign=r.name in foreign) for r in b.records()],
+        meta_keys=None,
+    )
+    assert g.graph["annotated"] == ("lin",)
+    assert [n for n in g.nodes if g.nodes[n]["record"].foreign] == [
+        "x@0",
+        "choose_qparams",
+        "scale",
+        "zero_point",
+        "q",
+        "dq",
+    ]
+    data = graph_to_dict(g)
+    assert [n.get("foreign", False) for n in data["nodes"]][-6:] == [True] * 6
+    assert "foreign" not in data["nodes"][0]
+    again = graph_from_dict(data)
+    assert list(again.nodes(data="record")) == list(g.nodes(data="record"))
+    p = plan(g)
+    assert [(d.target, d.value) for d in p.deltas] == [
+        ("choose_qparams", "LIN"),
+        ("q", "LIN"),
+        ("dq", "LIN"),
+    ]
+
+
+def test_foreign_field_must_be_boolean():
+    import pytest
+
+    from portmeta import GraphFormatError, graph_from_dict, graph_to_dict
+    from portmeta.testing import GraphBuilder
+
+    b = GraphBuilder()
+    b.output(b.placeholder("x"))
+    data = graph_to_dict(b.build())
+    data["nodes"][0]["foreign"] = "yes"
+    with pytest.raises(GraphFormatError, match="'foreign' must be a boolean"):
+        graph_from_dict(data, source="g.json")

@@ -363,3 +363,47 @@ def test_affine_packet_vs_overload_parity(use_packet: bool) -> None:
         assert {"wv", "wq", "wdq", "oq"} <= tagged
     else:
         assert tagged == {"w", "y"}
+
+
+def _two_graphs() -> tuple[torch.fx.GraphModule, torch.fx.GraphModule]:
+    """``gm``'s linear is annotated with a dynamic input that lives in ``other``'s graph."""
+    other = Hand()
+    w = other.placeholder("x")
+    chain = other.dynamic_qdq(w)
+    other_gm = other.output(other.call(ATEN.relu.default, chain["dq"], name="use"))
+    h = Hand()
+    x = h.placeholder("x")
+    lin = h.call(ATEN.relu.default, x, name="lin", tag="LIN", stack_trace="m.py:1")
+    gm = h.output(lin)
+    annotate(lin, {w: dynamic_spec()})
+    return gm, other_gm
+
+
+def test_foreign_dynamic_input_writes_where_upstream_writes() -> None:
+    """Upstream's search follows the other graph's users and writes into that graph."""
+    from torchao.quantization.pt2e.quantizer.port_metadata_pass import (
+        PortNodeMetaForQDQ as Upstream,
+    )
+
+    ours_gm, ours_other = _two_graphs()
+    theirs_gm, theirs_other = _two_graphs()
+    snap = from_fx(ours_gm)
+    foreign = [n for n in snap.nodes if rec(snap, n).foreign]
+    assert foreign and all("@" in n for n in foreign)
+    plan = portmeta.plan(snap)
+    assert [d.target for d in plan.deltas if d.key == "quantization_tag"] == [
+        "choose_qparams_tensor@0",
+        "quantize_per_tensor_tensor@0",
+        "dequantize_per_tensor_tensor@0",
+    ]
+    PortNodeMetaForQDQ()(ours_gm)
+    Upstream()(theirs_gm)
+    assert port_keys_state(ours_gm, KEYS) == port_keys_state(theirs_gm, KEYS)
+    assert port_keys_state(ours_other, KEYS) == port_keys_state(theirs_other, KEYS)
+    tagged = port_keys_state(theirs_other, KEYS).items()
+    written = {n for n, meta in tagged if meta.get("quantization_tag") == "LIN"}
+    assert written == {
+        "choose_qparams_tensor",
+        "quantize_per_tensor_tensor",
+        "dequantize_per_tensor_tensor",
+    }
