@@ -204,7 +204,7 @@ def annotation_of(
 
     ``input_qspec_map`` is read in insertion order; a ``Node`` key becomes a reference to its
     snapshot name (``names``, from :func:`snapshot_nodes`; the node's own name without it). A
-    key that is not a ``Node`` at all becomes ``QInput(repr(key), spec, live=False)``, which
+    key that is not a ``Node`` at all becomes ``QInput(repr(key), spec, is_node=False)``, which
     nothing connects to.
 
     Objects that do not look like a ``QuantizationAnnotation`` never make this function fail:
@@ -218,7 +218,7 @@ def annotation_of(
     >>> from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
     >>> g = torch.fx.Graph(); x = g.placeholder("x")
     >>> annotation_of(QuantizationAnnotation({x: None}))
-    Annotation(inputs=(QInput(node='x', qspec=None, live=True),), output=None)
+    Annotation(inputs=(QInput(node='x', qspec=None, is_node=True),), output=None)
     >>> annotation_of(object()).is_valid   # no input_qspec_map, no output_qspec: ignored
     False
     """
@@ -230,7 +230,7 @@ def annotation_of(
         if isinstance(key, torch.fx.Node):
             inputs.append(QInput(_name(key, names), qspec))
         else:
-            inputs.append(QInput(repr(key), qspec, live=False))
+            inputs.append(QInput(repr(key), qspec, is_node=False))
     return Annotation(tuple(inputs), qspec_of(getattr(value, "output_qspec", None)))
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "PlanError",
     "NoChooseQParamsError",
     "NonNodeQuantArgError",
+    "NotANodeInputError",
     "UpstreamInternalError",
     "ChooseQParamsUsersError",
     "DynamicQuantUsersError",
@@ -169,6 +170,25 @@ class NonNodeQuantArgError(PlanError, ValueError):
             subject,
             f"args[0] of quant-workflow op {subject!r} (reached from annotated node {node!r}) "
             f"must be a node, found {found}",
+        )
+
+
+class NotANodeInputError(PlanError, AttributeError):
+    """A dynamic input's annotation key is not a node (upstream: ``AttributeError``).
+
+    Example
+    -------
+    >>> print(NotANodeInputError("linear", "'x'"))
+    the input_qspec_map key 'x' of dynamically quantized node 'linear' is not a node
+    """
+
+    upstream_class = "AttributeError"
+
+    def __init__(self, node: str, key: str) -> None:
+        super().__init__(
+            node,
+            key,
+            f"the input_qspec_map key {key} of dynamically quantized node {node!r} is not a node",
         )
 
 

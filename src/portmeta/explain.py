@@ -176,7 +176,7 @@ def _why_not_dequantize(graph: Snapshot, profile: Profile, node: str) -> list[st
         except PlanError as exc:
             reasons.append(f"the walk up from it fails: {exc}")
             continue
-        entries = [i for i in ann.inputs if i.node == producer and i.live]
+        entries = [i for i in ann.inputs if i.node == producer and i.is_node]
         if not entries:
             reasons.append(
                 f"the annotation of {c!r} has no input entry for {producer!r}, the node it "

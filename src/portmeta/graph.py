@@ -215,7 +215,8 @@ def _annotation_to_data(ann: Annotation | None) -> Any:
         return None
     return {
         "inputs": [
-            {"node": i.node, "qspec": _qspec_to_data(i.qspec), "live": i.live} for i in ann.inputs
+            {"node": i.node, "qspec": _qspec_to_data(i.qspec), "is_node": i.is_node}
+            for i in ann.inputs
         ],
         "output": _qspec_to_data(ann.output),
     }
@@ -318,7 +319,7 @@ class _Reader:
                 QInput(
                     self.field(item, "node", str, iw),
                     self.qspec(item.get("qspec"), iw),
-                    bool(self.field(item, "live", bool, iw)) if "live" in item else True,
+                    bool(self.field(item, "is_node", bool, iw)) if "is_node" in item else True,
                 )
             )
         if "output" not in data:

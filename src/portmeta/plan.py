@@ -386,7 +386,7 @@ def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]
         if inp.qspec is None:
             continue
         rule = dynamic_input if inp.qspec.dynamic else static_input
-        results.append(rule(graph, profile, node, inp.node, live=inp.live))
+        results.append(rule(graph, profile, node, inp.node, is_node=inp.is_node))
     if ann.output is not None:
         results.append(static_output(graph, profile, node))
     return results

@@ -184,8 +184,9 @@ class QSpec:
     """The part of a quantization spec that planning reads.
 
     ``is_dynamic`` is ``True`` / ``False`` when the spec has that attribute and ``None`` when it
-    does not (``SharedQuantizationSpec``, ``DerivedQuantizationSpec`` and
-    ``FixedQParamsQuantizationSpec`` have none). Only ``True`` selects the dynamic rule.
+    does not (in torchao 0.18.0 only ``SharedQuantizationSpec`` has none; ``Derived`` and
+    ``FixedQParams`` specs default to ``False`` and may be ``True``). Only ``True`` selects the
+    dynamic rule.
 
     Example
     -------
@@ -210,12 +211,14 @@ class QSpec:
 class QInput:
     """One entry of an annotation's ``input_qspec_map``.
 
-    ``live`` is False when the annotation names a node object that is no longer the graph's
-    node of that name (erased or replaced); such an input never connects to anything.
+    ``node`` names the input's record. ``is_node`` is False when the annotation's key is not an
+    FX node at all (a string, a tuple...): it connects to nothing, and the dynamic rule fails on
+    it like upstream (``AttributeError``). A node name that is not in the graph is an input
+    without users (an erased node a hand-built graph still names).
 
     Example
     -------
-    >>> QInput("x", QSpec("QuantizationSpec", False)).live
+    >>> QInput("x", QSpec("QuantizationSpec", False)).is_node
     True
     """
 
@@ -223,7 +226,7 @@ class QInput:
     qspec: QSpec | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(QSpec))
     )
-    live: bool = True
+    is_node: bool = True
 
 
 def _to_inputs(value: Any) -> tuple[QInput, ...]:

@@ -72,14 +72,14 @@ def shared() -> QSpec:
     return QSpec("SharedQuantizationSpec", None)
 
 
-def derived() -> QSpec:
-    """A ``DerivedQuantizationSpec`` (no ``is_dynamic`` attribute: static)."""
-    return QSpec("DerivedQuantizationSpec", None)
+def derived(is_dynamic: bool = False) -> QSpec:
+    """A ``DerivedQuantizationSpec`` (``is_dynamic`` defaults to False in torchao 0.18.0)."""
+    return QSpec("DerivedQuantizationSpec", is_dynamic)
 
 
-def fixed() -> QSpec:
-    """A ``FixedQParamsQuantizationSpec`` (no ``is_dynamic`` attribute: static)."""
-    return QSpec("FixedQParamsQuantizationSpec", None)
+def fixed(is_dynamic: bool = False) -> QSpec:
+    """A ``FixedQParamsQuantizationSpec`` (``is_dynamic`` defaults to False in torchao 0.18.0)."""
+    return QSpec("FixedQParamsQuantizationSpec", is_dynamic)
 
 
 def target(name: str | Target) -> Target:

@@ -51,7 +51,7 @@ def test_graph_dict_layout():
     assert conv["annotation"]["inputs"][2] == {
         "node": "ghost",
         "qspec": {"kind": "QuantizationSpec", "is_dynamic": True},
-        "live": True,
+        "is_node": True,
     }
     q = next(n for n in d["nodes"] if n["name"] == "q")
     assert q["args"][-1] == {"$opaque": "torch.int8", "type": "torch.dtype"}
@@ -247,9 +247,9 @@ STRUCT_CASES = {
         _node_del("conv", ["annotation", "inputs", 1, "node"]),
         "node 'conv'.annotation.inputs[1]: missing field 'node'",
     ),
-    "input-live-mistyped": (
-        _node_set("conv", ["annotation", "inputs", 0, "live"], "yes"),
-        "field 'live' must be a boolean",
+    "input-is_node-mistyped": (
+        _node_set("conv", ["annotation", "inputs", 0, "is_node"], "yes"),
+        "field 'is_node' must be a boolean",
     ),
     "qspec-mistyped": (
         _node_set("conv", ["annotation", "inputs", 0, "qspec"], True),

@@ -39,7 +39,9 @@ TAGS = st.one_of(
     st.integers(-2, 2),
     st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 2)),
 )
-SPECS = st.sampled_from([None, static(), dynamic(), shared(), derived(), fixed()])
+SPECS = st.sampled_from(
+    [None, static(), dynamic(), shared(), derived(), fixed(), derived(True), fixed(True)]
+)
 INDEX = st.integers(0, 10**6)
 VIEWS = st.sampled_from(
     [
@@ -177,13 +179,13 @@ def build(recipe, annotate=True, profile=TORCHAO):
             every.append(node)
             if annotate and ann is not None:
                 inputs: dict[str, QInput] = {}
-                for k, spec, live in ann[0]:
+                for k, spec, is_node in ann[0]:
                     name = (
                         "ghost"
                         if k is None
                         else origin.get(args[k % len(args)], args[k % len(args)])
                     )
-                    inputs.setdefault(name, QInput(name, spec, live))
+                    inputs.setdefault(name, QInput(name, spec, is_node))
                 b.annotate(node, inputs=list(inputs.values()), output=ann[1])
             values.append(node)
             if output_q:
@@ -246,7 +248,7 @@ def reference_pass(graph, profile):
         for inp in ann.inputs:
             if inp.qspec is None:
                 continue
-            source = inp.node if (inp.live and inp.node in recs) else None
+            source = inp.node if (inp.is_node and inp.node in recs) else None
             if inp.qspec.is_dynamic is True:
                 cq = None
                 queue = deque(users(inp.node)) if source else deque()

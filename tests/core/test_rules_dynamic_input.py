@@ -10,6 +10,7 @@ from portmeta import (
     ChooseQParamsUsersError,
     DynamicQuantUsersError,
     NoChooseQParamsError,
+    NotANodeInputError,
     NoUserError,
     PlanError,
     QInput,
@@ -20,7 +21,7 @@ from portmeta import (
     plan,
 )
 from portmeta.rules import find_choose_qparams
-from portmeta.testing import GraphBuilder, dynamic
+from portmeta.testing import GraphBuilder, dynamic, static
 
 from .helpers import CQ, DQT, GETITEM, QT, state, writes
 
@@ -96,12 +97,23 @@ def test_no_choose_qparams_is_value_error_naming_the_node():
     )
 
 
-def test_stale_dynamic_input_raises_no_choose_qparams():
+def test_dynamic_key_that_is_not_a_node_raises_attribute_error():
     b, x, _chain, lin = _linear()
     b.output(lin)
-    b.annotate(lin, inputs=[QInput(x, dynamic(), live=False)])
-    with pytest.raises(NoChooseQParamsError, match="input 'x'"):
+    b.annotate(lin, inputs=[QInput(repr(x), dynamic(), is_node=False)])
+    with pytest.raises(
+        NotANodeInputError, match="key 'x' of dynamically quantized node 'lin'"
+    ) as info:
         plan(b.build())
+    assert isinstance(info.value, AttributeError) and not isinstance(info.value, ValueError)
+    # statically it connects to nothing: no writes, no error
+    b.annotate(lin, inputs=[QInput(repr(x), static(), is_node=False)])
+    assert plan(b.build()).deltas == ()
+
+
+def test_stale_dynamic_input_raises_no_choose_qparams():
+    b, _x, _chain, lin = _linear()
+    b.output(lin)
     b.annotate(lin, inputs={"ghost": dynamic()})
     with pytest.raises(NoChooseQParamsError, match="input 'ghost'"):
         plan(b.build())

@@ -195,13 +195,13 @@ def test_stale_inputs_never_connect():
     x = b.placeholder("x")
     _q, dq = b.qdq(x)
     r = b.call("aten.relu.default", dq, name="relu", tag="P0")
-    b.annotate(r, inputs=[QInput(x, static(), live=False)])
+    b.annotate(r, inputs=[QInput(x, static(), is_node=False)])
     b.output(r)
     assert state(b) == {}
     b.annotate(r, inputs={"ghost": static()})
     assert state(b) == {}
     g = b.build()
-    assert static_input(g, TORCHAO, "relu", x, live=False).copies == ()
+    assert static_input(g, TORCHAO, "relu", x, is_node=False).copies == ()
     assert [c.target for c in static_input(g, TORCHAO, "relu", x).copies] == ["dq"]
 
 

@@ -176,9 +176,9 @@ def test_stale_annotation_inputs() -> None:
     assert r.annotation is not None
     # the erased node object is kept as a foreign record under a name no FX node can have
     assert r.annotation.inputs == (
-        QInput("gone@0", QSpec("QuantizationSpec", False), live=True),
-        QInput("'not a node'", QSpec("QuantizationSpec", False), live=False),
-        QInput("x", None, live=True),
+        QInput("gone@0", QSpec("QuantizationSpec", False), is_node=True),
+        QInput("'not a node'", QSpec("QuantizationSpec", False), is_node=False),
+        QInput("x", None, is_node=True),
     )
     assert rec(snap, "gone@0").foreign and not rec(snap, "gone").foreign
     assert list(snap.nodes)[-1] == "gone@0"

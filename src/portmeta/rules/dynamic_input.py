@@ -33,6 +33,7 @@ from ..errors import (
     ChooseQParamsUsersError,
     DynamicQuantUsersError,
     NoChooseQParamsError,
+    NotANodeInputError,
     NoUserError,
     ScaleWithoutUsersError,
 )
@@ -85,12 +86,14 @@ def find_choose_qparams(
 
 
 def dynamic_input(
-    graph: Snapshot, profile: Profile, node: str, input_node: str, *, live: bool = True
+    graph: Snapshot, profile: Profile, node: str, input_node: str, *, is_node: bool = True
 ) -> RuleResult:
     """Copies ``choose_qparams, q, dq <- node`` for one dynamic input.
 
     Raises
     ------
+    NotANodeInputError
+        The annotation's key is not a node (upstream: ``AttributeError``).
     NoChooseQParamsError
         No choose_qparams op is reachable (upstream: ``ValueError``).
     ChooseQParamsUsersError
@@ -102,7 +105,9 @@ def dynamic_input(
     NoUserError
         The quantize has no non-sym-size user (upstream: ``IndexError``).
     """
-    found = find_choose_qparams(graph, profile, input_node) if live else None
+    if not is_node:
+        raise NotANodeInputError(node, input_node)
+    found = find_choose_qparams(graph, profile, input_node)
     if found is None:
         raise NoChooseQParamsError(node, input_node)
     cq = found[-1]

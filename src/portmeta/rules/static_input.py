@@ -60,7 +60,7 @@ def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -
 
 
 def static_input(
-    graph: Snapshot, profile: Profile, node: str, input_node: str, *, live: bool = True
+    graph: Snapshot, profile: Profile, node: str, input_node: str, *, is_node: bool = True
 ) -> RuleResult:
     """Copies for one static input of an annotated node.
 
@@ -71,7 +71,7 @@ def static_input(
     node:
         The annotated (consumer) node.
     input_node:
-        The annotated input's name; ``live=False`` (or a name not in the graph) marks an input
+        The annotated input's name; ``is_node=False`` (or a name not in the graph) marks an input
         that is not the graph's node any more, which nothing connects to.
 
     Returns
@@ -84,7 +84,7 @@ def static_input(
     NonNodeQuantArgError, MissingArgumentError
         From the connectivity walk (see :func:`walk_to_producer`).
     """
-    reachable = live and input_node in graph
+    reachable = is_node and input_node in graph
     for arg in rec_of(graph, node).args:
         if not isinstance(arg, NodeRef) or not profile.is_dequantize(rec_of(graph, arg.name)):
             continue
