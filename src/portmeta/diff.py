@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from .plan import MetaDelta, Plan
+from .plan import MetaDelta, Plan, same_value
 from .report import short_value
 
 __all__ = ["WriteChange", "PlanDiff", "diff_plans", "format_diff"]
@@ -45,23 +45,12 @@ class WriteChange:
         if self.a is None or self.b is None:
             return ()
         out = []
-        if not _same(self.a.value, self.b.value):
+        if not same_value(self.a.value, self.b.value):
             out.append("value")
         for name in ("source", "origin", "rule"):
             if getattr(self.a, name) != getattr(self.b, name):
                 out.append(name)
         return tuple(out)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equality that never raises and never trusts a non-bool ``==``."""
-    if a is b:
-        return True
-    try:
-        result = a == b
-    except Exception:
-        return False
-    return result if isinstance(result, bool) else False
 
 
 def _final(p: Plan) -> dict[tuple[str, str], MetaDelta]:

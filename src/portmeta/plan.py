@@ -54,6 +54,7 @@ __all__ = [
     "Plan",
     "plan",
     "final_meta",
+    "same_value",
     "OptionError",
 ]
 
@@ -100,7 +101,7 @@ class MetaDelta:
 
     target: str
     key: str
-    value: Any = attrs.field(eq=attrs.cmp_using(eq=lambda a, b: _same(a, b)))
+    value: Any = attrs.field(eq=attrs.cmp_using(eq=lambda a, b: same_value(a, b)))
     source: str
     origin: str
     rule: Rule = attrs.field(converter=Rule)
@@ -310,10 +311,17 @@ def _str(value: Any) -> str:
     return value
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equality that never raises and never trusts a non-bool ``==`` (arrays, tensors).
+def same_value(a: Any, b: Any) -> bool:
+    """Equality of metadata values that never raises and never trusts a non-bool ``==``.
 
-    Two float NaNs count as the same value, so a plan equals its JSON round trip.
+    ``a is b`` is enough; otherwise ``a == b`` must return a real ``True`` (arrays and tensors
+    compare unequal). Two float NaNs count as the same value, so a plan equals its JSON
+    round trip.
+
+    Example
+    -------
+    >>> same_value(float("nan"), float("nan")), same_value([1], [1]), same_value(1, "1")
+    (True, True, False)
     """
     if a is b:
         return True
@@ -408,7 +416,7 @@ def _resolve(
             )
         )
         previous = meta.write(copy.target, key, _Cell(cell.value, cell.origin, True))
-        if previous is not None and previous.written and not _same(previous.value, cell.value):
+        if previous is not None and previous.written and not same_value(previous.value, cell.value):
             diagnostics.append(
                 Diagnostic(
                     "overwrite",

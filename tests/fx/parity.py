@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.fx
 
+from portmeta.plan import same_value
 from portmeta_fx import PortNodeMetaForQDQ, patch_convert_pt2e
 
 __all__ = [
@@ -85,16 +86,6 @@ def identity_signature(gm: Any, keys: Iterable[str]) -> dict[tuple[str, str], tu
     return out
 
 
-def _same(a: Any, b: Any) -> bool:
-    if a is b:
-        return True
-    try:
-        result = a == b
-    except Exception:
-        return False
-    return result if isinstance(result, bool) else False
-
-
 def assert_same_meta(
     gm_ours: Any, gm_theirs: Any, keys: Sequence[str] = KEYS, *, identity: bool = True
 ) -> None:
@@ -114,7 +105,7 @@ def assert_same_meta(
             a, b = ours[name].get(k, _MISSING), theirs[name].get(k, _MISSING)
             if a is _MISSING and b is _MISSING:
                 continue
-            if a is _MISSING or b is _MISSING or not _same(a, b):
+            if a is _MISSING or b is _MISSING or not same_value(a, b):
                 shown_a = "<absent>" if a is _MISSING else repr(a)[:80]
                 shown_b = "<absent>" if b is _MISSING else repr(b)[:80]
                 problems.append(f"{name}.meta[{k!r}]: ours {shown_a}, theirs {shown_b}")

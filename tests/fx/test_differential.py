@@ -30,6 +30,7 @@ from torchao.quantization.pt2e.quantizer.port_metadata_pass import (
 )
 
 import portmeta
+from portmeta.plan import same_value
 from portmeta_fx import PortNodeMetaForQDQ as Ours
 
 MAX_EXAMPLES = max(500, int(os.environ.get("PORTMETA_DIFF_EXAMPLES", "500")))
@@ -39,16 +40,6 @@ OUTCOMES: Counter[str] = Counter()
 
 _MISSING = object()
 _NOTES: list[str] = []
-
-
-def _same(a: Any, b: Any) -> bool:
-    if a is b:
-        return True
-    try:
-        result = a == b
-    except Exception:
-        return False
-    return result if isinstance(result, bool) else False
 
 
 def _show(value: Any) -> str:
@@ -70,7 +61,7 @@ def _diff(state_a: dict[str, dict[str, Any]], state_b: dict[str, dict[str, Any]]
             b = state_b[name].get(key, _MISSING)
             if a is _MISSING and b is _MISSING:
                 continue
-            if a is _MISSING or b is _MISSING or not _same(a, b):
+            if a is _MISSING or b is _MISSING or not same_value(a, b):
                 show_a, show_b = _show(a), _show(b)
                 problems.append(f"{name}.meta[{key!r}]: upstream {show_a}, portmeta {show_b}")
     return problems
