@@ -46,7 +46,16 @@ import portmeta
 from portmeta import codec
 from portmeta._gc import without_gc
 from portmeta.graph import Snapshot
-from portmeta.records import Annotation, NodeRecord, NodeRef, Opaque, QInput, QSpec, Target
+from portmeta.records import (
+    Annotation,
+    Malformed,
+    NodeRecord,
+    NodeRef,
+    Opaque,
+    QInput,
+    QSpec,
+    Target,
+)
 
 __all__ = [
     "Q_ANNOTATION_KEY",
@@ -207,31 +216,47 @@ def annotation_of(
     key that is not a ``Node`` at all becomes ``QInput(repr(key), spec, is_node=False)``, which
     nothing connects to.
 
-    Objects that do not look like a ``QuantizationAnnotation`` never make this function fail:
-    a missing or ``None`` ``input_qspec_map`` (or one without ``items()``) counts as empty and a
-    missing ``output_qspec`` as ``None``, so such an annotation is ignored, where upstream
-    would raise ``AttributeError`` / ``TypeError``. (``is_valid_annotation`` treats an empty
-    map and no output spec as "not annotated", which is what this reproduces.)
+    Objects that do not look like a ``QuantizationAnnotation`` never make this function fail.
+    Where upstream's reads of them fail (a missing ``input_qspec_map`` or ``output_qspec``, a
+    map without ``len`` or ``items``), the annotation is recorded as
+    :class:`~portmeta.records.Malformed` with the error upstream raises, and planning raises
+    the matching :class:`~portmeta.errors.MalformedAnnotationError`.
 
     Example
     -------
     >>> from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
     >>> g = torch.fx.Graph(); x = g.placeholder("x")
     >>> annotation_of(QuantizationAnnotation({x: None}))
-    Annotation(inputs=(QInput(node='x', qspec=None, is_node=True),), output=None)
-    >>> annotation_of(object()).is_valid   # no input_qspec_map, no output_qspec: ignored
-    False
+    Annotation(inputs=(QInput(node='x', qspec=None, is_node=True),), output=None, malformed=None)
+    >>> annotation_of(object()).malformed.error   # upstream fails reading it
+    'AttributeError'
     """
     if value is None:
         return None
+    # the reads upstream's is_valid_annotation and its loop make, in their order
+    try:
+        qspec_map = value.input_qspec_map
+        output = value.output_qspec
+    except AttributeError as exc:
+        return Annotation(malformed=Malformed("AttributeError", str(exc)))
+    try:
+        empty = len(qspec_map) == 0
+    except TypeError as exc:
+        return Annotation(malformed=Malformed("TypeError", str(exc)))
+    if empty and output is None:
+        return Annotation()  # not annotated, as upstream sees it
+    try:
+        items = list(qspec_map.items())
+    except Exception as exc:
+        return Annotation(malformed=Malformed(type(exc).__name__, str(exc)))
     inputs = []
-    for key, spec in _items(getattr(value, "input_qspec_map", None)):
+    for key, spec in items:
         qspec = qspec_of(spec)
         if isinstance(key, torch.fx.Node):
             inputs.append(QInput(_name(key, names), qspec))
         else:
             inputs.append(QInput(repr(key), qspec, is_node=False))
-    return Annotation(tuple(inputs), qspec_of(getattr(value, "output_qspec", None)))
+    return Annotation(tuple(inputs), qspec_of(output))
 
 
 def _name(node: torch.fx.Node, names: Mapping[torch.fx.Node, str] | None) -> str:

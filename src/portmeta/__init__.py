@@ -17,10 +17,13 @@ Example
 """
 
 from .errors import (
+    AnnotationAttributeError,
+    AnnotationTypeError,
     ChooseQParamsUsersError,
     DynamicQuantUsersError,
     GraphBuildError,
     GraphFormatError,
+    MalformedAnnotationError,
     MissingArgumentError,
     NoChooseQParamsError,
     NonNodeQuantArgError,
@@ -49,7 +52,17 @@ from .graph import (
 )
 from .plan import MetaDelta, OptionError, Plan, final_meta, plan
 from .profiles import LEGACY_TORCH_AO, PROFILES, TORCHAO, Profile, get_profile
-from .records import Annotation, NodeRecord, NodeRef, Opaque, QInput, QSpec, Target, TargetKind
+from .records import (
+    Annotation,
+    Malformed,
+    NodeRecord,
+    NodeRef,
+    Opaque,
+    QInput,
+    QSpec,
+    Target,
+    TargetKind,
+)
 from .rules import Copy, Diagnostic, Rule, RuleResult, Severity
 
 __version__ = "0.1.0"
@@ -58,6 +71,7 @@ __all__ = [
     "__version__",
     # records and graph
     "Annotation",
+    "Malformed",
     "NodeRecord",
     "NodeRef",
     "Opaque",
@@ -96,7 +110,10 @@ __all__ = [
     "ChooseQParamsUsersError",
     "DynamicQuantUsersError",
     "GraphBuildError",
+    "AnnotationAttributeError",
+    "AnnotationTypeError",
     "GraphFormatError",
+    "MalformedAnnotationError",
     "MissingArgumentError",
     "NoChooseQParamsError",
     "NonNodeQuantArgError",

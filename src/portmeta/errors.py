@@ -28,6 +28,9 @@ __all__ = [
     "NoChooseQParamsError",
     "NonNodeQuantArgError",
     "NotANodeInputError",
+    "MalformedAnnotationError",
+    "AnnotationAttributeError",
+    "AnnotationTypeError",
     "UpstreamInternalError",
     "ChooseQParamsUsersError",
     "DynamicQuantUsersError",
@@ -190,6 +193,45 @@ class NotANodeInputError(PlanError, AttributeError):
             key,
             f"the input_qspec_map key {key} of dynamically quantized node {node!r} is not a node",
         )
+
+
+class MalformedAnnotationError(PlanError):
+    """A node's ``quantization_annotation`` is not an object upstream can read.
+
+    Raised as :class:`AnnotationAttributeError` or :class:`AnnotationTypeError`, matching the
+    built-in error upstream fails with; :meth:`of` picks the class.
+
+    Example
+    -------
+    >>> e = MalformedAnnotationError.of("conv", "AttributeError", "no attribute 'output_qspec'")
+    >>> isinstance(e, AttributeError), str(e)
+    (True, "the quantization_annotation of node 'conv' cannot be read: no attribute 'output_qspec'")
+    """
+
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(
+            node, node, f"the quantization_annotation of node {node!r} cannot be read: {message}"
+        )
+
+    @staticmethod
+    def of(node: str, error: str, message: str) -> MalformedAnnotationError:
+        """The subclass matching upstream's built-in ``error`` name."""
+        cls = {"AttributeError": AnnotationAttributeError, "TypeError": AnnotationTypeError}.get(
+            error, MalformedAnnotationError
+        )
+        return cls(node, message)
+
+
+class AnnotationAttributeError(MalformedAnnotationError, AttributeError):
+    """Upstream reads an attribute the annotation object lacks (``AttributeError``)."""
+
+    upstream_class = "AttributeError"
+
+
+class AnnotationTypeError(MalformedAnnotationError, TypeError):
+    """Upstream calls ``len()`` on an ``input_qspec_map`` that has none (``TypeError``)."""
+
+    upstream_class = "TypeError"
 
 
 class UpstreamInternalError(PlanError):

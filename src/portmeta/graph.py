@@ -41,6 +41,7 @@ from .errors import GraphBuildError, GraphFormatError
 from .records import (
     OPS,
     Annotation,
+    Malformed,
     NodeRecord,
     QInput,
     QSpec,
@@ -213,13 +214,16 @@ def _qspec_to_data(spec: QSpec | None) -> Any:
 def _annotation_to_data(ann: Annotation | None) -> Any:
     if ann is None:
         return None
-    return {
+    data: dict[str, Any] = {
         "inputs": [
             {"node": i.node, "qspec": _qspec_to_data(i.qspec), "is_node": i.is_node}
             for i in ann.inputs
         ],
         "output": _qspec_to_data(ann.output),
     }
+    if ann.malformed is not None:
+        data["malformed"] = {"error": ann.malformed.error, "message": ann.malformed.message}
+    return data
 
 
 def _record_to_data(rec: NodeRecord) -> dict[str, Any]:
@@ -324,7 +328,16 @@ class _Reader:
             )
         if "output" not in data:
             raise self.fail(f"{where}: missing field 'output'")
-        return Annotation(tuple(inputs), self.qspec(data["output"], f"{where}.output"))
+        malformed = None
+        if data.get("malformed") is not None:
+            bad = data["malformed"]
+            mw = f"{where}.malformed"
+            if not isinstance(bad, dict):
+                raise self.fail(f"{mw}: must be an object or null, got {_json_type(bad)}")
+            malformed = Malformed(
+                self.field(bad, "error", str, mw), self.field(bad, "message", str, mw)
+            )
+        return Annotation(tuple(inputs), self.qspec(data["output"], f"{where}.output"), malformed)
 
     def node(self, data: Any, index: int) -> NodeRecord:
         where = f"nodes[{index}]"

@@ -32,7 +32,13 @@ import attrs
 from . import codec
 from ._gc import without_gc
 from ._io import read_json
-from .errors import GraphFormatError, PlanError, PortmetaError, ProfileError
+from .errors import (
+    GraphFormatError,
+    MalformedAnnotationError,
+    PlanError,
+    PortmetaError,
+    ProfileError,
+)
 from .graph import Snapshot, annotated_nodes, fingerprint, meta_keys, record, records
 from .profiles import TORCHAO, Profile
 from .records import names
@@ -387,6 +393,8 @@ def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]
     a ``StopIteration`` subclass, which a generator would turn into ``RuntimeError``.
     """
     ann = record(graph, node).annotation
+    if ann is not None and ann.malformed is not None:
+        raise MalformedAnnotationError.of(node, ann.malformed.error, ann.malformed.message)
     if ann is None or not ann.is_valid:
         return []
     results = []

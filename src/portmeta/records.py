@@ -38,6 +38,7 @@ __all__ = [
     "QSpec",
     "QInput",
     "Annotation",
+    "Malformed",
     "NodeRecord",
     "OPS",
     "iter_node_refs",
@@ -229,6 +230,24 @@ class QInput:
     is_node: bool = True
 
 
+@attrs.frozen(slots=True)
+class Malformed:
+    """An annotation object upstream cannot read, and the error reading it raises.
+
+    ``error`` names the built-in exception upstream's ``is_valid_annotation`` or its
+    ``input_qspec_map.items()`` call raises (``AttributeError`` for a missing attribute,
+    ``TypeError`` for a map without ``len``); ``message`` is its text.
+
+    Example
+    -------
+    >>> Malformed("AttributeError", "'dict' object has no attribute 'output_qspec'").error
+    'AttributeError'
+    """
+
+    error: str
+    message: str
+
+
 def _to_inputs(value: Any) -> tuple[QInput, ...]:
     if isinstance(value, Mapping):
         return tuple(QInput(name, spec) for name, spec in value.items())
@@ -255,11 +274,17 @@ class Annotation:
     output: QSpec | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(QSpec))
     )
+    malformed: Malformed | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Malformed))
+    )
 
     @property
     def is_valid(self) -> bool:
-        """Upstream's test: an annotation with no inputs and no output spec is ignored."""
-        return bool(self.inputs) or self.output is not None
+        """Upstream's test: an annotation with no inputs and no output spec is ignored.
+
+        A malformed annotation is not "ignored": upstream fails on it (see :class:`Malformed`).
+        """
+        return bool(self.inputs) or self.output is not None or self.malformed is not None
 
 
 def names(value: Iterable[str]) -> tuple[str, ...]:

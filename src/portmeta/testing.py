@@ -340,6 +340,10 @@ class GraphBuilder:
         """
         self._draft(node).annotation = Annotation(inputs if inputs is not None else {}, output)
 
+    def set_annotation(self, node: str, annotation: Annotation | None) -> None:
+        """Set ``node``'s annotation record as given (``None`` removes it), e.g. a malformed one."""
+        self._draft(node).annotation = annotation
+
     def set_meta(self, node: str, **meta: Any) -> None:
         """Set metadata keys on ``node`` (``tag`` means ``quantization_tag``)."""
         if "tag" in meta:

@@ -340,3 +340,37 @@ def test_string_target_spelled_like_an_operator_is_not_a_quantize():
     real.annotate(rr, output=static())
     real.output(real.call(QT, rr, name="q"))
     assert state(real) == {"q": {"quantization_tag": "T"}}
+
+
+@pytest.mark.parametrize(
+    ("error", "cls"),
+    [("AttributeError", AttributeError), ("TypeError", TypeError)],
+)
+def test_malformed_annotation_raises_upstreams_builtin(error, cls):
+    from portmeta import (
+        Annotation,
+        Malformed,
+        MalformedAnnotationError,
+        graph_from_dict,
+        graph_to_dict,
+    )
+    from portmeta.testing import GraphBuilder, static
+
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _q, dq = b.qdq(x)
+    y = b.call("aten.relu.default", dq, name="y", tag="Y")
+    z = b.call("aten.relu.default", y, name="z")
+    b.output(z)
+    b.annotate(y, inputs={x: static()})
+    b.set_annotation(z, Annotation(malformed=Malformed(error, "cannot read it")))
+    g = b.build()
+    assert graph_from_dict(graph_to_dict(g)).nodes["z"]["record"] == g.nodes["z"]["record"]
+    with pytest.raises(
+        MalformedAnnotationError, match="annotation of node 'z' cannot be read"
+    ) as info:
+        plan(g)
+    assert isinstance(info.value, cls)
+    collected = plan(g, errors="collect")
+    assert [d.target for d in collected.deltas] == ["dq"]  # y's writes survive
+    assert [(d.node, d.error_class) for d in collected.errors] == [("z", f"Annotation{error}")]

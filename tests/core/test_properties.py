@@ -250,6 +250,8 @@ def reference_pass(graph, profile):
                 continue
             source = inp.node if (inp.is_node and inp.node in recs) else None
             if inp.qspec.is_dynamic is True:
+                if not inp.is_node:  # upstream: 'str' object has no attribute 'users'
+                    raise RefError("NotANodeInputError")
                 cq = None
                 queue = deque(users(inp.node)) if source else deque()
                 seen = set(queue)

@@ -255,24 +255,49 @@ def test_unknown_qspec_classes(spec_cls: type) -> None:
     assert_same_meta(ours_gm, theirs_gm)
 
 
-def test_unknown_annotation_objects_do_not_crash() -> None:
+@pytest.mark.parametrize(
+    ("annotation", "error"),
+    [
+        (object(), AttributeError),  # no input_qspec_map
+        (types.SimpleNamespace(input_qspec_map={}), AttributeError),  # no output_qspec
+        (types.SimpleNamespace(input_qspec_map=None, output_qspec=None), TypeError),  # no len
+        (types.SimpleNamespace(input_qspec_map=[1], output_qspec=None), AttributeError),  # no items
+    ],
+    ids=["no-map", "no-output", "map-without-len", "map-without-items"],
+)
+def test_unreadable_annotation_objects_fail_like_upstream(annotation: Any, error: type) -> None:
+    """The adapter never crashes on them; planning raises what upstream raises, writing nothing."""
+
+    def build() -> torch.fx.GraphModule:
+        h = Hand()
+        x = h.placeholder("x")
+        _q, dq = h.qdq(x)
+        y = h.call(ATEN.relu.default, dq, name="y", tag="Y")
+        w = h.call(ATEN.relu.default, y, name="w", tag="W")
+        gm = h.output(w)
+        annotate(y, {x: static_spec()})  # ported by upstream before it fails on w
+        w.meta["quantization_annotation"] = annotation
+        return gm
+
+    G = from_fx(build())
+    malformed = rec(G, "w").annotation.malformed  # type: ignore[union-attr]
+    assert malformed is not None and malformed.error == error.__name__
+    ours_gm, theirs_gm, ours, theirs = run_both_passes(build)
+    assert type(theirs) is error
+    assert isinstance(ours, error) and isinstance(ours, portmeta.MalformedAnnotationError)
+    assert "'w'" in str(ours)
+    assert port_keys_state(ours_gm, KEYS) == port_keys_state(build(), KEYS)  # nothing written
+    assert port_keys_state(theirs_gm, KEYS) != port_keys_state(build(), KEYS)  # upstream: y's dq
+
+
+def test_empty_duck_typed_annotation_is_ignored() -> None:
     h = Hand()
     x = h.placeholder("x")
-    _q, dq = h.qdq(x)
-    y = h.call(ATEN.relu.default, dq, name="y", tag="Y")
-    z = h.call(ATEN.relu.default, y, name="z", tag="Z")
-    w = h.call(ATEN.relu.default, z, name="w", tag="W")
-    gm = h.output(w)
-    y.meta["quantization_annotation"] = object()  # upstream: AttributeError
-    z.meta["quantization_annotation"] = types.SimpleNamespace(input_qspec_map=None)
-    w.meta["quantization_annotation"] = types.SimpleNamespace(
-        input_qspec_map={x: static_spec()}, output_qspec=None
-    )
-    G = from_fx(gm)
-    assert rec(G, "y").annotation == portmeta.Annotation((), None)
-    assert rec(G, "z").annotation == portmeta.Annotation((), None)
-    assert portmeta.annotated_nodes(G) == ("y", "z", "w")
-    PortNodeMetaForQDQ()(gm)  # duck-typed annotations work like the real class
+    y = h.call(ATEN.relu.default, x, name="y", tag="Y")
+    gm = h.output(y)
+    y.meta["quantization_annotation"] = types.SimpleNamespace(input_qspec_map={}, output_qspec=None)
+    assert rec(from_fx(gm), "y").annotation == portmeta.Annotation((), None)
+    assert PortNodeMetaForQDQ().plan(gm).deltas == ()
 
 
 def test_duck_typed_annotation_parity() -> None:

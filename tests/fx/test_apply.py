@@ -197,3 +197,22 @@ def test_pass_failure_half_way_restores_everything() -> None:
     with pytest.raises(RuntimeError, match="refusing"):
         PortNodeMetaForQDQ()(gm)
     assert _state(gm) == before
+
+
+def test_plan_of_a_saved_graph_applies_to_the_live_graph(tmp_path: Any) -> None:
+    """dump -> (torch-free) load_graph -> plan -> JSON -> apply onto the live graph module."""
+    from portmeta_fx import dump
+
+    gm, ref = static_model(), static_model()
+    # a metadata key whose value is not a JSON type: it must fingerprint the same either way
+    keys = (*KEYS, "nn_module_stack")
+    for n in gm.graph.nodes:
+        n.meta["nn_module_stack"] = {"L__self__": ("", torch.nn.Module)}
+    dump(gm, tmp_path / "g.json", keys=keys)
+    profile = portmeta.TORCHAO.extend(keys=["nn_module_stack"])
+    saved = portmeta.load_graph(tmp_path / "g.json")
+    p = portmeta.Plan.from_json(portmeta.plan(saved, profile).to_json())
+    assert p.fingerprint == portmeta.fingerprint(from_fx(gm, profile))
+    apply_plan(p, gm)
+    Upstream()(ref)
+    assert_same_meta(gm, ref)
