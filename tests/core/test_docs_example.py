@@ -97,3 +97,22 @@ def test_saved_graph_is_the_doc_builder_graph():
     assert list(portmeta.records(saved)) == list(portmeta.records(built))
     expected = portmeta.build_graph(portmeta.records(built), meta_keys=portmeta.TORCHAO.keys)
     assert portmeta.fingerprint(saved) == portmeta.fingerprint(expected)
+
+
+README = HERE.parents[1] / "README.md"
+
+
+def test_readme_quick_start_runs_and_prints_what_it_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's torch-free quick start, executed as written; its commented output holds."""
+    block = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)[0]
+    assert not (_imports(block) & TORCH_ROOTS)
+    exec(compile(block, str(README), "exec"), {})
+    printed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    promised = [
+        line.lstrip("# ").split()
+        for line in block.splitlines()
+        if line.startswith("# ") and "<-" in line
+    ]
+    assert promised and printed[: len(promised)] == promised
