@@ -21,12 +21,11 @@ torchao disagree, 2 when a file cannot be written or Graphviz is missing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,12 @@ import torch.fx  # noqa: E402
 import portmeta  # noqa: E402
 from portmeta._io import atomic_write_text  # noqa: E402
 from portmeta.draw import render, to_dot  # noqa: E402
-from portmeta.graph import Snapshot  # noqa: E402
 from portmeta.report import format_diagnostics, format_table, summary  # noqa: E402
 
-from .passes import PortNodeMetaForQDQ, patch_convert_pt2e  # noqa: E402
+from .passes import patch_convert_pt2e  # noqa: E402
 from .quantizer import TaggingQuantizer  # noqa: E402
-from .snapshot import from_fx  # noqa: E402
 
-__all__ = ["DemoModel", "SnapshottingPass", "prepared_model", "main"]
+__all__ = ["DemoModel", "prepared_model", "main"]
 
 KEYS = ("stack_trace", "quantization_tag")
 _MISSING = object()
@@ -71,18 +68,6 @@ class DemoModel(torch.nn.Module):
         x = x.view(x.size(0), -1)
         out: torch.Tensor = self.fc(x)
         return out
-
-
-class SnapshottingPass(PortNodeMetaForQDQ):
-    """portmeta's pass that also keeps the snapshot it plans from: the graph before porting."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.snapshot: Snapshot | None = None
-
-    def plan(self, graph_module: torch.fx.GraphModule) -> portmeta.Plan:
-        self.snapshot = from_fx(graph_module, self.profile)
-        return super().plan(graph_module)
 
 
 def _progress(message: str) -> None:
@@ -111,21 +96,6 @@ def prepared_model(
         for _ in range(batches):
             prepared(torch.randn(2, 3, 8, 8, generator=gen))
     return prepared
-
-
-@contextlib.contextmanager
-def _portmeta_convert(created: list[SnapshottingPass]) -> Iterator[None]:
-    """``patch_convert_pt2e`` with the snapshotting subclass as the pass convert creates."""
-    from torchao.quantization.pt2e import quantize_pt2e  # type: ignore[import-untyped,unused-ignore]
-
-    def factory() -> SnapshottingPass:
-        instance = SnapshottingPass()
-        created.append(instance)
-        return instance
-
-    with patch_convert_pt2e():  # restores torchao's own class on exit
-        quantize_pt2e.PortNodeMetaForQDQ = factory
-        yield
 
 
 def _meta(node: torch.fx.Node, key: str) -> Any:
@@ -172,13 +142,12 @@ def run(out: Path, dynamic: bool) -> int:
     prepared_theirs = prepared_model(dynamic=dynamic)
 
     _progress("converting with portmeta's PortNodeMetaForQDQ swapped in")
-    created: list[SnapshottingPass] = []
-    with _portmeta_convert(created):
+    with patch_convert_pt2e() as created:
         ours = convert_pt2e(prepared_ours)
-    if len(created) != 1 or created[0].snapshot is None or created[0].last_plan is None:
+    if len(created) != 1 or created[0].last_snapshot is None or created[0].last_plan is None:
         _progress(f"error: expected convert_pt2e to run portmeta's pass once, ran {len(created)}")
         return 1
-    snapshot, plan = created[0].snapshot, created[0].last_plan
+    snapshot, plan = created[0].last_snapshot, created[0].last_plan
 
     _progress("converting an identical model with torchao's own pass")
     theirs = convert_pt2e(prepared_theirs)

@@ -34,6 +34,7 @@ from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
 import portmeta
 from portmeta._gc import without_gc
+from portmeta.graph import Snapshot
 
 from .apply import _nodes_of, write_deltas
 from .snapshot import from_fx, resolve_profile
@@ -90,6 +91,9 @@ class PortNodeMetaForQDQ(PassBase):
     ----------
     last_plan:
         The :class:`portmeta.Plan` of the last call (``None`` before the first).
+    last_snapshot:
+        The snapshot that plan was made from: the graph before porting (save it with
+        :func:`portmeta.dump_graph` for torch-free inspection).
 
     Example
     -------
@@ -113,9 +117,12 @@ class PortNodeMetaForQDQ(PassBase):
         self.profile = resolve_profile(profile, keys)
         self.errors: Literal["raise", "collect"] = errors
         self.last_plan: portmeta.Plan | None = None
+        self.last_snapshot: Snapshot | None = None
 
     def plan(self, graph_module: torch.fx.GraphModule) -> portmeta.Plan:
         """Snapshot and plan without writing; errors mapped as in :meth:`call`.
+
+        Sets :attr:`last_snapshot`.
 
         Example
         -------
@@ -123,7 +130,7 @@ class PortNodeMetaForQDQ(PassBase):
         >>> PortNodeMetaForQDQ().plan(torch.fx.symbolic_trace(torch.nn.ReLU())).deltas
         ()
         """
-        snapshot = from_fx(graph_module, self.profile)
+        snapshot = self.last_snapshot = from_fx(graph_module, self.profile)
         try:
             return portmeta.plan(snapshot, self.profile, errors=self.errors)
         except portmeta.UpstreamInternalError as exc:
