@@ -122,7 +122,7 @@ class PortNodeMetaForQDQ(PassBase):
     def plan(self, graph_module: torch.fx.GraphModule) -> portmeta.Plan:
         """Snapshot and plan without writing; errors mapped as in :meth:`call`.
 
-        Sets :attr:`last_snapshot`.
+        Sets :attr:`last_snapshot` and :attr:`last_plan` (``None`` when planning raises).
 
         Example
         -------
@@ -130,9 +130,11 @@ class PortNodeMetaForQDQ(PassBase):
         >>> PortNodeMetaForQDQ().plan(torch.fx.symbolic_trace(torch.nn.ReLU())).deltas
         ()
         """
+        self.last_plan = None
         snapshot = self.last_snapshot = from_fx(graph_module, self.profile)
         try:
-            return portmeta.plan(snapshot, self.profile, errors=self.errors)
+            self.last_plan = portmeta.plan(snapshot, self.profile, errors=self.errors)
+            return self.last_plan
         except portmeta.UpstreamInternalError as exc:
             if isinstance(exc, InternalError):
                 raise
@@ -145,7 +147,6 @@ class PortNodeMetaForQDQ(PassBase):
         Raises where upstream raises (see the module docstring), having written nothing.
         """
         p = self.plan(graph_module)
-        self.last_plan = p
         write_deltas(p.deltas, _nodes_of(graph_module))
         return PassResult(graph_module, True)
 

@@ -118,19 +118,17 @@ def target_of(node: torch.fx.Node) -> Target:
     t = node.target
     if isinstance(t, str):
         return Target.named(t)
-    try:
-        return _callable_target(t)
-    except TypeError:  # an unhashable callable target: not cached
-        return _callable_target.__wrapped__(t)
+    if isinstance(t, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        return _operator_target(t)
+    return Target.function(_qualified_name(t))
 
 
 @functools.lru_cache(maxsize=4096)
-def _callable_target(t: Any) -> Target:
+def _operator_target(t: Any) -> Target:
+    """Operators are global and long-lived: their targets are cached (``str()`` is slow)."""
     if isinstance(t, torch._ops.OpOverload):
         return Target.overload(str(t))
-    if isinstance(t, torch._ops.OpOverloadPacket):
-        return Target.packet(str(t))
-    return Target.function(_qualified_name(t))
+    return Target.packet(str(t))
 
 
 #: Constants that are global singletons in torch: their Opaque stand-ins are cached.
@@ -161,7 +159,8 @@ def arg_of(value: Any, names: Mapping[torch.fx.Node, str] | None = None) -> Any:
     if isinstance(value, tuple):  # tuple subclasses (torch.Size, named tuples) become tuples
         return tuple(arg_of(v, names) for v in value)
     if isinstance(value, dict):  # includes torch.fx immutable_dict
-        return {arg_of(k, names): arg_of(v, names) for k, v in value.items()}
+        # FX registers users through dict values only: a node used as a key is not an input
+        return {_key_of(k): arg_of(v, names) for k, v in value.items()}
     if isinstance(value, _SINGLETON_CONSTANTS):
         return _opaque_singleton(value)
     if isinstance(value, slice) and any(
@@ -172,11 +171,22 @@ def arg_of(value: Any, names: Mapping[torch.fx.Node, str] | None = None) -> Any:
     return codec.opaque_of(value)
 
 
-def qspec_of(spec: Any) -> QSpec | None:
+def _key_of(key: Any) -> Any:
+    if isinstance(key, torch.fx.Node):
+        return Opaque("torch.fx.Node", f"<node {key.name}>")
+    return arg_of(key)
+
+
+_ABSENT = object()
+
+
+def qspec_of(spec: Any, *, read_dynamic: bool = True) -> QSpec | None:
     """The part of a quantization spec that planning reads.
 
     ``is_dynamic`` is ``True`` only when the spec's ``is_dynamic`` attribute *is* ``True``
     (upstream's test), ``None`` when the spec has no such attribute, ``False`` otherwise.
+    With ``read_dynamic=False`` (output specs, whose ``is_dynamic`` upstream never reads) it
+    is not read at all and recorded as ``None``.
 
     Example
     -------
@@ -187,11 +197,8 @@ def qspec_of(spec: Any) -> QSpec | None:
     """
     if spec is None:
         return None
-    if not hasattr(spec, "is_dynamic"):
-        dynamic: bool | None = None
-    else:
-        dynamic = getattr(spec, "is_dynamic", None) is True
-    return QSpec(kind=type(spec).__name__, is_dynamic=dynamic)
+    value = getattr(spec, "is_dynamic", _ABSENT) if read_dynamic else _ABSENT
+    return QSpec(kind=type(spec).__name__, is_dynamic=None if value is _ABSENT else value is True)
 
 
 def _items(qspec_map: Any) -> list[tuple[Any, Any]]:
@@ -256,7 +263,7 @@ def annotation_of(
             inputs.append(QInput(_name(key, names), qspec))
         else:
             inputs.append(QInput(repr(key), qspec, is_node=False))
-    return Annotation(tuple(inputs), qspec_of(output))
+    return Annotation(tuple(inputs), qspec_of(output, read_dynamic=False))
 
 
 def _name(node: torch.fx.Node, names: Mapping[torch.fx.Node, str] | None) -> str:
@@ -284,8 +291,14 @@ def snapshot_nodes(gm: torch.fx.GraphModule | torch.fx.Graph) -> dict[str, torch
     ['x', 'relu', 'w@0']
     """
     graph = gm if isinstance(gm, torch.fx.Graph) else gm.graph
-    names: dict[torch.fx.Node, str] = {n: n.name for n in graph.nodes}
-    taken = set(names.values())
+    names: dict[torch.fx.Node, str] = {}
+    taken: set[str] = set()
+    for node in graph.nodes:  # FX keeps names unique unless ``node.name`` was assigned by hand
+        name = node.name
+        while name in taken:
+            name += "+"
+        names[node] = name
+        taken.add(name)
     graph_number: dict[int, int] = {}
     queue: deque[torch.fx.Node] = deque()
 
@@ -380,7 +393,12 @@ def from_fx(
     graph = gm if isinstance(gm, torch.fx.Graph) else gm.graph
     own = set(graph.nodes)
     names = {node: name for name, node in snapshot_nodes(graph).items()}
-    recs = [record_of(node, prof.keys, names, foreign=node not in own) for node in names]
+    owners: dict[int, str] = {}  # id(meta dict) -> first node holding it
+    recs = []
+    for node, name in names.items():
+        owner = owners.setdefault(id(node.meta), name)
+        rec = record_of(node, prof.keys, names, foreign=node not in own)
+        recs.append(rec if owner == name else attrs.evolve(rec, meta_owner=owner))
     return portmeta.build_graph(recs, meta_keys=prof.keys)
 
 

@@ -55,7 +55,24 @@ def opaque_of(value: Any) -> Opaque:
 
 
 def encode(value: Any) -> Any:
-    """Encode ``value`` as JSON-ready data (see the module docstring)."""
+    """Encode ``value`` as JSON-ready data (see the module docstring).
+
+    A value nested too deeply to walk (a list that contains itself, say) is encoded whole as
+    ``$opaque``.
+
+    Example
+    -------
+    >>> loop = []; loop.append(loop)
+    >>> encode(loop)
+    {'$opaque': '[[...]]', 'type': 'builtins.list'}
+    """
+    try:
+        return _encode(value)
+    except RecursionError:
+        return _encode(opaque_of(value))
+
+
+def _encode(value: Any) -> Any:
     kind = type(value)
     if value is None or kind is bool or kind is str or kind is int:
         return value
@@ -66,12 +83,12 @@ def encode(value: Any) -> Any:
     if isinstance(value, Opaque):
         return {"$opaque": value.text, "type": value.type_name}
     if kind is list:
-        return [encode(v) for v in value]
+        return [_encode(v) for v in value]
     if kind is tuple:
-        return {"$tuple": [encode(v) for v in value]}
+        return {"$tuple": [_encode(v) for v in value]}
     if kind is dict:
-        return {"$dict": [[encode(k), encode(v)] for k, v in value.items()]}
-    return encode(opaque_of(value))
+        return {"$dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    return _encode(opaque_of(value))
 
 
 _FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}

@@ -17,6 +17,8 @@ Example
 
 from __future__ import annotations
 
+import builtins
+
 __all__ = [
     "PortmetaError",
     "GraphFormatError",
@@ -215,11 +217,12 @@ class MalformedAnnotationError(PlanError):
 
     @staticmethod
     def of(node: str, error: str, message: str) -> MalformedAnnotationError:
-        """The subclass matching upstream's built-in ``error`` name."""
-        cls = {"AttributeError": AnnotationAttributeError, "TypeError": AnnotationTypeError}.get(
-            error, MalformedAnnotationError
-        )
-        return cls(node, message)
+        """An instance that also subclasses the built-in exception named ``error``.
+
+        ``AttributeError`` and ``TypeError`` (the usual ones) have named classes; any other
+        built-in exception gets a class made once and cached; an unknown name gets the base.
+        """
+        return _malformed_class(error)(node, message)
 
 
 class AnnotationAttributeError(MalformedAnnotationError, AttributeError):
@@ -232,6 +235,27 @@ class AnnotationTypeError(MalformedAnnotationError, TypeError):
     """Upstream calls ``len()`` on an ``input_qspec_map`` that has none (``TypeError``)."""
 
     upstream_class = "TypeError"
+
+
+_MALFORMED_CLASSES: dict[str, type[MalformedAnnotationError]] = {
+    "AttributeError": AnnotationAttributeError,
+    "TypeError": AnnotationTypeError,
+}
+
+
+def _malformed_class(error: str) -> type[MalformedAnnotationError]:
+    cls = _MALFORMED_CLASSES.get(error)
+    if cls is None:
+        builtin = getattr(builtins, error, None)
+        if not (isinstance(builtin, type) and issubclass(builtin, Exception)):
+            return MalformedAnnotationError
+        try:
+            cls = type(f"Annotation{error}", (MalformedAnnotationError, builtin), {})
+        except TypeError:  # a built-in whose layout cannot be combined
+            return MalformedAnnotationError
+        cls.upstream_class = error
+        _MALFORMED_CLASSES[error] = cls
+    return cls
 
 
 class UpstreamInternalError(PlanError):

@@ -138,6 +138,17 @@ def build_graph(
                 f"users {sorted(rec.users)!r}, referenced by {sorted(expected)!r}"
             )
         G.add_edges_from((rec.name, user) for user in rec.users)
+    for rec in recs:
+        owner = rec.meta_owner
+        if owner is None:
+            continue
+        if owner not in G or owner == rec.name:
+            raise GraphBuildError(f"node {rec.name!r} shares the meta of unknown node {owner!r}")
+        if record(G, owner).meta_owner is not None:
+            raise GraphBuildError(
+                f"node {rec.name!r} shares the meta of {owner!r}, which itself shares another "
+                "node's meta; name the first node of the group"
+            )
     if not nx.is_directed_acyclic_graph(G):
         cycle = [u for u, _ in nx.find_cycle(G)]
         raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
@@ -239,6 +250,8 @@ def _record_to_data(rec: NodeRecord) -> dict[str, Any]:
     }
     if rec.foreign:
         data["foreign"] = True
+    if rec.meta_owner is not None:
+        data["meta_owner"] = rec.meta_owner
     return data
 
 
@@ -372,6 +385,9 @@ class _Reader:
             raise self.fail(
                 f"{where}: field 'foreign' must be a boolean, got {_json_type(foreign)}"
             )
+        meta_owner = data.get("meta_owner")
+        if meta_owner is not None and not isinstance(meta_owner, str):
+            raise self.fail(f"{where}: field 'meta_owner' must be a node name or null")
         return NodeRecord(
             name=name,
             op=op,
@@ -382,6 +398,7 @@ class _Reader:
             meta=meta,
             annotation=self.annotation(data["annotation"], f"{where}.annotation"),
             foreign=foreign,
+            meta_owner=meta_owner,
         )
 
 

@@ -360,11 +360,14 @@ class _Meta:
         self._journal: list[tuple[str, str, _Cell | None]] = []
 
     def cells(self, name: str) -> dict[str, _Cell]:
-        cells = self._cells.get(name)
+        """The current cells of ``name`` (shared with the nodes that share its meta dict)."""
+        rec = record(self._graph, name)
+        owner = rec.meta_owner or name
+        cells = self._cells.get(owner)
         if cells is None:
-            meta = record(self._graph, name).meta_dict()
+            meta = rec.meta_dict()
             cells = {k: _Cell(meta[k], name, False) for k in self._keys if k in meta}
-            self._cells[name] = cells
+            self._cells[owner] = cells
         return cells
 
     def write(self, target: str, key: str, cell: _Cell) -> _Cell | None:
@@ -381,9 +384,9 @@ class _Meta:
         while len(self._journal) > mark:
             target, key, previous = self._journal.pop()
             if previous is None:
-                del self._cells[target][key]
+                del self.cells(target)[key]
             else:
-                self._cells[target][key] = previous
+                self.cells(target)[key] = previous
 
 
 def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]:
@@ -534,6 +537,7 @@ def final_meta(graph: Snapshot, p: Plan) -> dict[str, dict[str, Any]]:
     """Every node's recorded metadata after applying ``p``: ``{node: {key: value}}``.
 
     Nodes are in graph order; a node's keys are its recorded keys, then keys the plan added.
+    Nodes that share a meta dict (``meta_owner``) show each other's writes, as in place.
 
     Example
     -------
@@ -542,7 +546,11 @@ def final_meta(graph: Snapshot, p: Plan) -> dict[str, dict[str, Any]]:
     >>> g = b.build(); final_meta(g, plan(g))["x"]
     {'quantization_tag': 'T'}
     """
-    out = {rec.name: rec.meta_dict() for rec in records(graph)}
+    recs = {rec.name: rec for rec in records(graph)}
+    out = {name: rec.meta_dict() for name, rec in recs.items()}
     for d in p.deltas:
-        out[d.target][d.key] = d.value
+        out[recs[d.target].meta_owner or d.target][d.key] = d.value
+    for name, rec in recs.items():
+        if rec.meta_owner is not None:
+            out[name] = dict(out[rec.meta_owner])
     return out

@@ -324,6 +324,10 @@ class NodeRecord:
         arguments, users or an annotation's inputs): a node of another graph, or an erased one.
         Upstream's rules walk through such nodes and write to them, so the snapshot keeps them,
         after the graph's own nodes; planning never visits their annotations.
+    meta_owner:
+        The name of an earlier node whose ``meta`` dict this node shares (``node.meta is
+        owner.meta``, as passes that do ``new.meta = old.meta`` leave it), or ``None``. Upstream
+        writes in place, so a write to either shows on both; planning keeps one view for them.
 
     Example
     -------
@@ -344,6 +348,7 @@ class NodeRecord:
         validator=attrs.validators.optional(attrs.validators.instance_of(Annotation)),
     )
     foreign: bool = False
+    meta_owner: str | None = None
 
     def meta_dict(self) -> dict[str, Any]:
         """The recorded metadata as a new dict (key order kept)."""

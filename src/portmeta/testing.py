@@ -132,6 +132,7 @@ class _Draft:
     meta: dict[str, Any]
     annotation: Annotation | None = None
     foreign: bool = False
+    meta_owner: str | None = None
 
 
 class GraphBuilder:
@@ -344,6 +345,14 @@ class GraphBuilder:
         """Set ``node``'s annotation record as given (``None`` removes it), e.g. a malformed one."""
         self._draft(node).annotation = annotation
 
+    def share_meta(self, node: str, owner: str) -> None:
+        """Make ``node`` share ``owner``'s meta dict (as ``node.meta = owner.meta`` does in FX).
+
+        ``owner`` must come before ``node``; ``node``'s own metadata is replaced by the owner's.
+        """
+        self._draft(node).meta = self._draft(owner).meta
+        self._draft(node).meta_owner = owner
+
     def set_meta(self, node: str, **meta: Any) -> None:
         """Set metadata keys on ``node`` (``tag`` means ``quantization_tag``)."""
         if "tag" in meta:
@@ -378,6 +387,7 @@ class GraphBuilder:
                 meta=d.meta,
                 annotation=d.annotation,
                 foreign=d.foreign,
+                meta_owner=d.meta_owner,
             )
             for d in self._drafts.values()
         ]

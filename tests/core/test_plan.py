@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 import portmeta
@@ -374,3 +375,50 @@ def test_malformed_annotation_raises_upstreams_builtin(error, cls):
     collected = plan(g, errors="collect")
     assert [d.target for d in collected.deltas] == ["dq"]  # y's writes survive
     assert [(d.node, d.error_class) for d in collected.errors] == [("z", f"Annotation{error}")]
+
+
+def test_nodes_sharing_a_meta_dict_pass_on_each_others_writes():
+    """``w.meta is dq.meta``: relu's write to dq is what w then gives its quantize."""
+    from portmeta import final_meta, graph_from_dict, graph_to_dict
+    from portmeta.testing import GraphBuilder, static
+
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _q, dq = b.qdq(x)
+    relu = b.call("aten.relu.default", dq, name="relu", tag="T")
+    w = b.get_attr("w", tag="W-own")
+    wq, wdq = b.qdq(w)
+    lin = b.call("aten.linear.default", relu, wdq, name="lin")
+    b.output(lin)
+    b.share_meta(w, dq)
+    b.annotate(relu, inputs={x: static()})
+    b.annotate(lin, inputs={w: static()})
+    g = b.build()
+    assert graph_from_dict(graph_to_dict(g)).nodes[w]["record"].meta_owner == dq
+    p = plan(g)
+    assert [(d.target, d.value, d.source) for d in p.deltas] == [
+        (dq, "T", relu),
+        (wq, "T", w),  # w reads the shared dict, which relu's write just filled
+    ]
+    final = final_meta(g, p)
+    assert final[w] == final[dq] == {"quantization_tag": "T"}
+
+
+def test_meta_owner_must_be_a_known_first_node():
+    from portmeta import GraphBuildError, build_graph
+    from portmeta.testing import GraphBuilder
+
+    b = GraphBuilder()
+    a = b.placeholder("a")
+    c = b.placeholder("c")
+    b.output(a, c)
+    recs = b.records()
+    with pytest.raises(GraphBuildError, match="'a' shares the meta of unknown node 'zz'"):
+        build_graph([attrs.evolve(recs[0], meta_owner="zz"), *recs[1:]])
+    chained = [
+        recs[0],
+        attrs.evolve(recs[1], meta_owner="a"),
+        attrs.evolve(recs[2], meta_owner="c"),
+    ]
+    with pytest.raises(GraphBuildError, match="itself shares another node's meta"):
+        build_graph(chained)

@@ -12,7 +12,8 @@ Recipe layout
 Argument values are ``("n", i)`` (node ``i``), ``("c", const)`` or ``("l", [values])`` (a list).
 ``ghosts``: indices of nodes erased after the graph is built (annotations may still name them).
 ``edits``: ``("reargs", i)`` (reassign ``node.args``: node ``i`` moves to the end of its inputs'
-users) or ``("replace", user, old, new)`` (``user.replace_input_with(old, new)``).
+users), ``("replace", user, old, new)`` (``user.replace_input_with(old, new)``) or
+``("share", i, j)`` (``node_j.meta = node_i.meta``, as passes that carry metadata over do).
 ``meta``: per node, ``(stack_trace, quantization_tag)`` choices: ``"absent"``, ``"none"``,
 ``"own"`` (a string unique to the node) or ``"shared"`` (one string shared by every node).
 ``anns``: ``(node, inputs, output)`` with ``inputs`` a tuple of ``(key, spec)`` (``key``: a node
@@ -159,6 +160,10 @@ class Recipe(NamedTuple):
 FOREIGN: weakref.WeakKeyDictionary[torch.fx.GraphModule, torch.fx.GraphModule] = (
     weakref.WeakKeyDictionary()
 )
+#: graph module -> its nodes by recipe index, erased ones included
+CREATED: weakref.WeakKeyDictionary[torch.fx.GraphModule, list[torch.fx.Node]] = (
+    weakref.WeakKeyDictionary()
+)
 
 _SHARED = {"stack_trace": "shared stack trace", "quantization_tag": "SHARED_TAG"}
 _TENSOR = torch.zeros(1)
@@ -249,16 +254,19 @@ def build(recipe: Recipe) -> torch.fx.GraphModule:
         if edit[0] == "reargs":
             node = nodes[edit[1]]
             node.args = tuple(node.args)
+        elif edit[0] == "share":
+            nodes[edit[2]].meta = nodes[edit[1]].meta
         else:
             _, user, old, new = edit
             nodes[user].replace_input_with(nodes[old], nodes[new])
     for i in recipe.ghosts:
         graph.erase_node(nodes[i])
+    CREATED[gm] = nodes
     foreign: list[torch.fx.Node] = []
     if any(isinstance(j, tuple) and j[0] == "f" for _, inputs, _ in recipe.anns for j, _ in inputs):
         other = build(recipe._replace(anns=()))
         FOREIGN[gm] = other
-        foreign = list(other.graph.nodes)
+        foreign = CREATED[other]  # by recipe index, erased ("ghost") nodes included
 
     def key(j: Any) -> Any:
         if not isinstance(j, tuple):
@@ -592,6 +600,12 @@ def recipes(draw: Any, max_blocks: int = 9, odd_keys: bool = False) -> Recipe:
                 news = [j for j in live if j != old and j != out_idx]
             if news:
                 edits.append(("replace", user, old, draw(st.sampled_from(news))))
+
+    # now and then two nodes share one meta dict (writes to one show on the other)
+    if len(live) > 1 and draw(st.integers(0, 3)) == 0:
+        for _ in range(draw(st.integers(1, 2))):
+            i, j = draw(st.lists(st.sampled_from(live), min_size=2, max_size=2, unique=True))
+            edits.append(("share", i, j))
 
     # "own" first: the simplest (shrunk) examples carry metadata that can be ported
     meta_choice = st.sampled_from(("own", "own", "own", "absent", "none", "own", "shared"))

@@ -155,7 +155,8 @@ def test_annotation_specs_and_order() -> None:
         QInput("x", QSpec("SharedQuantizationSpec", None)),
         QInput("wt", QSpec("QuantizationSpec", False)),
     )
-    assert r.annotation.output == QSpec("QuantizationSpec", True)
+    # upstream never reads an output spec's is_dynamic, so neither does the snapshot
+    assert r.annotation.output == QSpec("QuantizationSpec", None)
 
 
 def test_stale_annotation_inputs() -> None:
@@ -432,3 +433,105 @@ def test_foreign_dynamic_input_writes_where_upstream_writes() -> None:
         "quantize_per_tensor_tensor",
         "dequantize_per_tensor_tensor",
     }
+
+
+def _shared_meta_model() -> torch.fx.GraphModule:
+    """The weight shares its meta dict with an annotated consumer's dequantize (as a pass doing
+    ``new.meta = old.meta`` leaves it): upstream's write to one shows on the other."""
+    h = Hand()
+    x = h.placeholder("x")
+    _q, dq = h.qdq(x)
+    relu = h.call(ATEN.relu.default, dq, name="relu", tag="T", stack_trace="s")
+    w = h.get_attr("w")
+    _wq, wdq = h.qdq(w)
+    lin = h.call(ATEN.linear.default, relu, wdq, name="lin", tag="L")
+    gm = h.output(lin)
+    w.meta = dq.meta  # shared dict
+    annotate(relu, {x: static_spec()})
+    annotate(lin, {w: static_spec()})
+    return gm
+
+
+def test_nodes_sharing_a_meta_dict_see_each_others_writes() -> None:
+    snap = from_fx(_shared_meta_model())
+    assert rec(snap, "w").meta_owner == "dequantize_per_tensor_default"
+    ours_gm, theirs_gm, ours, theirs = run_both_passes(_shared_meta_model)
+    assert not isinstance(theirs, BaseException) and not isinstance(ours, BaseException)
+    assert_same_meta(ours_gm, theirs_gm)
+    # the weight's quantize got what relu had written into the shared dict
+    q = next(n for n in theirs_gm.graph.nodes if n.name == "quantize_per_tensor_default_1")
+    assert q.meta["quantization_tag"] == "T"
+
+
+def test_node_used_as_a_dict_key_is_not_an_input() -> None:
+    """FX registers users through dict values only; the snapshot must agree."""
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    y = g.placeholder("y")
+    call = g.call_function(operator.getitem, ({x: y}, x))
+    g.output((call,))
+    gm = torch.fx.GraphModule(torch.nn.Module(), g)
+    assert list(x.users) == [call]
+    r = rec(from_fx(gm), call.name)
+    assert r.args[0] == {Opaque("torch.fx.Node", "<node x>"): NodeRef("y")}
+
+
+def test_hand_renamed_duplicate_names_stay_distinct() -> None:
+    ours_gm, theirs_gm, ours, theirs = run_both_passes(_renamed_twins)
+    assert not isinstance(theirs, BaseException) and not isinstance(ours, BaseException)
+    snap_names = list(from_fx(_renamed_twins()).nodes)
+    assert snap_names[:5] == ["x", "quantize_per_tensor_default", "dup", "dup+", "relu"]
+
+    def by_position(gm: torch.fx.GraphModule) -> list[Any]:
+        return [[n.meta.get(k, "<absent>") for k in KEYS] for n in gm.graph.nodes]
+
+    assert by_position(ours_gm) == by_position(theirs_gm)
+    assert by_position(theirs_gm)[2] == ["<absent>", "Y"]  # the renamed dq got relu's tag
+
+
+def _renamed_twins() -> torch.fx.GraphModule:
+    h = Hand()
+    x = h.placeholder("x")
+    _q, dq = h.qdq(x)
+    other = h.call(ATEN.neg.default, dq, name="other", tag="N")
+    y = h.call(ATEN.relu.default, dq, name="relu", tag="Y")
+    gm = h.output(y, other)
+    annotate(y, {x: static_spec()})
+    dq.name = "dup"
+    other.name = "dup"  # FX never does this itself; a hand edit can
+    return gm
+
+
+def test_self_referential_meta_value_is_kept_opaque() -> None:
+    h = Hand()
+    x = h.placeholder("x")
+    _q, dq = h.qdq(x)
+    loop: list[Any] = []
+    loop.append(loop)
+    y = h.call(ATEN.relu.default, dq, name="y", tag=loop)
+    gm = h.output(y)
+    annotate(y, {x: static_spec()})
+    PortNodeMetaForQDQ()(gm)
+    assert (
+        next(n for n in gm.graph.nodes if n.name == "dequantize_per_tensor_default").meta[
+            "quantization_tag"
+        ]
+        is loop
+    )
+
+
+def test_annotation_map_raising_other_errors_keeps_their_class() -> None:
+    class Exploding(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            raise KeyError("boom")
+
+    h = Hand()
+    x = h.placeholder("x")
+    y = h.call(ATEN.relu.default, x, name="y")
+    gm = h.output(y)
+    y.meta["quantization_annotation"] = types.SimpleNamespace(
+        input_qspec_map=Exploding({x: None}), output_qspec=None
+    )
+    with pytest.raises(KeyError) as info:
+        PortNodeMetaForQDQ()(gm)
+    assert isinstance(info.value, portmeta.MalformedAnnotationError)

@@ -162,9 +162,7 @@ def test_differential_odd_annotation_keys(recipe: fxgen.Recipe) -> None:
       metadata is compared too (``fxgen.meta_state``);
     * a node name (``str``) or an edge (tuple of nodes): upstream's dynamic rule fails with
       ``AttributeError`` (``.users``), the static rule never connects.
-
-    Known disagreement (fails until fixed): for a non-Node key with a dynamic spec portmeta
-    raises ``NoChooseQParamsError`` (a ``ValueError``), not an ``AttributeError``.
+    portmeta raises ``NotANodeInputError`` (an ``AttributeError``) for the latter.
     """
     _NOTES.clear()
     try:
@@ -265,7 +263,7 @@ TAIL = (("c", 0.1), ("c", 0), ("c", -128), ("c", 127))
                 anns=((1, ((("s", 0), ("qs", True)),), None),),
             ),
             # upstream: AttributeError: 'str' object has no attribute 'users';
-            # portmeta: NoChooseQParamsError (ValueError) -- known disagreement
+            # portmeta: NotANodeInputError, an AttributeError
             "raised AttributeError",
             id="dynamic-key-not-a-node",
         ),

@@ -79,7 +79,7 @@ def find_choose_qparams(
                 path.append(parent[path[-1]])
             return tuple(reversed(path))
         for user in users(graph, name):
-            if user not in parent and user != input_node:
+            if user not in parent:
                 parent[user] = name
                 queue.append(user)
     return None
