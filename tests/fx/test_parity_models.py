@@ -130,6 +130,58 @@ class WeightViewQuantizer(Quantizer):
         pass
 
 
+class AffineLinearQuantizer(Quantizer):  # type: ignore[misc]
+    """Annotates linear with torchao's *affine* observers, so convert inserts the
+    ``torchao.quantize_affine`` / ``dequantize_affine`` (and, dynamic, ``choose_qparams_affine``)
+    packets as targets: per-token activations, per-channel weights."""
+
+    def __init__(self, dynamic: bool = False) -> None:
+        super().__init__()
+        self.dynamic = dynamic
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        from torchao.quantization.granularity import PerAxis, PerToken
+        from torchao.quantization.pt2e._affine_quantization import (
+            AffineQuantizedMinMaxObserver,
+            AffineQuantizedPlaceholderObserver,
+        )
+        from torchao.quantization.pt2e.quantizer import QuantizationSpec
+        from torchao.quantization.quant_primitives import MappingType
+
+        def spec(granularity: Any, dynamic: bool) -> QuantizationSpec:
+            # a dynamic spec needs the placeholder observer, which converts to
+            # choose_qparams_affine -> getitem -> quantize_affine -> dequantize_affine
+            observer = (
+                AffineQuantizedPlaceholderObserver if dynamic else AffineQuantizedMinMaxObserver
+            )
+            return QuantizationSpec(
+                dtype=torch.int8,
+                observer_or_fake_quant_ctr=observer.with_args(
+                    mapping_type=MappingType.ASYMMETRIC,
+                    target_dtype=torch.int8,
+                    granularity=granularity,
+                    eps=torch.finfo(torch.float32).eps,
+                    scale_dtype=torch.float32,
+                    zero_point_dtype=torch.int8,
+                    is_dynamic=dynamic,
+                ),
+                is_dynamic=dynamic,
+            )
+
+        for n in model.graph.nodes:
+            if n.op == "call_function" and n.target == torch.ops.aten.linear.default:
+                x, w = n.args[0], n.args[1]
+                n.meta["quantization_annotation"] = QuantizationAnnotation(
+                    input_qspec_map={x: spec(PerToken(), self.dynamic), w: spec(PerAxis(0), False)},
+                    output_qspec=None if self.dynamic else spec(PerToken(), False),
+                    _annotated=True,
+                )
+        return model
+
+    def validate(self, model: torch.fx.GraphModule) -> None:
+        pass
+
+
 def x86_static() -> Quantizer:
     return X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
 
@@ -194,6 +246,10 @@ CASES: dict[str, Case] = {
         ({0: Dim("batch", min=2, max=64)},),
     ),
     "weights_through_views": Case(ViewWeights, lambda: (torch.randn(4, 8),), WeightViewQuantizer),
+    "affine_static_mlp": Case(MLP, lambda: (torch.randn(3, 8),), AffineLinearQuantizer),
+    "affine_dynamic_mlp": Case(
+        MLP, lambda: (torch.randn(3, 8),), lambda: AffineLinearQuantizer(dynamic=True)
+    ),
     "embedding": Case(Embed, lambda: (torch.randint(0, 10, (2, 5)),), EmbeddingQuantizer),
     "embedding_composable": Case(
         Embed, lambda: (torch.randint(0, 10, (2, 5)),), embedding_composable
@@ -227,6 +283,24 @@ def test_parity(name: str, fold: bool) -> None:
     # the flows really port something: every case has at least one write
     assert p.last_plan.deltas, f"{name}: nothing ported"
     assert not p.last_plan.errors
+
+
+@pytest.mark.parametrize("name", ["affine_static_mlp", "affine_dynamic_mlp"])
+def test_affine_flows_port_onto_packet_targets(name: str) -> None:
+    """The affine cases really go through torchao's packets (not overloads) and get tags."""
+    exported, inputs = _export(name)
+    ours, _theirs, _ = quantize_pair(
+        torch.nn.Module(), inputs, CASES[name].quantizer, fold_quantize=False, exported=exported
+    )
+    aff = {
+        torch.ops.torchao.quantize_affine,
+        torch.ops.torchao.dequantize_affine,
+        torch.ops.torchao.choose_qparams_affine,
+    }
+    tagged = [n for n in ours.graph.nodes if n.target in aff and "quantization_tag" in n.meta]
+    assert any(n.target is torch.ops.torchao.dequantize_affine for n in tagged)
+    if name == "affine_dynamic_mlp":
+        assert any(n.target is torch.ops.torchao.choose_qparams_affine for n in tagged)
 
 
 def test_symint_graphs_have_sym_size_nodes() -> None:
