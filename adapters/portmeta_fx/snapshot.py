@@ -13,9 +13,10 @@ How FX values become snapshot values
   qualified name can be computed, e.g. for higher-order operators).
 * arguments: ``Node`` -> :class:`NodeRef`; lists (also FX's ``immutable_list``), tuples and
   dicts (also ``immutable_dict``) recursively, lists staying lists and tuples tuples; ``None``,
-  ``bool``, ``int``, ``float`` and ``str`` as they are; a ``slice`` that holds a node becomes
-  ``{"$slice": (start, stop, step)}`` so the node reference is kept; anything else (dtypes,
-  devices, tensors, other slices, ...) -> :func:`portmeta.codec.opaque_of`.
+  ``bool``, ``int``, ``float`` and ``str`` as they are; a ``slice`` becomes
+  ``{"$slice": (start, stop, step)}`` so node references inside it are kept (FX registers them
+  as inputs); a node inside a dict *key* is opaque (FX does not); anything else (dtypes,
+  devices, tensors, ...) -> :func:`portmeta.codec.opaque_of`.
 * metadata: for every profile key *present* in ``node.meta`` the value object itself (the
   snapshot's fingerprint encodes it with :mod:`portmeta.codec`).
 * annotation: ``node.meta.get("quantization_annotation")``; see :func:`annotation_of`.
@@ -97,7 +98,7 @@ def _qualified_name(fn: Any) -> str:
     try:
         name = torch.fx.node._get_qualified_name(fn)
     except Exception:
-        return repr(fn)
+        return codec.opaque_of(fn).text  # repr, or a stand-in when repr itself fails
     if name.startswith("_operator."):
         name = "operator." + name[len("_operator.") :]
     return name
@@ -163,17 +164,18 @@ def arg_of(value: Any, names: Mapping[torch.fx.Node, str] | None = None) -> Any:
         return {_key_of(k): arg_of(v, names) for k, v in value.items()}
     if isinstance(value, _SINGLETON_CONSTANTS):
         return _opaque_singleton(value)
-    if isinstance(value, slice) and any(
-        isinstance(p, torch.fx.Node) for p in (value.start, value.stop, value.step)
-    ):
+    if isinstance(value, slice):  # FX looks for nodes inside slices too
         parts = (value.start, value.stop, value.step)
         return {"$slice": tuple(arg_of(p, names) for p in parts)}
     return codec.opaque_of(value)
 
 
 def _key_of(key: Any) -> Any:
+    """A dict key: FX never registers users through keys, so nodes in keys are opaque."""
     if isinstance(key, torch.fx.Node):
         return Opaque("torch.fx.Node", f"<node {key.name}>")
+    if isinstance(key, tuple):
+        return tuple(_key_of(k) for k in key)
     return arg_of(key)
 
 
@@ -399,7 +401,8 @@ def from_fx(
         owner = owners.setdefault(id(node.meta), name)
         rec = record_of(node, prof.keys, names, foreign=node not in own)
         recs.append(rec if owner == name else attrs.evolve(rec, meta_owner=owner))
-    return portmeta.build_graph(recs, meta_keys=prof.keys)
+    # FX does not forbid cycles (a hand edit can make one): keep the graph as it is
+    return portmeta.build_graph(recs, meta_keys=prof.keys, allow_cycles=True)
 
 
 def dump(

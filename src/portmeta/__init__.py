@@ -20,6 +20,7 @@ from .errors import (
     AnnotationAttributeError,
     AnnotationTypeError,
     ChooseQParamsUsersError,
+    CyclicWalkError,
     DynamicQuantUsersError,
     GraphBuildError,
     GraphFormatError,
@@ -108,6 +109,7 @@ __all__ = [
     "plan",
     # errors
     "ChooseQParamsUsersError",
+    "CyclicWalkError",
     "DynamicQuantUsersError",
     "GraphBuildError",
     "AnnotationAttributeError",

@@ -30,6 +30,7 @@ __all__ = [
     "NoChooseQParamsError",
     "NonNodeQuantArgError",
     "NotANodeInputError",
+    "CyclicWalkError",
     "MalformedAnnotationError",
     "AnnotationAttributeError",
     "AnnotationTypeError",
@@ -194,6 +195,26 @@ class NotANodeInputError(PlanError, AttributeError):
             node,
             key,
             f"the input_qspec_map key {key} of dynamically quantized node {node!r} is not a node",
+        )
+
+
+class CyclicWalkError(PlanError, RuntimeError):
+    """A rule's walk up ``args[0]`` came back to a node it had passed: the graph has a cycle.
+
+    Upstream's walk never ends on such a graph; portmeta stops and says where.
+
+    Example
+    -------
+    >>> print(CyclicWalkError("conv", "dq"))
+    the walk up args[0] from annotated node 'conv' came back to node 'dq': the graph has a cycle
+    """
+
+    def __init__(self, node: str, subject: str) -> None:
+        super().__init__(
+            node,
+            subject,
+            f"the walk up args[0] from annotated node {node!r} came back to node {subject!r}: "
+            "the graph has a cycle",
         )
 
 

@@ -44,7 +44,8 @@ __all__ = [
     "iter_node_refs",
 ]
 
-#: The ``op`` values of ``torch.fx.Node``.
+#: The ``op`` values ``torch.fx`` creates (a record accepts any non-empty string, as a node
+#: whose ``op`` was reassigned by hand is still walked by upstream).
 OPS = frozenset(
     {"placeholder", "get_attr", "call_function", "call_method", "call_module", "output"}
 )
@@ -161,9 +162,11 @@ ArgValue = (
 def iter_node_refs(value: Any) -> Iterator[str]:
     """Yield the names of every :class:`NodeRef` inside ``value``, depth first, in order.
 
+    Dict keys are not searched: as in ``torch.fx``, only dict values hold inputs.
+
     Example
     -------
-    >>> list(iter_node_refs((NodeRef("a"), [1, NodeRef("b")], {"k": NodeRef("a")})))
+    >>> list(iter_node_refs((NodeRef("a"), [1, NodeRef("b")], {NodeRef("c"): NodeRef("a")})))
     ['a', 'b', 'a']
     """
     stack: list[Any] = [value]
@@ -174,10 +177,7 @@ def iter_node_refs(value: Any) -> Iterator[str]:
         elif isinstance(item, (list, tuple)):
             stack.extend(reversed(item))
         elif isinstance(item, dict):
-            pairs = list(item.items())
-            for key, val in reversed(pairs):
-                stack.append(val)
-                stack.append(key)
+            stack.extend(reversed(list(item.values())))
 
 
 @attrs.frozen(slots=True)
@@ -337,7 +337,11 @@ class NodeRecord:
     """
 
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
-    op: str = attrs.field(validator=attrs.validators.in_(OPS))
+    op: str = attrs.field(
+        validator=attrs.validators.and_(
+            attrs.validators.instance_of(str), attrs.validators.min_len(1)
+        )
+    )
     target: Target = attrs.field(validator=attrs.validators.instance_of(Target))
     args: tuple[Any, ...] = attrs.field(default=(), converter=_args)
     kwargs: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_to_meta)

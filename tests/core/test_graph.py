@@ -230,3 +230,25 @@ def test_foreign_field_must_be_boolean():
     data["nodes"][0]["foreign"] = "yes"
     with pytest.raises(GraphFormatError, match="'foreign' must be a boolean"):
         graph_from_dict(data, source="g.json")
+
+
+def test_cycles_are_refused_unless_allowed_and_walks_stop_on_them():
+    from portmeta import CyclicWalkError, plan
+
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    q, dq = b.qdq(x)
+    y = b.call("aten.relu.default", dq, name="y", tag="Y")
+    b.output(y)
+    b.annotate(y, inputs={x: static()})
+    recs = {r.name: r for r in b.records()}
+    # q reads dq instead of x: q <-> dq
+    recs[q] = attrs.evolve(recs[q], args=(NodeRef(dq), *recs[q].args[1:]))
+    recs[x] = attrs.evolve(recs[x], users=())
+    recs[dq] = attrs.evolve(recs[dq], users=(y, q))
+    with pytest.raises(GraphBuildError, match="cycle"):
+        build_graph(recs.values())
+    g = build_graph(recs.values(), allow_cycles=True)
+    with pytest.raises(CyclicWalkError, match="came back to node 'dq'") as info:
+        plan(g)
+    assert isinstance(info.value, RuntimeError) and info.value.node == "y"

@@ -192,7 +192,7 @@ STRUCT_CASES = {
     "name-missing": (_node_del("x", ["name"]), "nodes[0]: missing field 'name'"),
     "name-mistyped": (_node_set("x", ["name"], 5), "nodes[0]: field 'name' must be a string"),
     "op-missing": (_node_del("q", ["op"]), "node 'q': missing field 'op'"),
-    "op-unknown": (_node_set("q", ["op"], "call_everything"), "node 'q': unknown op"),
+    "op-empty": (_node_set("q", ["op"], ""), "node 'q': op must not be empty"),
     "target-missing": (_node_del("q", ["target"]), "node 'q': missing field 'target'"),
     "target-mistyped": (_node_set("q", ["target"], DQ), "field 'target' must be an object"),
     "target-name-missing": (

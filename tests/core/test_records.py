@@ -82,7 +82,8 @@ def test_input_names_first_occurrence_order_including_kwargs():
     )
     assert rec.input_names() == ("b", "a", "c")
     assert rec.kwargs_dict() == {"out": NodeRef("c"), "alpha": 2}
-    assert list(iter_node_refs({NodeRef("k"): (NodeRef("v"),)})) == ["k", "v"]
+    # as in torch.fx, a node inside a dict key is not an input; one inside a value is
+    assert list(iter_node_refs({NodeRef("k"): (NodeRef("v"),)})) == ["v"]
 
 
 def test_first_arg_of_a_node_without_args_is_index_error():
@@ -96,7 +97,9 @@ def test_records_are_frozen_and_validated():
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         rec.name = "y"
     with pytest.raises(ValueError):
-        NodeRecord("x", "call_everything", Target.named("x"))
+        NodeRecord("x", "", Target.named("x"))
+    # any other op string is kept: a node whose op was reassigned by hand is still walked
+    assert NodeRecord("x", "call_everything", Target.named("x")).op == "call_everything"
     with pytest.raises(TypeError):
         NodeRecord("x", "placeholder", "x")
     assert rec.meta_dict() == {"quantization_tag": None}

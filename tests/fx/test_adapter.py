@@ -108,7 +108,7 @@ def test_args_kwargs_and_users_order() -> None:
     assert rec(G, a.name).args == (NodeRef("x"), NodeRef("y"))
     assert list(rec(G, a.name).kwargs) == [("z", 1.5), ("alpha", NodeRef("y"))]
     assert rec(G, c.name).args == ([NodeRef("x"), NodeRef(b.name)],)
-    assert rec(G, d.name).args[1] == Opaque("builtins.slice", "slice(None, 2, None)")
+    assert rec(G, d.name).args[1] == {"$slice": (None, 2, None)}
     assert rec(G, e.name).args[1] == {"$slice": (0, NodeRef(b.name), None)}
     t_rec = rec(G, t.name)
     assert t_rec.args == (NodeRef("x"), [2, 2]) and type(t_rec.args[1]) is list
@@ -535,3 +535,74 @@ def test_annotation_map_raising_other_errors_keeps_their_class() -> None:
     with pytest.raises(KeyError) as info:
         PortNodeMetaForQDQ()(gm)
     assert isinstance(info.value, portmeta.MalformedAnnotationError)
+
+
+def _odd_but_legal(kind: str) -> torch.fx.GraphModule:
+    """A ported q/dq pair plus one FX oddity that upstream walks past."""
+    h = Hand()
+    x = h.placeholder("x")
+    _q, dq = h.qdq(x)
+    y = h.call(ATEN.relu.default, dq, name="y", tag="Y", stack_trace="s")
+    z = h.call(ATEN.neg.default, y, name="z")
+    gm = h.output(z)
+    annotate(y, {x: static_spec()})
+    if kind == "tuple-key":  # FX registers no user through a dict key, even inside a tuple
+        z.kwargs = {"k": {(x, 1): 2}}
+    elif kind == "slice-of-tuple":  # FX does look inside slices
+        z.args = (y, slice((x,), None))
+    elif kind == "cycle-off-path":
+        w = h.g.call_function(ATEN.neg.default, (z,))
+        w2 = h.g.call_function(ATEN.neg.default, (w,))
+        w.args = (w2,)  # w <-> w2, nowhere near a rule's walk
+    elif kind == "self-loop":
+        z.args = (y, z)
+    elif kind == "custom-op":
+        z.op = "call_custom"
+    elif kind == "raising-repr-target":
+
+        class NoRepr:
+            __qualname__ = "<local>"
+
+            def __call__(self, *a: Any) -> None: ...
+
+            def __repr__(self) -> str:
+                raise RuntimeError("no repr")
+
+        z.target = NoRepr()
+    return gm
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "tuple-key",
+        "slice-of-tuple",
+        "cycle-off-path",
+        "self-loop",
+        "custom-op",
+        "raising-repr-target",
+    ],
+)
+def test_odd_but_legal_fx_graphs_port_like_upstream(kind: str) -> None:
+    ours_gm, theirs_gm, ours, theirs = run_both_passes(lambda: _odd_but_legal(kind))
+    assert not isinstance(theirs, BaseException), theirs
+    assert not isinstance(ours, BaseException), ours
+    assert_same_meta(ours_gm, theirs_gm)
+    assert port_keys_state(ours_gm, KEYS)["dequantize_per_tensor_default"] == {
+        "stack_trace": "s",
+        "quantization_tag": "Y",
+    }
+
+
+def test_a_cycle_on_the_walk_is_reported_where_upstream_never_returns() -> None:
+    h = Hand()
+    x = h.placeholder("x")
+    q, dq = h.qdq(x)
+    y = h.call(ATEN.relu.default, dq, name="y", tag="Y")
+    gm = h.output(y)
+    annotate(y, {x: static_spec()})
+    q.args = (dq, *q.args[1:])  # q <-> dq: upstream's connectivity walk loops forever
+    with pytest.raises(portmeta.CyclicWalkError, match="came back to node") as info:
+        PortNodeMetaForQDQ()(gm)
+    assert info.value.node == "y"
+    assert "quantization_tag" not in dq.meta

@@ -23,7 +23,7 @@ Example
 
 from __future__ import annotations
 
-from ..errors import MissingArgumentError, NonNodeQuantArgError
+from ..errors import CyclicWalkError, MissingArgumentError, NonNodeQuantArgError
 from ..graph import Snapshot
 from ..profiles import Profile
 from ..records import NodeRef
@@ -45,6 +45,8 @@ def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -
         A workflow op's ``args[0]`` is a constant (upstream: ``ValueError``).
     MissingArgumentError
         A workflow op has no positional args (upstream: ``IndexError``).
+    CyclicWalkError
+        The walk comes back to a node it passed (upstream never returns).
     """
     walked = [start]
     cur = rec_of(graph, start)
@@ -54,6 +56,8 @@ def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -
         first = cur.args[0]
         if not isinstance(first, NodeRef):
             raise NonNodeQuantArgError(node, cur.name, show(first))
+        if first.name in walked:
+            raise CyclicWalkError(node, first.name)
         cur = rec_of(graph, first.name)
         walked.append(cur.name)
     return tuple(walked)

@@ -21,7 +21,7 @@ Example
 
 from __future__ import annotations
 
-from ..errors import MissingArgumentError
+from ..errors import CyclicWalkError, MissingArgumentError
 from ..graph import Snapshot
 from ..profiles import Profile
 from ..records import NodeRef
@@ -43,6 +43,8 @@ def view_chain(graph: Snapshot, profile: Profile, node: str, q: str) -> RuleResu
     ------
     MissingArgumentError
         ``q`` or a view op on the chain has no positional args (upstream: ``IndexError``).
+    CyclicWalkError
+        The chain comes back to a node on it (upstream never returns).
     """
     chain = [q]
     q_rec = rec_of(graph, q)
@@ -50,6 +52,8 @@ def view_chain(graph: Snapshot, profile: Profile, node: str, q: str) -> RuleResu
         raise MissingArgumentError(node, q)
     cur = q_rec.args[0]
     while isinstance(cur, NodeRef) and profile.is_view(rec_of(graph, cur.name)):
+        if cur.name in chain:
+            raise CyclicWalkError(node, cur.name)
         chain.append(cur.name)
         view = rec_of(graph, cur.name)
         if not view.args:
