@@ -74,10 +74,6 @@ def _entries(value: Iterable[Any]) -> tuple[UndoEntry, ...]:
     return tuple(UndoEntry(*e) for e in value)
 
 
-def _nodes_of(gm: torch.fx.GraphModule | torch.fx.Graph) -> dict[str, torch.fx.Node]:
-    return snapshot_nodes(gm)
-
-
 def _restore_entry(node: torch.fx.Node, entry: UndoEntry) -> None:
     meta = node.meta
     if entry.had_value:
@@ -127,7 +123,7 @@ class Undo:
         portmeta.UnknownNodeError
             A recorded node is no longer in ``gm`` (checked before anything is restored).
         """
-        nodes = _nodes_of(gm)
+        nodes = snapshot_nodes(gm)
         for entry in self.entries:
             if entry.node not in nodes:
                 raise portmeta.UnknownNodeError(entry.node, "the graph module")
@@ -222,7 +218,7 @@ def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     portmeta.errors.StalePlanError: the graph changed since the plan was made: ...
     """
     current = portmeta.fingerprint(from_fx(gm, plan.profile))
-    nodes = _nodes_of(gm)
+    nodes = snapshot_nodes(gm)
     key = _plan_key(plan)
     if current != plan.fingerprint:
         done = _applied.get(gm, {})

@@ -36,8 +36,8 @@ import portmeta
 from portmeta._gc import without_gc
 from portmeta.graph import Snapshot
 
-from .apply import _nodes_of, write_deltas
-from .snapshot import from_fx, resolve_profile
+from .apply import write_deltas
+from .snapshot import from_fx, resolve_profile, snapshot_nodes
 
 __all__ = ["PortmetaInternalError", "PortNodeMetaForQDQ", "patch_convert_pt2e"]
 
@@ -147,7 +147,7 @@ class PortNodeMetaForQDQ(PassBase):
         Raises where upstream raises (see the module docstring), having written nothing.
         """
         p = self.plan(graph_module)
-        write_deltas(p.deltas, _nodes_of(graph_module))
+        write_deltas(p.deltas, snapshot_nodes(graph_module))
         return PassResult(graph_module, True)
 
 

@@ -41,6 +41,8 @@ from torchao.quantization.pt2e.quantizer import (  # type: ignore[import-untyped
     SharedQuantizationSpec,
 )
 
+from .snapshot import Q_ANNOTATION_KEY
+
 __all__ = [
     "TAG_KEY",
     "TaggingQuantizer",
@@ -52,7 +54,6 @@ __all__ = [
 #: The metadata key backends tag partitions with (one of the keys the pass ports).
 TAG_KEY = "quantization_tag"
 
-_ANNOTATION_KEY = "quantization_annotation"
 
 aten = torch.ops.aten
 
@@ -132,7 +133,7 @@ class TaggingQuantizer(Quantizer):  # type: ignore[misc]
     @staticmethod
     def _mark(node: torch.fx.Node, annotation: QuantizationAnnotation) -> None:
         annotation._annotated = True
-        node.meta[_ANNOTATION_KEY] = annotation
+        node.meta[Q_ANNOTATION_KEY] = annotation
 
     # -- the patterns -----------------------------------------------------------------------
     def _conv_or_linear(self, node: torch.fx.Node, dynamic: bool) -> None:
@@ -173,7 +174,7 @@ class TaggingQuantizer(Quantizer):  # type: ignore[misc]
         for node in model.graph.nodes:
             if node.op != "call_function" or node.target not in handlers:
                 continue
-            ann = node.meta.get(_ANNOTATION_KEY)
+            ann = node.meta.get(Q_ANNOTATION_KEY)
             if ann is not None and getattr(ann, "_annotated", False):
                 continue
             kind, handle = handlers[node.target]

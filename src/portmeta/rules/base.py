@@ -22,7 +22,7 @@ import attrs
 
 from ..graph import Snapshot, record, users
 from ..profiles import Profile
-from ..records import NodeRecord, names
+from ..records import names
 
 __all__ = ["Rule", "Severity", "Copy", "Diagnostic", "RuleResult", "EMPTY", "non_sym_users", "show"]
 
@@ -147,8 +147,3 @@ def show(value: Any) -> str:
     """A short text for a constant found where a node was expected."""
     text = str(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def rec_of(graph: Snapshot, name: str) -> NodeRecord:
-    """Shorthand for :func:`portmeta.graph.record`."""
-    return record(graph, name)

@@ -37,9 +37,9 @@ from ..errors import (
     NoUserError,
     ScaleWithoutUsersError,
 )
-from ..graph import Snapshot, users
+from ..graph import Snapshot, record, users
 from ..profiles import Profile
-from .base import Copy, Rule, RuleResult, non_sym_users, rec_of
+from .base import Copy, Rule, RuleResult, non_sym_users
 
 __all__ = ["dynamic_input", "find_choose_qparams"]
 
@@ -70,7 +70,7 @@ def find_choose_qparams(
             queue.append(user)
     while queue:
         name = queue.popleft()
-        rec = rec_of(graph, name)
+        rec = record(graph, name)
         if rec.op == "output":
             continue
         if profile.is_choose_qparams(rec):

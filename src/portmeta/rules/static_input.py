@@ -24,10 +24,10 @@ Example
 from __future__ import annotations
 
 from ..errors import CyclicWalkError, MissingArgumentError, NonNodeQuantArgError
-from ..graph import Snapshot
+from ..graph import Snapshot, record
 from ..profiles import Profile
 from ..records import NodeRef
-from .base import EMPTY, Copy, Rule, RuleResult, rec_of, show
+from .base import EMPTY, Copy, Rule, RuleResult, show
 from .view_chain import view_chain
 
 __all__ = ["static_input", "walk_to_producer"]
@@ -49,7 +49,7 @@ def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -
         The walk comes back to a node it passed (upstream never returns).
     """
     walked = [start]
-    cur = rec_of(graph, start)
+    cur = record(graph, start)
     while profile.is_workflow_op(cur):
         if not cur.args:
             raise MissingArgumentError(node, cur.name)
@@ -58,7 +58,7 @@ def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -
             raise NonNodeQuantArgError(node, cur.name, show(first))
         if first.name in walked:
             raise CyclicWalkError(node, first.name)
-        cur = rec_of(graph, first.name)
+        cur = record(graph, first.name)
         walked.append(cur.name)
     return tuple(walked)
 
@@ -89,8 +89,8 @@ def static_input(
         From the connectivity walk (see :func:`walk_to_producer`).
     """
     reachable = is_node and input_node in graph
-    for arg in rec_of(graph, node).args:
-        if not isinstance(arg, NodeRef) or not profile.is_dequantize(rec_of(graph, arg.name)):
+    for arg in record(graph, node).args:
+        if not isinstance(arg, NodeRef) or not profile.is_dequantize(record(graph, arg.name)):
             continue
         walked = walk_to_producer(graph, profile, node, arg.name)
         if reachable and walked[-1] == input_node:
@@ -98,7 +98,7 @@ def static_input(
     else:
         return EMPTY
     dq, q = walked[0], walked[1]
-    if not profile.is_quantize(rec_of(graph, q)):
+    if not profile.is_quantize(record(graph, q)):
         return EMPTY
     path = (*tuple(reversed(walked)), node)
     return view_chain(graph, profile, node, q) + RuleResult(

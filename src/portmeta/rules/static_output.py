@@ -22,9 +22,9 @@ Example
 from __future__ import annotations
 
 from ..errors import NoUserError
-from ..graph import Snapshot, users
+from ..graph import Snapshot, record, users
 from ..profiles import Profile
-from .base import EMPTY, Copy, Diagnostic, Rule, RuleResult, Severity, non_sym_users, rec_of
+from .base import EMPTY, Copy, Diagnostic, Rule, RuleResult, Severity, non_sym_users
 
 __all__ = ["static_output"]
 
@@ -57,8 +57,8 @@ def static_output(graph: Snapshot, profile: Profile, node: str) -> RuleResult:
     if not kept:
         raise NoUserError(node, node, "output")
     q = kept[-1]
-    if not profile.is_quantize(rec_of(graph, q)):
-        q_rec = rec_of(graph, q)
+    if not profile.is_quantize(record(graph, q)):
+        q_rec = record(graph, q)
         diagnostics.append(
             Diagnostic(
                 "not_quantize",

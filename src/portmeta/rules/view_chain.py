@@ -22,10 +22,10 @@ Example
 from __future__ import annotations
 
 from ..errors import CyclicWalkError, MissingArgumentError
-from ..graph import Snapshot
+from ..graph import Snapshot, record
 from ..profiles import Profile
 from ..records import NodeRef
-from .base import EMPTY, Copy, Rule, RuleResult, rec_of
+from .base import EMPTY, Copy, Rule, RuleResult
 
 __all__ = ["view_chain"]
 
@@ -47,19 +47,19 @@ def view_chain(graph: Snapshot, profile: Profile, node: str, q: str) -> RuleResu
         The chain comes back to a node on it (upstream never returns).
     """
     chain = [q]
-    q_rec = rec_of(graph, q)
+    q_rec = record(graph, q)
     if not q_rec.args:
         raise MissingArgumentError(node, q)
     cur = q_rec.args[0]
-    while isinstance(cur, NodeRef) and profile.is_view(rec_of(graph, cur.name)):
+    while isinstance(cur, NodeRef) and profile.is_view(record(graph, cur.name)):
         if cur.name in chain:
             raise CyclicWalkError(node, cur.name)
         chain.append(cur.name)
-        view = rec_of(graph, cur.name)
+        view = record(graph, cur.name)
         if not view.args:
             raise MissingArgumentError(node, view.name)
         cur = view.args[0]
-    if not (isinstance(cur, NodeRef) and rec_of(graph, cur.name).op == "get_attr"):
+    if not (isinstance(cur, NodeRef) and record(graph, cur.name).op == "get_attr"):
         return EMPTY
     path = (cur.name, *tuple(reversed(chain)))
     return RuleResult(tuple(Copy(n, cur.name, Rule.GET_ATTR_CHAIN, path) for n in chain))
