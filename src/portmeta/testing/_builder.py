@@ -1,4 +1,4 @@
-"""Build quantization-shaped graphs by hand, without torch.
+"""Build quantization-shaped graphs by hand, without torch (``portmeta.testing.GraphBuilder``).
 
 :class:`GraphBuilder` creates node records the way ``torch.fx`` would: names are made unique
 (``q``, ``q_1``, ...), users are kept in the order uses were created, and ``build()`` returns
@@ -30,10 +30,10 @@ from typing import Any
 
 import attrs
 
-from .errors import GraphBuildError
-from .graph import Snapshot, build_graph
-from .profiles import TORCHAO, Profile
-from .records import (
+from ..errors import GraphBuildError
+from ..graph import Snapshot, build_graph
+from ..profiles import TORCHAO, Profile
+from ..records import (
     Annotation,
     NodeRecord,
     NodeRef,
