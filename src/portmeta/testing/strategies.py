@@ -1,0 +1,381 @@
+"""Hypothesis strategies for random quantization-shaped graphs (needs ``hypothesis``).
+
+:func:`graphs` draws converted PT2E graphs built with :class:`~portmeta.testing.GraphBuilder`
+from a list of *blocks*, each one a pattern ``convert_pt2e`` produces, so a graph looks like
+a small quantized model and hypothesis shrinks a failure to a few blocks with FX-like names
+(``x``, ``q``, ``dq``, ``relu``, ``weight``...):
+
+=============  ===========================================================================
+pattern        block
+=============  ===========================================================================
+``static``     static ``q -> dq`` pairs feeding an annotated op (one or two inputs)
+``dynamic``    ``choose_qparams -> getitem -> q -> dq`` feeding an annotated linear
+``weight``     a ``get_attr`` weight through ``q -> dq`` into an annotated conv / linear
+``view_chain`` (with ``weight``) view ops between the weight and its quantize
+``output``     (modifier) annotated ops also get an output spec and a ``q -> dq`` after them
+``fan_out``    one dequantize read by two annotated ops, or an annotated output with a
+               second, unannotated user (the pass's overwrite / user-count cases)
+``sym_size``   sym-size users (filtered and unfiltered ones) of values and annotated outputs
+=============  ===========================================================================
+
+Annotations use every kind of spec (:data:`SPEC_KINDS`); nodes carry ``quantization_tag``
+and ``stack_trace`` present, absent or ``None`` (:func:`node_meta`). :func:`patterns_in`
+tells which patterns a graph contains (to count them, or for ``hypothesis.event``).
+
+Install with ``pip install 'portmeta[testing]'``.
+
+Example
+-------
+>>> from hypothesis import given, settings
+>>> import portmeta
+>>> @settings(max_examples=20, database=None)
+... @given(graphs(max_blocks=3))
+... def test_plans_are_deterministic(graph):
+...     assert portmeta.plan(graph) == portmeta.plan(graph)
+>>> test_plans_are_deterministic()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+try:
+    from hypothesis import assume
+    from hypothesis import strategies as st
+except ImportError as exc:  # pragma: no cover - exercised without hypothesis only
+    raise ImportError(
+        "portmeta.testing.strategies needs hypothesis: install it with "
+        "`pip install 'portmeta[testing]'` (or `pip install 'hypothesis>=6.100'`)"
+    ) from exc
+
+from ..graph import Snapshot, annotated_nodes, records, users
+from ..plan import plan
+from ..profiles import TORCHAO, Profile
+from ..records import NodeRef, QSpec
+from ._builder import GraphBuilder, derived, dynamic, fixed, shared, static
+
+__all__ = [
+    "PATTERNS",
+    "SPEC_KINDS",
+    "graphs",
+    "node_meta",
+    "patterns_in",
+    "specs",
+]
+
+#: The patterns :func:`graphs` can draw (see the module docstring).
+PATTERNS: tuple[str, ...] = (
+    "static",
+    "dynamic",
+    "weight",
+    "view_chain",
+    "output",
+    "fan_out",
+    "sym_size",
+)
+
+#: Every kind of quantization spec, by name: what a quantizer's annotation can hold.
+SPEC_KINDS: dict[str, QSpec] = {
+    "static": static(),
+    "shared": shared(),
+    "derived": derived(),
+    "fixed": fixed(),
+    "dynamic": dynamic(),
+    "derived_dynamic": derived(True),
+    "fixed_dynamic": fixed(True),
+}
+
+_STATIC_KINDS = ("static", "shared", "derived", "fixed")
+_DYNAMIC_KINDS = ("dynamic", "derived_dynamic", "fixed_dynamic")
+_BLOCKS = ("static", "dynamic", "weight", "fan_out", "sym_size")  # simplest first: shrinks there
+_FAILING_BLOCKS = ("no_choose_qparams", "dynamic_fan_out")
+_UNARY = ("aten.relu.default", "aten.hardtanh.default", "aten.sigmoid.default")
+_BINARY = ("aten.add.Tensor", "aten.mul.Tensor")
+_WEIGHTED = ("aten.conv2d.default", "aten.linear.default")
+_VIEWS = ("aten.permute.default", "aten.view.default", "aten.transpose.int", "aten.t.default")
+_SYMS = ("aten.sym_size.default", "aten.sym_size.int", "aten.sym_numel.default")
+_TRACES = ('File "model.py", line 12, in forward', 'File "model.py", line 30, in forward')
+
+
+def specs(dynamic: bool | None = None) -> st.SearchStrategy[QSpec]:
+    """Quantization specs of every kind (:data:`SPEC_KINDS`).
+
+    ``dynamic=False``: only the kinds the static rules take (``QuantizationSpec``, shared,
+    derived, fixed); ``True``: only the ones that select the dynamic rule; ``None``: any.
+
+    Example
+    -------
+    >>> from hypothesis import find
+    >>> find(specs(dynamic=True), lambda s: s.kind == "FixedQParamsQuantizationSpec")
+    QSpec(kind='FixedQParamsQuantizationSpec', is_dynamic=True)
+    """
+    kinds = {None: tuple(SPEC_KINDS), False: _STATIC_KINDS, True: _DYNAMIC_KINDS}[dynamic]
+    return st.sampled_from([SPEC_KINDS[k] for k in kinds])
+
+
+def node_meta(
+    tags: Collection[str] = ("p0", "p1", "p2"), traces: Collection[str] = _TRACES
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Metadata keyword arguments for a :class:`GraphBuilder` node method.
+
+    Each of ``tag`` (``quantization_tag``) and ``stack_trace`` is absent, ``None`` (present
+    with value ``None``, which the pass copies) or one of ``tags`` / ``traces``. Shrinks to
+    ``{}`` (no metadata).
+
+    Example
+    -------
+    >>> from hypothesis import find
+    >>> find(node_meta(), lambda m: "tag" in m)
+    {'tag': 'p0'}
+    """
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "tag": st.sampled_from([*sorted(tags), None]),
+            "stack_trace": st.sampled_from([*sorted(traces), None]),
+        },
+    )
+
+
+class _Drawer:
+    """Builds one graph block by block from hypothesis draws."""
+
+    def __init__(
+        self,
+        draw: Callable[[st.SearchStrategy[Any]], Any],
+        profile: Profile,
+        patterns: frozenset[str],
+    ) -> None:
+        self.draw = draw
+        self.patterns = patterns
+        self.b = GraphBuilder(profile)
+        self.pool = [self.b.placeholder("x", **draw(node_meta()))]  # values later blocks read
+        self.outputs: list[str] = []  # annotated nodes with an output spec (sym_size targets)
+
+    def pick(self) -> str:
+        """A value, counting back from the newest (shrinks to a chain of blocks)."""
+        i: int = self.draw(st.integers(0, len(self.pool) - 1))
+        return self.pool[-1 - i]
+
+    def spec(self, dynamic: bool = False) -> QSpec:
+        s: QSpec = self.draw(specs(dynamic=dynamic))
+        return s
+
+    def finish(self, node: str, inputs: dict[str, QSpec | None]) -> None:
+        """Annotate ``node``; with ``output``, maybe an output spec and a q/dq after it."""
+        output = None
+        if "output" in self.patterns and self.draw(st.booleans()):
+            output = self.spec()
+        self.b.annotate(node, inputs=inputs, output=output)
+        if output is not None:
+            self.outputs.append(node)
+            _, dq = self.b.qdq(node)
+            self.pool.append(dq)
+        else:
+            self.pool.append(node)
+
+    def static(self) -> None:
+        n = self.draw(st.integers(1, 2))
+        srcs = [self.pick() for _ in range(n)]
+        dqs = [self.b.qdq(src)[1] for src in srcs]
+        op = self.draw(st.sampled_from(_UNARY if n == 1 else _BINARY))
+        node = self.b.call(op, *dqs, **self.draw(node_meta()))
+        self.finish(node, {src: self.spec() for src in srcs})
+
+    def dynamic(self) -> None:
+        src = self.pick()
+        chain = self.b.dynamic_qdq(src, symmetric=self.draw(st.booleans()))
+        node = self.b.call("aten.linear.default", chain.dq, **self.draw(node_meta()))
+        self.b.annotate(node, inputs={src: self.spec(dynamic=True)})
+        self.pool.append(node)
+
+    def weight(self) -> None:
+        act = self.pick()
+        cur = w = self.b.get_attr("weight", **self.draw(node_meta(tags=("w0", "w1"))))
+        if "view_chain" in self.patterns:
+            for op in self.draw(st.lists(st.sampled_from(_VIEWS), max_size=2)):
+                cur = self.b.view(cur, op)
+        del w
+        inputs: dict[str, QSpec | None] = {}
+        a_in = act
+        if "static" in self.patterns:
+            a_in = self.b.qdq(act)[1]
+            inputs[act] = self.spec()
+        _, w_dq = self.b.qdq(cur, per_channel=self.draw(st.booleans()))
+        inputs[cur] = self.spec()
+        op = self.draw(st.sampled_from(_WEIGHTED))
+        node = self.b.call(op, a_in, w_dq, **self.draw(node_meta()))
+        self.finish(node, inputs)
+
+    def fan_out(self) -> None:
+        src = self.pick()
+        _, dq = self.b.qdq(src)
+        if self.draw(st.booleans()):  # one dequantize, two annotated readers: overwrites
+            for _ in range(2):
+                node = self.b.call(self.draw(st.sampled_from(_UNARY)), dq, **self.draw(node_meta()))
+                self.b.annotate(node, inputs={src: self.spec()})
+                self.pool.append(node)
+            return
+        # an annotated output with a second, unannotated user before or after its quantize
+        node = self.b.call(self.draw(st.sampled_from(_UNARY)), dq, **self.draw(node_meta()))
+        self.b.annotate(node, inputs={src: self.spec()}, output=self.spec())
+        self.outputs.append(node)
+        other_first = self.draw(st.booleans())
+        if other_first:
+            self.pool.append(self.b.call("aten.neg.default", node))
+        self.pool.append(self.b.qdq(node)[1])
+        if not other_first:
+            self.pool.append(self.b.call("aten.neg.default", node))
+
+    def sym_size(self) -> None:
+        candidates = self.pool + self.outputs
+        node = candidates[-1 - self.draw(st.integers(0, len(candidates) - 1))]
+        self.b.sym_size(node, op=self.draw(st.sampled_from(_SYMS)))
+
+    def no_choose_qparams(self) -> None:
+        src = self.pick()
+        _, dq = self.b.qdq(src)
+        node = self.b.call("aten.linear.default", dq, **self.draw(node_meta()))
+        self.b.annotate(node, inputs={src: self.spec(dynamic=True)})
+        self.pool.append(node)
+
+    def dynamic_fan_out(self) -> None:
+        src = self.pick()
+        chain = self.b.dynamic_qdq(src)
+        node = self.b.call("aten.linear.default", chain.dq, **self.draw(node_meta()))
+        self.b.call("aten.relu.default", chain.q)  # a second user of the dynamic quantize
+        self.b.annotate(node, inputs={src: self.spec(dynamic=True)})
+        self.pool.append(node)
+
+    def build(self) -> Snapshot:
+        n_out = min(len(self.pool), self.draw(st.integers(1, 2)))
+        self.b.output(*self.pool[-n_out:])
+        return self.b.build()
+
+
+def graphs(
+    *,
+    min_blocks: int = 1,
+    max_blocks: int = 5,
+    patterns: Collection[str] = PATTERNS,
+    profile: Profile = TORCHAO,
+    failing: bool = False,
+) -> st.SearchStrategy[Snapshot]:
+    """Random converted graphs, as a quantizer and ``convert_pt2e`` would leave them.
+
+    Parameters
+    ----------
+    min_blocks, max_blocks:
+        How many pattern blocks a graph has (its size: a block is 3 to 12 nodes).
+    patterns:
+        Which patterns may appear (names from :data:`PATTERNS`): ``patterns={"static"}``
+        draws only static q/dq pairs around unary and binary ops.
+    profile:
+        The op names the builder uses, and (unless ``failing``) the profile the graph must
+        plan under.
+    failing:
+        ``False`` (default): every graph plans without error under ``profile``. ``True``:
+        some blocks are also broken the ways upstream raises on (a dynamic input without
+        ``choose_qparams``, a dynamic quantize with two users); plan them with
+        ``errors="collect"`` or expect a :class:`portmeta.PlanError`.
+
+    Example
+    -------
+    >>> from hypothesis import find
+    >>> import portmeta
+    >>> g = find(graphs(patterns={"dynamic"}), lambda g: portmeta.plan(g).deltas)
+    >>> list(g.nodes)
+    ['x', 'choose_qparams', 'scale', 'zero_point', 'q', 'dq', 'linear', 'output']
+    >>> portmeta.plan(g).final_state()
+    {'choose_qparams': {'quantization_tag': 'p0'}, 'q': {'quantization_tag': 'p0'}, 'dq': {'quantization_tag': 'p0'}}
+    """
+    chosen = frozenset(patterns)
+    unknown = sorted(chosen - set(PATTERNS))
+    if isinstance(patterns, str) or unknown:
+        raise ValueError(
+            f"unknown patterns {unknown or [patterns]!r}; choose among {list(PATTERNS)!r}"
+        )
+    kinds = [k for k in _BLOCKS if k in chosen]
+    if not kinds:
+        raise ValueError(
+            f"patterns {sorted(chosen)!r} contain no block; add one of {list(_BLOCKS)!r}"
+        )
+    if failing:
+        kinds += _FAILING_BLOCKS
+    if not 0 <= min_blocks <= max_blocks:
+        raise ValueError(f"need 0 <= min_blocks <= max_blocks, got {min_blocks}, {max_blocks}")
+
+    @st.composite
+    def draw_graph(draw: Callable[[st.SearchStrategy[Any]], Any]) -> Snapshot:
+        d = _Drawer(draw, profile, chosen)
+        for kind in draw(
+            st.lists(st.sampled_from(kinds), min_size=min_blocks, max_size=max_blocks)
+        ):
+            getattr(d, kind)()
+        graph = d.build()
+        if not failing:  # rare: a dynamic search that reaches another block's chain
+            assume(not plan(graph, profile, errors="collect").errors)
+        return graph
+
+    result: st.SearchStrategy[Snapshot] = draw_graph()
+    return result
+
+
+def _first_ref(args: tuple[Any, ...]) -> str | None:
+    """The node ``args[0]`` names, if it is a node reference."""
+    return args[0].name if args and isinstance(args[0], NodeRef) else None
+
+
+def patterns_in(graph: Snapshot, profile: Profile = TORCHAO) -> frozenset[str]:
+    """The patterns of :data:`PATTERNS` ``graph`` contains, found by its structure.
+
+    Also ``"spec:<kind>"`` for every kind of :data:`SPEC_KINDS` an annotation uses, and
+    ``"error"`` when planning under ``profile`` fails for some annotated node.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder, static
+    >>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
+    >>> y = b.call("aten.relu.default", dq); b.annotate(y, inputs={x: static()}); b.output(y)
+    >>> sorted(patterns_in(b.build()))
+    ['spec:static', 'static']
+    """
+    found: set[str] = set()
+    kind_of = {spec: name for name, spec in SPEC_KINDS.items()}
+    recs = {rec.name: rec for rec in records(graph)}
+    for name in annotated_nodes(graph):
+        ann = recs[name].annotation
+        if ann is None or ann.malformed is not None:
+            continue
+        specs_used = [inp.qspec for inp in ann.inputs] + [ann.output]
+        found.update(f"spec:{kind_of[s]}" for s in specs_used if s in kind_of)
+        arg_dqs = [a for a in recs[name].input_names() if profile.is_dequantize(recs[a])]
+        if arg_dqs and any(i.qspec is not None and not i.qspec.dynamic for i in ann.inputs):
+            found.add("static")
+        if any(i.qspec is not None and i.qspec.dynamic for i in ann.inputs) and any(
+            profile.is_choose_qparams(r) for r in recs.values()
+        ):
+            found.add("dynamic")
+        if ann.output is not None:
+            kept = [u for u in users(graph, name) if not profile.is_sym_size(recs[u])]
+            if any(profile.is_quantize(recs[u]) for u in kept):
+                found.add("output")
+            if len(kept) > 1:
+                found.add("fan_out")
+    for rec in recs.values():
+        if profile.is_dequantize(rec) and len(users(graph, rec.name)) > 1:
+            found.add("fan_out")
+        if rec.target.name.startswith("aten.sym_"):
+            found.add("sym_size")
+        if profile.is_quantize(rec):
+            views, cur = 0, _first_ref(rec.args)
+            while cur is not None and profile.is_view(recs[cur]):
+                views, cur = views + 1, _first_ref(recs[cur].args)
+            if cur is not None and recs[cur].op == "get_attr":
+                found.add("weight")
+                if views:
+                    found.add("view_chain")
+    if annotated_nodes(graph) and plan(graph, profile, errors="collect").errors:
+        found.add("error")
+    return frozenset(found)
