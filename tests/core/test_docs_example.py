@@ -46,13 +46,15 @@ def _run(code: str, name: str) -> dict:
 
 def test_doc_structure():
     blocks = _blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 5
     free = _torch_free_blocks()
-    assert len(free) == 2
+    assert len(free) == 3  # the third, a pytest file with fixtures: test_testing_docs.py
     assert free[0] == blocks[0]  # the first block is the complete GraphBuilder example
-    torch_block = next(b for b in blocks if b not in free)
-    compile(torch_block, "torch-block", "exec")
-    assert "portmeta_fx.dump(graph_module" in torch_block
+    torch_blocks = [b for b in blocks if b not in free]
+    for code in torch_blocks:
+        compile(code, "torch-block", "exec")
+    assert "portmeta_fx.dump(graph_module" in torch_blocks[0]
+    assert "last_snapshot" in torch_blocks[1]
     assert "portmeta.load_graph(SAVED)" in free[1]
 
 
