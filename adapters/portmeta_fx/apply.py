@@ -49,8 +49,10 @@ import torch.fx
 
 import portmeta
 from portmeta._gc import without_gc
+from portmeta.graph import canonical_lines, digest, meta_keys
+from portmeta.plan import fingerprint_after
 
-from .snapshot import from_fx, snapshot_nodes
+from .snapshot import read_fx, snapshot_nodes
 
 __all__ = ["UndoEntry", "Undo", "apply_plan", "write_deltas"]
 
@@ -217,8 +219,9 @@ def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     ...
     portmeta.errors.StalePlanError: the graph changed since the plan was made: ...
     """
-    current = portmeta.fingerprint(from_fx(gm, plan.profile))
-    nodes = snapshot_nodes(gm)
+    snapshot, nodes = read_fx(gm, plan.profile)
+    lines = canonical_lines(snapshot)
+    current = digest(lines, meta_keys(snapshot))
     key = _plan_key(plan)
     if current != plan.fingerprint:
         done = _applied.get(gm, {})
@@ -227,6 +230,6 @@ def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
         raise portmeta.StalePlanError(_stale_message(plan, current, nodes))
     undo = write_deltas(plan.deltas, nodes)
     if not isinstance(gm, torch.fx.Graph):
-        after = portmeta.fingerprint(from_fx(gm, plan.profile))
-        _applied.setdefault(gm, {})[key] = after
+        # what a snapshot would read now, without walking the graph again
+        _applied.setdefault(gm, {})[key] = fingerprint_after(snapshot, plan.deltas, lines)
     return undo

@@ -35,9 +35,10 @@ from torch.fx.passes.infra.pass_base import PassBase, PassResult
 import portmeta
 from portmeta._gc import without_gc
 from portmeta.graph import Snapshot
+from portmeta.plan import plan_writes
 
 from .apply import write_deltas
-from .snapshot import from_fx, resolve_profile, snapshot_nodes
+from .snapshot import read_fx, resolve_profile
 
 __all__ = ["PortmetaInternalError", "PortNodeMetaForQDQ", "patch_convert_pt2e"]
 
@@ -90,7 +91,8 @@ class PortNodeMetaForQDQ(PassBase):
     Attributes
     ----------
     last_plan:
-        The :class:`portmeta.Plan` of the last call (``None`` before the first).
+        The :class:`portmeta.Plan` of the last call (``None`` before the first, or when it
+        raised).
     last_snapshot:
         The snapshot that plan was made from: the graph before porting (save it with
         :func:`portmeta.dump_graph` for torch-free inspection).
@@ -116,8 +118,43 @@ class PortNodeMetaForQDQ(PassBase):
             raise portmeta.OptionError(f"errors must be 'raise' or 'collect', got {errors!r}")
         self.profile = resolve_profile(profile, keys)
         self.errors: Literal["raise", "collect"] = errors
-        self.last_plan: portmeta.Plan | None = None
-        self.last_snapshot: Snapshot | None = None
+        self._snapshot: Snapshot | None = None
+        self._writes_made: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+        self._last_plan: portmeta.Plan | None = None
+
+    @property
+    def last_snapshot(self) -> Snapshot | None:
+        """The snapshot of the last call: the graph before porting (``None`` before the first)."""
+        return self._snapshot
+
+    @property
+    def last_plan(self) -> portmeta.Plan | None:
+        """The :class:`portmeta.Plan` of the last call (``None`` before it, or if it raised).
+
+        Built on first access: the writes are kept as computed, and the snapshot's fingerprint,
+        which the pass itself never needs, is computed then.
+        """
+        if self._last_plan is None and self._writes_made is not None:
+            assert self._snapshot is not None
+            deltas, diagnostics = self._writes_made
+            fp = portmeta.fingerprint(self._snapshot)
+            self._last_plan = portmeta.Plan(deltas, diagnostics, fp, self.profile)
+        return self._last_plan
+
+    def _writes(
+        self, graph_module: torch.fx.GraphModule
+    ) -> tuple[tuple[Any, ...], dict[str, torch.fx.Node]]:
+        """Snapshot and plan; remember both; map errors as :meth:`call` documents."""
+        self._snapshot = self._writes_made = self._last_plan = None
+        self._snapshot, nodes = read_fx(graph_module, self.profile)
+        try:
+            deltas, diagnostics = plan_writes(self._snapshot, self.profile, errors=self.errors)
+        except portmeta.UpstreamInternalError as exc:
+            if isinstance(exc, InternalError):
+                raise
+            raise PortmetaInternalError.from_plan_error(exc) from exc
+        self._writes_made = (deltas, diagnostics)
+        return deltas, nodes
 
     def plan(self, graph_module: torch.fx.GraphModule) -> portmeta.Plan:
         """Snapshot and plan without writing; errors mapped as in :meth:`call`.
@@ -130,15 +167,10 @@ class PortNodeMetaForQDQ(PassBase):
         >>> PortNodeMetaForQDQ().plan(torch.fx.symbolic_trace(torch.nn.ReLU())).deltas
         ()
         """
-        self.last_plan = None
-        snapshot = self.last_snapshot = from_fx(graph_module, self.profile)
-        try:
-            self.last_plan = portmeta.plan(snapshot, self.profile, errors=self.errors)
-            return self.last_plan
-        except portmeta.UpstreamInternalError as exc:
-            if isinstance(exc, InternalError):
-                raise
-            raise PortmetaInternalError.from_plan_error(exc) from exc
+        self._writes(graph_module)
+        p = self.last_plan
+        assert p is not None
+        return p
 
     @without_gc
     def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
@@ -146,8 +178,8 @@ class PortNodeMetaForQDQ(PassBase):
 
         Raises where upstream raises (see the module docstring), having written nothing.
         """
-        p = self.plan(graph_module)
-        write_deltas(p.deltas, snapshot_nodes(graph_module))
+        deltas, nodes = self._writes(graph_module)
+        write_deltas(deltas, nodes)
         return PassResult(graph_module, True)
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -67,6 +67,7 @@ __all__ = [
     "qspec_of",
     "annotation_of",
     "record_of",
+    "read_fx",
     "snapshot_nodes",
     "resolve_profile",
 ]
@@ -144,29 +145,39 @@ def _opaque_singleton(value: Any) -> Opaque:
 def arg_of(value: Any, names: Mapping[torch.fx.Node, str] | None = None) -> Any:
     """An FX argument value as a snapshot value (see the module docstring).
 
+    ``names`` maps nodes to snapshot names (a node's own name when absent).
+
     Example
     -------
     >>> g = torch.fx.Graph(); x = g.placeholder("x")
     >>> arg_of([x, (1, torch.int8), {"k": None}])
     [NodeRef(name='x'), (1, Opaque(type_name='torch.dtype', text='torch.int8')), {'k': None}]
     """
+    return _convert(value, lambda node: NodeRef(_name(node, names)))
+
+
+_SCALARS = (bool, int, float, str)
+
+
+def _convert(value: Any, ref: Callable[[torch.fx.Node], NodeRef]) -> Any:
+    """:func:`arg_of`, with ``ref`` turning a node into its reference."""
     if isinstance(value, torch.fx.Node):
-        return NodeRef(_name(value, names))
+        return ref(value)
     kind = type(value)
-    if value is None or kind in (bool, int, float, str):
+    if value is None or kind in _SCALARS:
         return value
     if isinstance(value, list):  # includes torch.fx immutable_list
-        return [arg_of(v, names) for v in value]
+        return [_convert(v, ref) for v in value]
     if isinstance(value, tuple):  # tuple subclasses (torch.Size, named tuples) become tuples
-        return tuple(arg_of(v, names) for v in value)
+        return tuple([_convert(v, ref) for v in value])
     if isinstance(value, dict):  # includes torch.fx immutable_dict
         # FX registers users through dict values only: a node used as a key is not an input
-        return {_key_of(k): arg_of(v, names) for k, v in value.items()}
+        return {_key_of(k): _convert(v, ref) for k, v in value.items()}
     if isinstance(value, _SINGLETON_CONSTANTS):
         return _opaque_singleton(value)
     if isinstance(value, slice):  # FX looks for nodes inside slices too
         parts = (value.start, value.stop, value.step)
-        return {"$slice": tuple(arg_of(p, names) for p in parts)}
+        return {"$slice": tuple([_convert(p, ref) for p in parts])}
     return codec.opaque_of(value)
 
 
@@ -240,6 +251,15 @@ def annotation_of(
     >>> annotation_of(object()).malformed.error   # upstream fails reading it
     'AttributeError'
     """
+    return _annotation(value, lambda node: _name(node, names), qspec_of)
+
+
+def _annotation(
+    value: Any,
+    name: Callable[[torch.fx.Node], str],
+    qspec: Callable[..., QSpec | None],
+) -> Annotation | None:
+    """:func:`annotation_of`, with ``name`` naming input nodes and ``qspec`` reading specs."""
     if value is None:
         return None
     # the reads upstream's is_valid_annotation and its loop make, in their order
@@ -260,12 +280,11 @@ def annotation_of(
         return Annotation(malformed=Malformed(type(exc).__name__, str(exc)))
     inputs = []
     for key, spec in items:
-        qspec = qspec_of(spec)
         if isinstance(key, torch.fx.Node):
-            inputs.append(QInput(_name(key, names), qspec))
+            inputs.append(QInput(name(key), qspec(spec)))
         else:
-            inputs.append(QInput(repr(key), qspec, is_node=False))
-    return Annotation(tuple(inputs), qspec_of(output, read_dynamic=False))
+            inputs.append(QInput(repr(key), qspec(spec), is_node=False))
+    return Annotation(tuple(inputs), qspec(output, read_dynamic=False))
 
 
 def _name(node: torch.fx.Node, names: Mapping[torch.fx.Node, str] | None) -> str:
@@ -362,6 +381,141 @@ def record_of(
     )
 
 
+class _Reader:
+    """One walk over an FX graph that names its nodes and records them.
+
+    The graph's own nodes keep their names (made unique with ``+`` if a hand-assigned name
+    repeats); a node of another graph met through an argument, a user or an annotation key is
+    named ``name@k`` when first met and recorded after the own nodes, with the nodes it leads
+    to (see :func:`snapshot_nodes`, which names nodes the same way). Node references and
+    quantization specs, met many times, are converted once.
+    """
+
+    def __init__(self, graph: torch.fx.Graph, keys: Sequence[str]) -> None:
+        own = list(graph.nodes)
+        self.names = {node: node.name for node in own}
+        if len(set(self.names.values())) != len(own):  # names assigned by hand
+            self.names = {}
+            for node in own:
+                name = node.name
+                while name in self.names.values():
+                    name += "+"
+                self.names[node] = name
+        self.own = own
+        self.keys = tuple(keys)
+        self.taken = set(self.names.values())
+        self.graph_number: dict[int, int] = {}
+        self.foreign: deque[torch.fx.Node] = deque()
+        self.refs: dict[torch.fx.Node, NodeRef] = {}
+        self.targets: dict[Any, Target] = {}
+        self.specs: dict[tuple[int, bool], tuple[Any, QSpec | None]] = {}
+
+    def name(self, node: torch.fx.Node) -> str:
+        name = self.names.get(node)
+        if name is None:  # first meeting with a node of another graph
+            k = self.graph_number.setdefault(id(node.graph), len(self.graph_number))
+            name = f"{node.name}@{k}"
+            while name in self.taken:  # two erased nodes of one graph may share a name
+                name += "+"
+            self.names[node] = name
+            self.taken.add(name)
+            self.foreign.append(node)
+        return name
+
+    def ref(self, node: torch.fx.Node) -> NodeRef:
+        ref = self.refs.get(node)
+        if ref is None:
+            ref = self.refs[node] = NodeRef(self.name(node))
+        return ref
+
+    def arg(self, value: Any) -> Any:
+        if type(value) is torch.fx.Node:
+            return self.ref(value)
+        if value is None or type(value) in _SCALARS:
+            return value
+        return _convert(value, self.ref)
+
+    def qspec(self, spec: Any, *, read_dynamic: bool = True) -> QSpec | None:
+        """:func:`qspec_of`, once per spec object (quantizers share specs between nodes)."""
+        key = (id(spec), read_dynamic)
+        found = self.specs.get(key)
+        if found is None or found[0] is not spec:
+            found = self.specs[key] = (spec, qspec_of(spec, read_dynamic=read_dynamic))
+        return found[1]
+
+    def target(self, node: torch.fx.Node) -> Target:
+        """:func:`target_of`, once per distinct target object."""
+        t = node.target
+        try:
+            found = self.targets.get((type(t), t))
+        except TypeError:  # an unhashable callable
+            return target_of(node)
+        if found is None:
+            found = self.targets[(type(t), t)] = target_of(node)
+        return found
+
+    def record(self, node: torch.fx.Node, owner: str | None, foreign: bool) -> NodeRecord:
+        name = self.name(node)
+        meta = node.meta
+        arg = self.arg
+        kwargs = node.kwargs
+        annotation = meta.get(Q_ANNOTATION_KEY)
+        return NodeRecord(
+            name,
+            node.op,
+            self.target(node),
+            tuple([arg(a) for a in node.args]),
+            tuple([(k, arg(v)) for k, v in kwargs.items()]) if kwargs else (),
+            tuple([self.name(u) for u in node.users]),
+            tuple([(k, meta[k]) for k in self.keys if k in meta]),
+            None
+            if foreign or annotation is None
+            else _annotation(annotation, self.name, self.qspec),
+            foreign,
+            None if owner == name else owner,
+        )
+
+    def records(self) -> list[NodeRecord]:
+        """The own nodes' records in graph order, then the foreign nodes' in order met."""
+        owners: dict[int, str] = {}  # id(meta dict) -> first node holding it
+        recs = []
+        for node in self.own:
+            owner = owners.setdefault(id(node.meta), self.names[node])
+            recs.append(self.record(node, owner, foreign=False))
+        while self.foreign:
+            node = self.foreign.popleft()
+            owner = owners.setdefault(id(node.meta), self.names[node])
+            recs.append(self.record(node, owner, foreign=True))
+        return recs
+
+    def nodes(self) -> dict[str, torch.fx.Node]:
+        """Every node recorded, by snapshot name (after :meth:`records`)."""
+        return {name: node for node, name in self.names.items()}
+
+
+def read_fx(
+    gm: torch.fx.GraphModule | torch.fx.Graph, profile: portmeta.Profile
+) -> tuple[Snapshot, dict[str, torch.fx.Node]]:
+    """The snapshot of ``gm`` read with ``profile.keys``, and its nodes by snapshot name.
+
+    One walk serves both, for callers that write back (``apply_plan``, the drop-in pass).
+
+    Example
+    -------
+    >>> gm = torch.fx.symbolic_trace(torch.nn.ReLU())
+    >>> G, nodes = read_fx(gm, portmeta.TORCHAO)
+    >>> list(G) == list(nodes)
+    True
+    """
+    graph = gm if isinstance(gm, torch.fx.Graph) else gm.graph
+    reader = _Reader(graph, profile.keys)
+    recs = reader.records()
+    # FX derives users from arguments, so the records form a graph by construction; cycles
+    # (a hand edit can make one) are kept as they are
+    snapshot = portmeta.build_graph(recs, meta_keys=profile.keys, allow_cycles=True, check=False)
+    return snapshot, reader.nodes()
+
+
 @without_gc
 def from_fx(
     gm: torch.fx.GraphModule | torch.fx.Graph,
@@ -391,18 +545,7 @@ def from_fx(
     >>> portmeta.plan(from_fx(gm)).deltas
     ()
     """
-    prof = resolve_profile(profile, keys)
-    graph = gm if isinstance(gm, torch.fx.Graph) else gm.graph
-    own = set(graph.nodes)
-    names = {node: name for name, node in snapshot_nodes(graph).items()}
-    owners: dict[int, str] = {}  # id(meta dict) -> first node holding it
-    recs = []
-    for node, name in names.items():
-        owner = owners.setdefault(id(node.meta), name)
-        rec = record_of(node, prof.keys, names, foreign=node not in own)
-        recs.append(rec if owner == name else attrs.evolve(rec, meta_owner=owner))
-    # FX does not forbid cycles (a hand edit can make one): keep the graph as it is
-    return portmeta.build_graph(recs, meta_keys=prof.keys, allow_cycles=True)
+    return read_fx(gm, resolve_profile(profile, keys))[0]
 
 
 def dump(

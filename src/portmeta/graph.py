@@ -3,13 +3,16 @@
 Layout of a snapshot ``G``:
 
 * nodes are node names, inserted in graph order, each with attribute ``"record"``;
+  ``G.graph["records"]`` is a read-only ``{name: record}`` index of the same records (what
+  :func:`record` reads: one dict lookup, where ``G.nodes[name]`` builds a view);
 * an edge ``u -> v`` means ``v`` is a user of ``u``; ``G.succ[u]`` iterates users in
-  ``node.users`` order;
+  ``node.users`` order (edges carry no attributes; they share one empty attribute dict);
 * ``G.graph["annotated"]``: names of the graph's own (not ``foreign``) nodes that carry an
   annotation, in graph order;
 * ``G.graph["meta_keys"]``: the metadata keys the snapshot read (``None``: whatever the author
   gave, so absence always means absent);
-* ``G.graph["fingerprint"]``: SHA-256 of the snapshot's canonical JSON.
+* ``G.graph["fingerprint"]``: SHA-256 of the snapshot's canonical form, computed the first time
+  :func:`fingerprint` asks for it.
 
 The graph is frozen with :func:`networkx.freeze`; build a new one instead of changing it.
 
@@ -30,6 +33,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import networkx as nx
@@ -43,6 +47,8 @@ from .records import (
     Annotation,
     Malformed,
     NodeRecord,
+    NodeRef,
+    Opaque,
     QInput,
     QSpec,
     Target,
@@ -85,6 +91,7 @@ def build_graph(
     *,
     meta_keys: Sequence[str] | None = None,
     allow_cycles: bool = False,
+    check: bool = True,
 ) -> Snapshot:
     """Check node records and freeze them into a snapshot graph.
 
@@ -99,6 +106,11 @@ def build_graph(
         FX graph faithfully (upstream only hangs if one of its walks enters the cycle, and
         portmeta's walks raise :class:`~portmeta.errors.CyclicWalkError` there instead);
         saved graphs (:func:`load_graph`) never do.
+    check:
+        Check the records form a graph (below). ``False`` skips every check, cycles included,
+        for producers that guarantee them: ``portmeta_fx.from_fx`` reads ``users`` from
+        ``torch.fx``, which derives them from the arguments. Records that break them give a
+        snapshot the rules misread.
 
     Returns
     -------
@@ -121,24 +133,36 @@ def build_graph(
     portmeta.errors.GraphBuildError: node 'x' lists unknown user 'y'
     """
     recs = list(node_records)
-    G: Snapshot = nx.DiGraph()
+    if check:
+        _check_records(recs)
+    G = _assemble(recs, None if meta_keys is None else tuple(meta_keys))
+    if check and not allow_cycles and not nx.is_directed_acyclic_graph(G):
+        cycle = [u for u, _ in nx.find_cycle(G)]
+        raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
+    frozen: Snapshot = nx.freeze(G)
+    return frozen
+
+
+def _check_records(recs: list[NodeRecord]) -> None:
+    """The structural checks of :func:`build_graph` (cycles aside)."""
+    index: dict[str, NodeRecord] = {}
     for rec in recs:
         if not isinstance(rec, NodeRecord):
             raise GraphBuildError(f"expected NodeRecord, got {type(rec).__name__}")
-        if rec.name in G:
+        if rec.name in index:
             raise GraphBuildError(f"duplicate node name {rec.name!r}")
-        G.add_node(rec.name, record=rec)
-    referenced_by: dict[str, dict[str, None]] = {rec.name: {} for rec in recs}
+        index[rec.name] = rec
+    referenced_by: dict[str, dict[str, None]] = {name: {} for name in index}
     for rec in recs:
         for ref in rec.input_names():
-            if ref not in G:
+            if ref not in index:
                 raise GraphBuildError(f"node {rec.name!r} refers to unknown node {ref!r}")
             referenced_by[ref].setdefault(rec.name, None)
     for rec in recs:
         if len(set(rec.users)) != len(rec.users):
             raise GraphBuildError(f"node {rec.name!r} lists a user twice: {list(rec.users)!r}")
         for user in rec.users:
-            if user not in G:
+            if user not in index:
                 raise GraphBuildError(f"node {rec.name!r} lists unknown user {user!r}")
         expected = referenced_by[rec.name]
         if set(rec.users) != set(expected):
@@ -146,29 +170,49 @@ def build_graph(
                 f"users of node {rec.name!r} disagree with the arguments that reference it: "
                 f"users {sorted(rec.users)!r}, referenced by {sorted(expected)!r}"
             )
-        G.add_edges_from((rec.name, user) for user in rec.users)
     for rec in recs:
         owner = rec.meta_owner
         if owner is None:
             continue
-        if owner not in G or owner == rec.name:
+        if owner not in index or owner == rec.name:
             raise GraphBuildError(f"node {rec.name!r} shares the meta of unknown node {owner!r}")
-        if record(G, owner).meta_owner is not None:
+        if index[owner].meta_owner is not None:
             raise GraphBuildError(
                 f"node {rec.name!r} shares the meta of {owner!r}, which itself shares another "
                 "node's meta; name the first node of the group"
             )
-    if not allow_cycles and not nx.is_directed_acyclic_graph(G):
-        cycle = [u for u, _ in nx.find_cycle(G)]
-        raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
-    keys = None if meta_keys is None else tuple(meta_keys)
+
+
+#: The attribute dict of every edge. Edges carry no data; one shared dict, as networkx's own
+#: "ThinGraph" example does, saves a dict per edge.
+_EDGE_DATA: dict[str, Any] = {}
+
+
+def _assemble(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot:
+    """The (unfrozen) snapshot of ``recs``, which must already form a graph.
+
+    The adjacency dicts are built directly and handed to networkx through the ``_node``,
+    ``_succ`` and ``_pred`` attributes its documentation describes for subclasses (assigning
+    them resets networkx's cached views): ``add_edges_from`` costs a few times more per edge.
+    """
+    index = {rec.name: rec for rec in recs}
+    pred: dict[str, dict[str, Any]] = {name: {} for name in index}
+    succ: dict[str, dict[str, Any]] = {}
+    for rec in recs:
+        name = rec.name
+        succ[name] = dict.fromkeys(rec.users, _EDGE_DATA)  # users order
+        for user in rec.users:
+            pred[user][name] = _EDGE_DATA
+    G: Snapshot = nx.DiGraph()
+    G._node = {name: {"record": rec} for name, rec in index.items()}  # type: ignore[attr-defined]
+    G._succ = succ  # type: ignore[attr-defined]
+    G._pred = pred  # type: ignore[attr-defined]
+    G.graph["records"] = MappingProxyType(index)
     G.graph["annotated"] = tuple(
         rec.name for rec in recs if rec.annotation is not None and not rec.foreign
     )
     G.graph["meta_keys"] = keys
-    G.graph["fingerprint"] = _digest(_nodes_to_data(recs), keys)
-    frozen: Snapshot = nx.freeze(G)
-    return frozen
+    return G
 
 
 # --------------------------------------------------------------------------- reading
@@ -189,21 +233,20 @@ def record(graph: Snapshot, name: str) -> NodeRecord:
     >>> record(b.build(), "x").op
     'placeholder'
     """
-    rec: NodeRecord = graph.nodes[name]["record"]
+    rec: NodeRecord = graph.graph["records"][name]
     return rec
 
 
 def records(graph: Snapshot) -> Iterator[NodeRecord]:
     """Every record, in graph order."""
-    for name in graph:
-        yield record(graph, name)
+    index: Mapping[str, NodeRecord] = graph.graph["records"]
+    return iter(index.values())
 
 
 def users(graph: Snapshot, name: str) -> tuple[str, ...]:
     """The users of ``name`` in ``node.users`` order (empty for an unknown name)."""
-    if name not in graph:
-        return ()
-    return tuple(graph.succ[name])
+    rec: NodeRecord | None = graph.graph["records"].get(name)
+    return () if rec is None else rec.users
 
 
 def annotated_nodes(graph: Snapshot) -> tuple[str, ...]:
@@ -219,9 +262,117 @@ def meta_keys(graph: Snapshot) -> tuple[str, ...] | None:
 
 
 def fingerprint(graph: Snapshot) -> str:
-    """SHA-256 (hex) of the snapshot's canonical JSON: structure, recorded meta, annotations."""
-    value: str = graph.graph["fingerprint"]
+    """SHA-256 (hex) of the snapshot's canonical form: structure, recorded meta, annotations.
+
+    Computed on first use and kept in ``graph.graph["fingerprint"]``: planning and writing do
+    not need it, saving and checking a plan do. A graph and its JSON round trip have the same
+    fingerprint.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> fingerprint(g) == fingerprint(graph_from_dict(graph_to_dict(g)))
+    True
+    """
+    value: str | None = graph.graph.get("fingerprint")
+    if value is None:
+        value = graph.graph["fingerprint"] = digest(canonical_lines(graph), meta_keys(graph))
     return value
+
+
+def canonical_lines(graph: Snapshot) -> list[str]:
+    """One canonical text per record, in graph order: what :func:`fingerprint` hashes."""
+    return [canonical_line(rec) for rec in records(graph)]
+
+
+def canonical_line(rec: NodeRecord, meta: Iterable[tuple[str, Any]] | None = None) -> str:
+    """The canonical text of one record (``meta`` in place of the record's own, if given).
+
+    It is the ``repr`` of a tuple of plain values: arguments as they are (their values are
+    plain data, :class:`NodeRef` and :class:`Opaque`, whose ``repr`` is deterministic; other
+    constants as a loaded snapshot would hold them), metadata through
+    :func:`portmeta.codec.encode` (a live snapshot holds the objects themselves, a loaded one
+    their decoded stand-ins; both encode alike).
+
+    Example
+    -------
+    >>> from portmeta.records import Target
+    >>> canonical_line(NodeRecord("x", "placeholder", Target.named("x"), meta={"tag": "T"}))
+    "('x', 'placeholder', 'x', 'name', (), (), (), (('tag', 'T'),), None, False, None)"
+    """
+    # the common cases are tested inline: this runs once per node of every checked graph
+    args, kwargs, ann = rec.args, rec.kwargs, rec.annotation
+    values = rec.meta if meta is None else tuple(meta)
+    return repr(
+        (
+            rec.name,
+            rec.op,
+            rec.target.name,
+            rec.target.kind._value_,
+            args if set(map(type, args)) <= _PLAIN_LEAVES or _is_plain(args) else _plain(args),
+            kwargs if not kwargs or _is_plain(kwargs) else _plain(kwargs),
+            rec.users,
+            values if {type(v) for _, v in values} <= _STR else _encoded(values),
+            None if ann is None else _annotation_key(ann),
+            rec.foreign,
+            rec.meta_owner,
+        )
+    )
+
+
+_STR = frozenset({str})
+_PLAIN_LEAVES = frozenset({str, int, bool, float, NodeRef, Opaque, type(None)})
+_CONTAINERS = frozenset({tuple, list, dict})
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether ``value``'s ``repr`` is canonical: only types the codec keeps as they are.
+
+    Floats count: their ``repr`` is exact, and ``nan`` / ``inf`` repr alike live and loaded.
+    """
+    kind = type(value)
+    if kind in _PLAIN_LEAVES:
+        return True
+    if kind is dict:
+        return _is_plain(list(value)) and _is_plain(list(value.values()))
+    if kind is not tuple and kind is not list:
+        return False
+    kinds = set(map(type, value))
+    if kinds <= _PLAIN_LEAVES:  # the usual flat argument tuple, checked in C
+        return True
+    if not kinds <= _PLAIN_LEAVES | _CONTAINERS:
+        return False
+    return all(map(_is_plain, value))
+
+
+def _encoded(meta: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, codec.encode(v)) for k, v in meta)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a loaded snapshot holds it (constants the codec cannot keep become Opaque)."""
+    return codec.decode(codec.encode(value))
+
+
+def _qspec_key(spec: QSpec | None) -> Any:
+    return None if spec is None else (spec.kind, spec.is_dynamic)
+
+
+def _annotation_key(ann: Annotation) -> Any:
+    bad = ann.malformed
+    return (
+        tuple((i.node, _qspec_key(i.qspec), i.is_node) for i in ann.inputs),
+        _qspec_key(ann.output),
+        None if bad is None else (bad.error, bad.message),
+    )
+
+
+def digest(lines: Iterable[str], keys: tuple[str, ...] | None) -> str:
+    """SHA-256 (hex) of canonical ``lines`` read with metadata ``keys``."""
+    h = hashlib.sha256(repr(keys).encode())
+    h.update("\n".join(lines).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- JSON
@@ -266,13 +417,6 @@ def _record_to_data(rec: NodeRecord) -> dict[str, Any]:
 
 def _nodes_to_data(recs: Iterable[NodeRecord]) -> list[dict[str, Any]]:
     return [_record_to_data(rec) for rec in recs]
-
-
-def _digest(nodes: list[dict[str, Any]], keys: tuple[str, ...] | None) -> str:
-    payload = json.dumps(
-        {"meta_keys": keys, "nodes": nodes}, separators=(",", ":"), ensure_ascii=True
-    )
-    return hashlib.sha256(payload.encode("ascii")).hexdigest()
 
 
 def graph_to_dict(graph: Snapshot) -> dict[str, Any]:
@@ -400,7 +544,7 @@ class _Reader:
         return NodeRecord(
             name=name,
             op=op,
-            target=Target(tname, TargetKind(tkind)),
+            target=Target.of(tname, tkind),
             args=tuple(args),
             kwargs=kwargs,
             users=tuple(user_list),

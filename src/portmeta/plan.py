@@ -25,7 +25,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 
@@ -39,7 +39,17 @@ from .errors import (
     PortmetaError,
     ProfileError,
 )
-from .graph import Snapshot, annotated_nodes, fingerprint, meta_keys, record, records
+from .graph import (
+    Snapshot,
+    annotated_nodes,
+    canonical_line,
+    canonical_lines,
+    digest,
+    fingerprint,
+    meta_keys,
+    record,
+    records,
+)
 from .profiles import TORCHAO, Profile
 from .records import names
 from .rules import (
@@ -48,6 +58,7 @@ from .rules import (
     Rule,
     RuleResult,
     Severity,
+    as_rule,
     dynamic_input,
     static_input,
     static_output,
@@ -59,6 +70,8 @@ __all__ = [
     "MetaDelta",
     "Plan",
     "plan",
+    "plan_writes",
+    "fingerprint_after",
     "final_meta",
     "same_value",
     "OptionError",
@@ -110,7 +123,7 @@ class MetaDelta:
     value: Any = attrs.field(eq=attrs.cmp_using(eq=lambda a, b: same_value(a, b)))
     source: str
     origin: str
-    rule: Rule = attrs.field(converter=Rule)
+    rule: Rule = attrs.field(converter=as_rule)
     anchor: str
     path: tuple[str, ...] = attrs.field(converter=names)
 
@@ -343,8 +356,7 @@ def same_value(a: Any, b: Any) -> bool:
 # --------------------------------------------------------------------------- planning
 
 
-@attrs.define
-class _Cell:
+class _Cell(NamedTuple):
     value: Any
     origin: str
     written: bool
@@ -355,9 +367,9 @@ class _Meta:
 
     def __init__(self, graph: Snapshot, keys: tuple[str, ...]) -> None:
         self._graph = graph
-        self._keys = keys
+        self._keys = frozenset(keys)
         self._cells: dict[str, dict[str, _Cell]] = {}
-        self._journal: list[tuple[str, str, _Cell | None]] = []
+        self._journal: list[tuple[dict[str, _Cell], str, _Cell | None]] = []
 
     def cells(self, name: str) -> dict[str, _Cell]:
         """The current cells of ``name`` (shared with the nodes that share its meta dict)."""
@@ -365,15 +377,15 @@ class _Meta:
         owner = rec.meta_owner or name
         cells = self._cells.get(owner)
         if cells is None:
-            meta = rec.meta_dict()
-            cells = {k: _Cell(meta[k], name, False) for k in self._keys if k in meta}
+            keys = self._keys
+            cells = {k: _Cell(v, name, False) for k, v in rec.meta if k in keys}
             self._cells[owner] = cells
         return cells
 
-    def write(self, target: str, key: str, cell: _Cell) -> _Cell | None:
-        cells = self.cells(target)
+    def write(self, cells: dict[str, _Cell], key: str, cell: _Cell) -> _Cell | None:
+        """Set ``key`` in ``cells`` (a node's, from :meth:`cells`); returns the previous cell."""
         previous = cells.get(key)
-        self._journal.append((target, key, previous))
+        self._journal.append((cells, key, previous))
         cells[key] = cell
         return previous
 
@@ -382,11 +394,11 @@ class _Meta:
 
     def rollback(self, mark: int) -> None:
         while len(self._journal) > mark:
-            target, key, previous = self._journal.pop()
+            cells, key, previous = self._journal.pop()
             if previous is None:
-                del self.cells(target)[key]
+                del cells[key]
             else:
-                self.cells(target)[key] = previous
+                cells[key] = previous
 
 
 def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]:
@@ -412,21 +424,28 @@ def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]
 
 
 def _resolve(
-    meta: _Meta, profile: Profile, copy: Copy, anchor: str
-) -> tuple[list[MetaDelta], list[Diagnostic]]:
-    deltas: list[MetaDelta] = []
-    diagnostics: list[Diagnostic] = []
+    meta: _Meta,
+    profile: Profile,
+    copy: Copy,
+    anchor: str,
+    deltas: list[MetaDelta],
+    diagnostics: list[Diagnostic],
+) -> None:
+    """Append the writes of one copy (one per key present on its source) and any overwrite."""
     source = meta.cells(copy.source)
+    if not source:
+        return
+    target = meta.cells(copy.target)
     for key in profile.keys:
-        if key not in source:
+        cell = source.get(key)
+        if cell is None:
             continue
-        cell = source[key]
         deltas.append(
             MetaDelta(
                 copy.target, key, cell.value, copy.source, cell.origin, copy.rule, anchor, copy.path
             )
         )
-        previous = meta.write(copy.target, key, _Cell(cell.value, cell.origin, True))
+        previous = meta.write(target, key, _Cell(cell.value, cell.origin, True))
         if previous is not None and previous.written and not same_value(previous.value, cell.value):
             diagnostics.append(
                 Diagnostic(
@@ -440,7 +459,6 @@ def _resolve(
                     (previous.origin, cell.origin),
                 )
             )
-    return deltas, diagnostics
 
 
 def _short(value: Any) -> str:
@@ -492,6 +510,28 @@ def plan(
     >>> [d.kind for d in plan(g, errors="collect").diagnostics]
     ['error']
     """
+    deltas, diagnostics = plan_writes(graph, profile, errors)
+    return Plan(deltas, diagnostics, fingerprint(graph), profile)
+
+
+@without_gc
+def plan_writes(
+    graph: Snapshot,
+    profile: Profile = TORCHAO,
+    errors: Literal["raise", "collect"] = "raise",
+) -> tuple[tuple[MetaDelta, ...], tuple[Diagnostic, ...]]:
+    """What :func:`plan` computes, without the snapshot's fingerprint: the writes and diagnostics.
+
+    For callers that write the plan at once (the drop-in pass) and so never need to check it
+    against the graph later; arguments and errors as for :func:`plan`.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x"))
+    >>> plan_writes(b.build())
+    ((), ())
+    """
     if errors not in ("raise", "collect"):
         raise OptionError(f"errors must be 'raise' or 'collect', got {errors!r}")
     recorded = meta_keys(graph)
@@ -511,9 +551,7 @@ def plan(
             for result in _rules_for(graph, profile, node):
                 diagnostics.extend(result.diagnostics)
                 for copy in result.copies:
-                    new_deltas, new_diags = _resolve(meta, profile, copy, node)
-                    deltas.extend(new_deltas)
-                    diagnostics.extend(new_diags)
+                    _resolve(meta, profile, copy, node, deltas, diagnostics)
         except PlanError as exc:
             if errors == "raise":
                 raise
@@ -530,7 +568,46 @@ def plan(
                     type(exc).__name__,
                 )
             )
-    return Plan(deltas, diagnostics, fingerprint(graph), profile)
+    return tuple(deltas), tuple(diagnostics)
+
+
+def fingerprint_after(
+    graph: Snapshot, deltas: Iterable[MetaDelta], lines: list[str] | None = None
+) -> str:
+    """The fingerprint a snapshot of the graph will have once ``deltas`` are written.
+
+    Only the written nodes (and the nodes sharing their meta dicts) are encoded again; pass
+    ``lines`` (:func:`portmeta.graph.canonical_lines` of ``graph``) if you have them already.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder, static
+    >>> def graph(tag=None):
+    ...     b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
+    ...     y = b.call("aten.relu.default", dq, name="relu", tag="P0")
+    ...     b.annotate(y, inputs={x: static()}); b.output(y)
+    ...     if tag: b.set_meta(dq, quantization_tag=tag)
+    ...     return b.build()
+    >>> fingerprint_after(graph(), plan(graph()).deltas) == fingerprint(graph(tag="P0"))
+    True
+    """
+    index = {rec.name: rec for rec in records(graph)}
+    written: dict[str, dict[str, Any]] = {}
+    for d in deltas:
+        rec = index[d.target]
+        owner = rec.meta_owner or rec.name
+        if owner not in written:
+            written[owner] = index[owner].meta_dict()
+        written[owner][d.key] = d.value
+    keys = meta_keys(graph)
+    out = list(canonical_lines(graph)) if lines is None else list(lines)
+    if written:
+        for i, rec in enumerate(index.values()):
+            final = written.get(rec.meta_owner or rec.name)
+            if final is not None:
+                order = keys if keys is not None else tuple(final)
+                out[i] = canonical_line(rec, [(k, final[k]) for k in order if k in final])
+    return digest(out, keys)
 
 
 def final_meta(graph: Snapshot, p: Plan) -> dict[str, dict[str, Any]]:

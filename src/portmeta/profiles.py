@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from .errors import ProfileError
-from .records import NodeRecord, Target, TargetKind
+from .records import NodeRecord, Target
 
 __all__ = ["Profile", "TORCHAO", "LEGACY_TORCH_AO", "PROFILES", "get_profile"]
 
@@ -162,7 +162,7 @@ class Profile:
                 "skip_output_without_users": bool(data["skip_output_without_users"]),
             }
             for field in _SET_FIELDS:
-                kwargs[field] = [Target(t["name"], TargetKind(t["kind"])) for t in data[field]]
+                kwargs[field] = [Target.of(t["name"], t["kind"]) for t in data[field]]
             return cls(**kwargs)
         except ProfileError:
             raise

@@ -70,7 +70,12 @@ class TargetKind(str, enum.Enum):
     NAME = "name"
 
 
-@attrs.frozen(slots=True)
+#: Operator and callable targets, interned: a graph names few distinct operators many times, and
+#: an interned target makes the profiles' set lookups identity hits.
+_INTERNED: dict[tuple[str, TargetKind], Target] = {}
+
+
+@attrs.frozen(slots=True, cache_hash=True)
 class Target:
     """A node target as a canonical string plus its kind.
 
@@ -90,19 +95,37 @@ class Target:
     kind: TargetKind = attrs.field(converter=TargetKind)
 
     @classmethod
+    def of(cls, name: str, kind: TargetKind | str) -> Target:
+        """The target ``name`` of ``kind``; operator and callable targets are interned.
+
+        Example
+        -------
+        >>> Target.of("aten.relu.default", "overload") is Target.overload("aten.relu.default")
+        True
+        """
+        kind = TargetKind(kind)
+        if kind is TargetKind.NAME:  # names are as many as a graph's nodes: not interned
+            return cls(name, kind)
+        key = (name, kind)
+        found = _INTERNED.get(key)
+        if found is None:
+            found = _INTERNED[key] = cls(name, kind)
+        return found
+
+    @classmethod
     def overload(cls, name: str) -> Target:
         """An operator overload such as ``aten.view.default``."""
-        return cls(name, TargetKind.OVERLOAD)
+        return cls.of(name, TargetKind.OVERLOAD)
 
     @classmethod
     def packet(cls, name: str) -> Target:
         """An operator packet such as ``torchao.quantize_affine``."""
-        return cls(name, TargetKind.PACKET)
+        return cls.of(name, TargetKind.PACKET)
 
     @classmethod
     def function(cls, name: str) -> Target:
         """A Python callable such as ``operator.getitem``."""
-        return cls(name, TargetKind.CALLABLE)
+        return cls.of(name, TargetKind.CALLABLE)
 
     @classmethod
     def named(cls, name: str) -> Target:
@@ -113,31 +136,37 @@ class Target:
         return self.name
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, repr=False)
 class NodeRef:
     """A reference to another node inside ``args`` / ``kwargs``.
 
     Example
     -------
-    >>> NodeRef("x") == "x"
-    False
+    >>> NodeRef("x") == "x", NodeRef("x")
+    (False, NodeRef(name='x'))
     """
 
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
 
+    def __repr__(self) -> str:  # attrs' format, written out: fingerprints repr every argument
+        return f"NodeRef(name={self.name!r})"
 
-@attrs.frozen(slots=True)
+
+@attrs.frozen(slots=True, repr=False)
 class Opaque:
     """A constant the snapshot keeps only as text: its type name and its ``repr``.
 
     Example
     -------
-    >>> Opaque("torch.dtype", "torch.int8").text
-    'torch.int8'
+    >>> Opaque("torch.dtype", "torch.int8")
+    Opaque(type_name='torch.dtype', text='torch.int8')
     """
 
     type_name: str
     text: str
+
+    def __repr__(self) -> str:  # attrs' format, written out: fingerprints repr every argument
+        return f"Opaque(type_name={self.type_name!r}, text={self.text!r})"
 
     def __str__(self) -> str:
         return self.text
@@ -197,10 +226,16 @@ class QSpec:
     True
     """
 
-    kind: str = attrs.field(validator=attrs.validators.instance_of(str))
-    is_dynamic: bool | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool))
-    )
+    kind: str
+    is_dynamic: bool | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.kind, str):
+            raise TypeError(f"QSpec kind must be a str, got {self.kind!r}")
+        if self.is_dynamic is not None and not isinstance(self.is_dynamic, bool):
+            raise TypeError(
+                f"QSpec is_dynamic must be True, False or None, got {self.is_dynamic!r}"
+            )
 
     @property
     def dynamic(self) -> bool:
@@ -223,11 +258,17 @@ class QInput:
     True
     """
 
-    node: str = attrs.field(validator=attrs.validators.instance_of(str))
-    qspec: QSpec | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(QSpec))
-    )
+    node: str
+    qspec: QSpec | None = None
     is_node: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.node, str):
+            raise TypeError(f"QInput node must be a node name (str), got {self.node!r}")
+        if self.qspec is not None and not isinstance(self.qspec, QSpec):
+            raise TypeError(
+                f"input {self.node!r}: qspec must be a QSpec or None, got {self.qspec!r}"
+            )
 
 
 @attrs.frozen(slots=True)
@@ -249,6 +290,8 @@ class Malformed:
 
 
 def _to_inputs(value: Any) -> tuple[QInput, ...]:
+    if type(value) is tuple:
+        return value
     if isinstance(value, Mapping):
         return tuple(QInput(name, spec) for name, spec in value.items())
     return tuple(value)
@@ -271,12 +314,16 @@ class Annotation:
     """
 
     inputs: tuple[QInput, ...] = attrs.field(factory=tuple, converter=_to_inputs)
-    output: QSpec | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(QSpec))
-    )
-    malformed: Malformed | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Malformed))
-    )
+    output: QSpec | None = None
+    malformed: Malformed | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.output is not None and not isinstance(self.output, QSpec):
+            raise TypeError(f"Annotation output must be a QSpec or None, got {self.output!r}")
+        if self.malformed is not None and not isinstance(self.malformed, Malformed):
+            raise TypeError(
+                f"Annotation malformed must be Malformed or None, got {self.malformed!r}"
+            )
 
     @property
     def is_valid(self) -> bool:
@@ -289,14 +336,23 @@ class Annotation:
 
 def names(value: Iterable[str]) -> tuple[str, ...]:
     """Converter: any iterable of node names to a tuple (for attrs fields)."""
-    return tuple(value)
+    return value if type(value) is tuple else tuple(value)
 
 
 def _args(value: Iterable[Any]) -> tuple[Any, ...]:
-    return tuple(value)
+    return value if type(value) is tuple else tuple(value)
+
+
+def _is_pairs(value: tuple[Any, ...]) -> bool:
+    for pair in value:
+        if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str:
+            return False
+    return True
 
 
 def _to_meta(value: Any) -> tuple[tuple[str, Any], ...]:
+    if type(value) is tuple and _is_pairs(value):  # already converted
+        return value
     if isinstance(value, Mapping):
         return tuple(value.items())
     return tuple((str(k), v) for k, v in value)
@@ -336,23 +392,30 @@ class NodeRecord:
     {'stack_trace': 'a.py:1'}
     """
 
-    name: str = attrs.field(validator=attrs.validators.instance_of(str))
-    op: str = attrs.field(
-        validator=attrs.validators.and_(
-            attrs.validators.instance_of(str), attrs.validators.min_len(1)
-        )
-    )
-    target: Target = attrs.field(validator=attrs.validators.instance_of(Target))
+    name: str
+    op: str
+    target: Target
     args: tuple[Any, ...] = attrs.field(default=(), converter=_args)
     kwargs: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_to_meta)
     users: tuple[str, ...] = attrs.field(default=(), converter=names)
     meta: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_to_meta)
-    annotation: Annotation | None = attrs.field(
-        default=None,
-        validator=attrs.validators.optional(attrs.validators.instance_of(Annotation)),
-    )
+    annotation: Annotation | None = None
     foreign: bool = False
     meta_owner: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        # one check of the fields a snapshot walks, where attrs validators would cost a call each
+        if type(self.name) is not str and not isinstance(self.name, str):
+            raise TypeError(f"NodeRecord name must be a str, got {self.name!r}")
+        if type(self.op) is not str and not isinstance(self.op, str):
+            raise TypeError(f"node {self.name!r}: op must be a str, got {self.op!r}")
+        if not self.op:
+            raise ValueError(f"node {self.name!r}: op must not be empty")
+        if type(self.target) is not Target and not isinstance(self.target, Target):
+            raise TypeError(f"node {self.name!r}: target must be a Target, got {self.target!r}")
+        ann = self.annotation
+        if ann is not None and type(ann) is not Annotation and not isinstance(ann, Annotation):
+            raise TypeError(f"node {self.name!r}: annotation must be an Annotation, got {ann!r}")
 
     def meta_dict(self) -> dict[str, Any]:
         """The recorded metadata as a new dict (key order kept)."""

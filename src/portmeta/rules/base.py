@@ -24,7 +24,17 @@ from ..graph import Snapshot, record, users
 from ..profiles import Profile
 from ..records import names
 
-__all__ = ["Rule", "Severity", "Copy", "Diagnostic", "RuleResult", "EMPTY", "non_sym_users", "show"]
+__all__ = [
+    "Rule",
+    "as_rule",
+    "Severity",
+    "Copy",
+    "Diagnostic",
+    "RuleResult",
+    "EMPTY",
+    "non_sym_users",
+    "show",
+]
 
 
 class Rule(str, enum.Enum):
@@ -56,6 +66,11 @@ class Severity(str, enum.Enum):
     ERROR = "error"
 
 
+def as_rule(value: Rule | str) -> Rule:
+    """Converter: a :class:`Rule` or its value to a :class:`Rule` (a rule passes through)."""
+    return value if type(value) is Rule else Rule(value)
+
+
 @attrs.frozen(slots=True)
 class Copy:
     """One ``copy(target <- source)`` a rule asks for.
@@ -71,7 +86,7 @@ class Copy:
 
     target: str
     source: str
-    rule: Rule = attrs.field(converter=Rule)
+    rule: Rule = attrs.field(converter=as_rule)
     path: tuple[str, ...] = attrs.field(converter=names)
 
 
@@ -101,11 +116,11 @@ class Diagnostic:
 
 
 def _copies(value: Iterable[Copy]) -> tuple[Copy, ...]:
-    return tuple(value)
+    return value if type(value) is tuple else tuple(value)
 
 
 def _diagnostics(value: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
-    return tuple(value)
+    return value if type(value) is tuple else tuple(value)
 
 
 @attrs.frozen(slots=True)
