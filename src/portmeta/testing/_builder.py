@@ -156,14 +156,16 @@ class GraphBuilder:
         self._drafts: dict[str, _Draft] = {}
         self._users: dict[str, list[str]] = {}
         self._taken: set[str] = set()
+        self._suffix: dict[str, int] = {}  # base name -> last suffix given (as FX's namespace)
 
     # -- names ----------------------------------------------------------------------------
     def _fresh(self, base: str) -> str:
         base = re.sub(r"[^\w@]", "_", base) or "node"
-        name, i = base, 0
-        while name in self._taken:
+        name, i = base, self._suffix.get(base, 0)
+        while name in self._taken:  # every suffix up to ``i`` is taken: start after it
             i += 1
             name = f"{base}_{i}"
+        self._suffix[base] = i
         self._taken.add(name)
         return name
 
