@@ -1,25 +1,49 @@
-"""Benchmarks: portmeta's drop-in pass against torchao 0.18.0's PortNodeMetaForQDQ.
+"""Benchmarks: portmeta against torchao 0.18.0's PortNodeMetaForQDQ, and how portmeta scales.
 
-Both passes run in this process on identical graphs; every figure is the median of repeated
-runs (``time.perf_counter``). The passes are idempotent on a graph (re-running writes the same
-values), so each repeat runs on the same converted graph.
+Everything runs in this one process. Every time is the median of ``--repeat`` runs
+(``time.perf_counter``, at least 7 by default) and every ratio compares medians measured here, on
+the same graph objects. Three parts:
 
-Run with ``make bench`` (or ``python bench/run.py [--quick]``). Prints a Markdown table.
+1. Real converted graphs: a residual MLP of 200 blocks (linear, relu, linear, add) through
+   ``prepare_pt2e`` with the XNNPACK test quantizer (per-channel, static and dynamic),
+   calibrated, ``convert_pt2e(fold_quantize=False)`` with porting switched off. torchao's pass,
+   ``from_fx``, planning, the fingerprint, ``apply_plan`` and portmeta's drop-in pass are timed
+   separately; before every timed run the graph's metadata is put back to its unported state.
+   Both passes are checked to leave the same metadata on every node.
+2. The adversarial graph: D diamonds (relu and neg of one node, then add) in front of the
+   choose_qparams of a dynamically annotated node. Upstream's search keeps no visited set.
+3. Scaling: synthetic quantized graphs of 10k, 100k and 1M nodes from
+   ``portmeta.testing.GraphBuilder``: planning time per 1k nodes and snapshot memory per node
+   (``tracemalloc``: what building the snapshot allocates and keeps).
+
+``make bench`` runs it all and writes ``bench/results/latest.json`` and the plot
+``docs/img/scaling.svg``; ``--quick`` is a smaller run for trying changes, ``--profile``
+prints where the drop-in pass spends its time (cProfile) on the static residual graph.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
+import datetime
+import gc
 import io
+import json
+import os
+import platform
+import pstats
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 with contextlib.redirect_stderr(io.StringIO()):  # torchao's harmless "Failed to load" lines
     import torch
+    import torchao
     import torchao.quantization.pt2e.quantize_pt2e as qpt2e
     from torch.fx.passes.infra.pass_base import PassBase, PassResult
     from torchao.quantization.pt2e.quantizer.port_metadata_pass import (
@@ -31,23 +55,41 @@ with contextlib.redirect_stderr(io.StringIO()):  # torchao's harmless "Failed to
     )
 
 import portmeta
+from portmeta.graph import canonical_lines, digest, meta_keys
+from portmeta.plan import plan_writes
+from portmeta.testing import GraphBuilder, dynamic, static
 from portmeta_fx import PortNodeMetaForQDQ as Ours
 from portmeta_fx import apply_plan, from_fx
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = portmeta.TORCHAO.keys
 
 # --------------------------------------------------------------------------- timing
 
 
-def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    fn()  # warm-up
+def median_seconds(
+    fn: Callable[[Any], Any], repeat: int, setup: Callable[[], Any] = lambda: None
+) -> float:
+    """Median wall time of ``fn(setup())`` over ``repeat`` runs (``setup`` is not timed)."""
+    fn(setup())  # warm-up
     times = []
     for _ in range(repeat):
+        arg = setup()
         start = time.perf_counter()
-        fn()
+        fn(arg)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-# --------------------------------------------------------------------------- graphs
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x"
+
+
+# --------------------------------------------------------------------------- real graphs
 
 
 class _NoPort(PassBase):
@@ -65,73 +107,136 @@ def _without_porting() -> Iterator[None]:
         qpt2e.PortNodeMetaForQDQ = saved  # type: ignore[misc]
 
 
-def _tag(gm: torch.fx.GraphModule) -> None:
-    for i, node in enumerate(gm.graph.nodes):
-        if "quantization_annotation" in node.meta:
-            node.meta["quantization_tag"] = f"{node.target}_{i}"
+class ResidualMLP(torch.nn.Module):
+    """``blocks`` x (linear, relu, linear, add)."""
 
-
-def converted(
-    model: torch.nn.Module, example: tuple[Any, ...], dynamic: bool = False
-) -> torch.fx.GraphModule:
-    """Export, prepare with the XNNPACK test quantizer, tag, calibrate, convert without porting."""
-    torch.manual_seed(0)
-    gm = torch.export.export(model.eval(), example).module()
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
-    )
-    prepared = qpt2e.prepare_pt2e(gm, quantizer)
-    _tag(prepared)
-    prepared(*example)
-    with _without_porting():
-        return qpt2e.convert_pt2e(prepared, fold_quantize=False)
-
-
-class Demo(torch.nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, blocks: int, width: int = 16) -> None:
         super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 3)
-        self.pool = torch.nn.AdaptiveAvgPool2d(1)
-        self.act = torch.nn.Hardtanh()
-        self.linear = torch.nn.Linear(8, 4)
+        self.up = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(blocks))
+        self.down = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self.pool(self.conv(x)))
-        return self.linear(y.view(y.shape[0], -1))
+        for up, down in zip(self.up, self.down, strict=True):
+            x = x + down(torch.relu(up(x)))
+        return x
 
 
-def mlp(depth: int, width: int = 32) -> torch.nn.Module:
-    layers: list[torch.nn.Module] = []
-    for _ in range(depth):
-        layers += [torch.nn.Linear(width, width), torch.nn.ReLU()]
-    return torch.nn.Sequential(*layers)
-
-
-def synthetic_chain(blocks: int) -> torch.fx.GraphModule:
-    """``blocks`` x (q -> dq -> relu [annotated]) built directly with torch.fx."""
-    from torchao.quantization.pt2e.observer import HistogramObserver
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec
-
-    spec = QuantizationSpec(dtype=torch.int8, observer_or_fake_quant_ctr=HistogramObserver)
-    qd = torch.ops.quantized_decomposed
-    g = torch.fx.Graph()
-    x = g.placeholder("x")
-    for i in range(blocks):
-        q = g.call_function(qd.quantize_per_tensor.default, (x, 0.1, 0, -128, 127, torch.int8))
-        dq = g.call_function(qd.dequantize_per_tensor.default, (q, 0.1, 0, -128, 127, torch.int8))
-        y = g.call_function(torch.ops.aten.relu.default, (dq,))
-        y.meta["stack_trace"] = f'File "model.py", line {i}'
-        y.meta["quantization_tag"] = f"relu_{i}"
-        y.meta["quantization_annotation"] = QuantizationAnnotation(
-            input_qspec_map={x: spec}, output_qspec=spec
+def converted(blocks: int, dynamic: bool) -> torch.fx.GraphModule:
+    """Export, prepare (XNNPACK, per-channel), tag, calibrate, convert without porting."""
+    torch.manual_seed(0)
+    example = (torch.randn(2, 16),)
+    with contextlib.redirect_stderr(io.StringIO()):
+        gm = torch.export.export(ResidualMLP(blocks).eval(), example).module()
+        quantizer = XNNPACKQuantizer().set_global(
+            get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
         )
-        x = y
-    g.output((x,))
-    return torch.fx.GraphModule(torch.nn.Module(), g)
+        prepared = qpt2e.prepare_pt2e(gm, quantizer)
+        for i, node in enumerate(prepared.graph.nodes):
+            if "quantization_annotation" in node.meta:
+                node.meta["quantization_tag"] = f"{node.target}_{i}"
+        prepared(*example)
+        with _without_porting():
+            return qpt2e.convert_pt2e(prepared, fold_quantize=False)
+
+
+def _meta_state(gm: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, dict[str, Any]]]:
+    return [(n, {k: n.meta[k] for k in KEYS if k in n.meta}) for n in gm.graph.nodes]
+
+
+def _restore(state: list[tuple[torch.fx.Node, dict[str, Any]]]) -> None:
+    for node, saved in state:
+        for key in KEYS:
+            if key in saved:
+                node.meta[key] = saved[key]
+            else:
+                node.meta.pop(key, None)
+
+
+def _compare(gm: torch.fx.GraphModule, state: list[tuple[torch.fx.Node, dict[str, Any]]]) -> int:
+    """Run both passes from the unported state; return how many nodes were compared."""
+    _restore(state)
+    Upstream().call(gm)
+    theirs = _meta_state(gm)
+    _restore(state)
+    Ours().call(gm)
+    ours = _meta_state(gm)
+    _restore(state)
+    for (node, a), (_, b) in zip(theirs, ours, strict=True):
+        if a.keys() != b.keys() or any(a[k] is not b[k] and a[k] != b[k] for k in a):
+            raise AssertionError(f"portmeta and torchao disagree on node {node.name}")
+    return len(theirs)
+
+
+def real_graph_rows(blocks: int, repeat: int) -> list[dict[str, Any]]:
+    return [real_graph_row(blocks, dyn, repeat) for dyn in (False, True)]
+
+
+def real_graph_row(blocks: int, dyn: bool, repeat: int) -> dict[str, Any]:
+    gm = converted(blocks, dyn)
+    state = _meta_state(gm)
+    compared = _compare(gm, state)
+    reset = lambda: _restore(state)  # noqa: E731
+    snap = from_fx(gm)
+    writes = plan_writes(snap)[0]
+    p = portmeta.plan(snap)
+    row: dict[str, Any] = {
+        "graph": f"residual MLP {blocks} blocks, XNNPACK {'dynamic' if dyn else 'static'}",
+        "nodes": len(gm.graph.nodes),
+        "annotated": len(portmeta.annotated_nodes(snap)),
+        "writes": len(writes),
+        "same_meta_nodes": compared,
+        "torchao_pass": median_seconds(lambda _: Upstream().call(gm), repeat, reset),
+        "from_fx": median_seconds(lambda _: from_fx(gm), repeat),
+        "plan_writes": median_seconds(lambda _: plan_writes(snap), repeat),
+        "fingerprint": median_seconds(
+            lambda _: digest(canonical_lines(snap), meta_keys(snap)), repeat
+        ),
+        "plan": median_seconds(portmeta.plan, repeat, lambda: from_fx(gm)),
+        "apply_plan": median_seconds(lambda _: apply_plan(p, gm), repeat, reset),
+        "dropin_pass": median_seconds(lambda _: Ours().call(gm), repeat, reset),
+        "snapshot_bytes_per_node": snapshot_bytes(lambda: from_fx(gm)) / len(snap),
+    }
+    _restore(state)
+    return row
+
+
+def print_real(rows: list[dict[str, Any]]) -> None:
+    print("\n## Real converted graphs\n")
+    print(
+        "| graph | nodes | annotated | writes | torchao pass | from_fx | plan_writes |"
+        " fingerprint | plan() | apply_plan | drop-in pass | snapshot B/node |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['graph']} | {r['nodes']} | {r['annotated']} | {r['writes']} |"
+            f" {ms(r['torchao_pass'])} | {ms(r['from_fx'])} | {ms(r['plan_writes'])} |"
+            f" {ms(r['fingerprint'])} | {ms(r['plan'])} | {ms(r['apply_plan'])} |"
+            f" {ms(r['dropin_pass'])} | {r['snapshot_bytes_per_node']:.0f} |"
+        )
+    print("\nRatios to torchao's pass (target in brackets):\n")
+    print(
+        "| graph | plan_writes [<= 0.3x] | plan() | drop-in pass [<= 1.5x] |"
+        " from_fx + plan() + apply_plan [<= 1.5x] | same meta |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
+    for r in rows:
+        up = r["torchao_pass"]
+        print(
+            f"| {r['graph']} | {ratio(r['plan_writes'], up)} | {ratio(r['plan'], up)} |"
+            f" {ratio(r['dropin_pass'], up)} |"
+            f" {ratio(r['from_fx'] + r['plan'] + r['apply_plan'], up)} |"
+            f" all {r['same_meta_nodes']} nodes |"
+        )
+
+
+# --------------------------------------------------------------------------- diamonds
 
 
 def diamond_lattice(depth: int) -> torch.fx.GraphModule:
     """A dynamic input whose choose_qparams sits behind ``depth`` diamonds (2**depth paths)."""
+    import operator
+
     from torchao.quantization.pt2e.observer import PlaceholderObserver
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec
 
@@ -148,100 +253,278 @@ def diamond_lattice(depth: int) -> torch.fx.GraphModule:
         b = g.call_function(aten.neg.default, (cur,))
         cur = g.call_function(aten.add.Tensor, (a, b))
     cq = g.call_function(qd.choose_qparams.tensor, (cur, -128, 127, 1e-5, torch.int8))
-    import operator
-
     scale = g.call_function(operator.getitem, (cq, 0))
     zp = g.call_function(operator.getitem, (cq, 1))
     q = g.call_function(qd.quantize_per_tensor.tensor, (cur, scale, zp, -128, 127, torch.int8))
     dq = g.call_function(qd.dequantize_per_tensor.tensor, (q, scale, zp, -128, 127, torch.int8))
     lin = g.call_function(aten.relu.default, (dq,))
     lin.meta["quantization_tag"] = "dyn"
+    lin.meta["stack_trace"] = 'File "model.py", line 1'
     lin.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map={x: spec})
     g.output((lin,))
     return torch.fx.GraphModule(torch.nn.Module(), g)
 
 
-# --------------------------------------------------------------------------- cases
+def diamond_rows(depths: list[int], ours_only: list[int], repeat: int) -> list[dict[str, Any]]:
+    return [diamond_row(d, d in depths, repeat) for d in depths + ours_only]
 
 
-def run(quick: bool) -> None:
-    repeat = 5 if quick else 21
-    print(f"torch {torch.__version__}, portmeta {portmeta.__version__}; median of {repeat} runs\n")
-    example = (torch.randn(2, 3, 16, 16),)
-    cases: list[tuple[str, Callable[[], torch.fx.GraphModule]]] = [
-        ("demo conv/pool/linear, static", lambda: converted(Demo(), example)),
-        ("demo conv/pool/linear, dynamic linear", lambda: converted(Demo(), example, True)),
-        ("MLP 16 x (linear, relu), static", lambda: converted(mlp(16), (torch.randn(4, 32),))),
-    ]
-    for blocks in (100,) if quick else (100, 1000, 4000):
-        cases.append((f"synthetic {blocks} x (q, dq, relu)", lambda b=blocks: synthetic_chain(b)))
-
-    print(
-        "| graph | nodes | torchao pass | portmeta pass | ratio | snapshot | plan |"
-        " apply (checked) | same meta |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for name, fresh in cases:
-        with contextlib.redirect_stderr(io.StringIO()):
-            gm, twin = fresh(), fresh()
-        print(_measure_row(name, gm, twin, repeat))
-
-    print("\nDynamic search behind d diamonds (upstream keeps no visited set):\n")
-    print("| d | nodes | torchao pass | portmeta pass | portmeta speed-up |")
-    print("|---:|---:|---:|---:|---:|")
-    for depth in (4, 8, 12) if quick else (4, 8, 12, 14, 16):
-        print(_diamond_row(depth, 3 if depth >= 14 else repeat))
-
-
-def _measure_row(
-    name: str, gm: torch.fx.GraphModule, twin: torch.fx.GraphModule, repeat: int
-) -> str:
-    same = _same_result(gm, twin)
-    t_up = median_seconds(lambda: Upstream().call(gm), repeat)
-    t_ours = median_seconds(lambda: Ours().call(gm), repeat)
-    t_snap = median_seconds(lambda: from_fx(gm), repeat)
+def diamond_row(depth: int, with_upstream: bool, repeat: int) -> dict[str, Any]:
+    gm = diamond_lattice(depth)
+    state = _meta_state(gm)
+    reset = lambda: _restore(state)  # noqa: E731
     snap = from_fx(gm)
-    t_plan = median_seconds(lambda: portmeta.plan(snap), repeat)
-    p = portmeta.plan(snap)
-    t_apply = median_seconds(lambda: apply_plan(p, gm), repeat)
-    return (
-        f"| {name} | {len(gm.graph.nodes)} | {_ms(t_up)} | {_ms(t_ours)} | "
-        f"{t_ours / t_up:.1f}x | {_ms(t_snap)} | {_ms(t_plan)} | {_ms(t_apply)} | {same} |"
+    row: dict[str, Any] = {"d": depth, "nodes": len(gm.graph.nodes)}
+    if with_upstream:
+        _compare(gm, state)
+        row["torchao_pass"] = median_seconds(lambda _: Upstream().call(gm), repeat, reset)
+    row["dropin_pass"] = median_seconds(lambda _: Ours().call(gm), repeat, reset)
+    row["plan_writes"] = median_seconds(lambda _: plan_writes(snap), repeat)
+    return row
+
+
+def print_diamonds(rows: list[dict[str, Any]]) -> None:
+    print("\n## Diamonds in front of a dynamic input's choose_qparams\n")
+    print(
+        "| D | nodes | torchao pass | portmeta drop-in pass | portmeta plan_writes |"
+        " speed-up, pass [D=18: >= 1000x] | speed-up, plan_writes |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        up = r.get("torchao_pass")
+        upstream = ms(up) if up else "not run"
+        vs_pass = f"{up / r['dropin_pass']:.0f}x" if up else "-"
+        vs_plan = f"{up / r['plan_writes']:.0f}x" if up else "-"
+        print(
+            f"| {r['d']} | {r['nodes']} | {upstream} | {ms(r['dropin_pass'])} |"
+            f" {ms(r['plan_writes'])} | {vs_pass} | {vs_plan} |"
+        )
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def synthetic(nodes: int) -> GraphBuilder:
+    """About ``nodes`` nodes of quantized linears: static blocks, and every fourth dynamic.
+
+    A static block: weight (``get_attr``, behind a ``permute`` every other block) -> q -> dq;
+    activation dq; linear annotated with both inputs and its output; q -> dq after it. A
+    dynamic block quantizes the activation with a choose_qparams chain instead.
+    """
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _, cur = b.qdq(x)
+    i = 0
+    while len(b) < nodes - 1:
+        w = b.get_attr(f"w{i}", tag=f"w{i}")
+        src = b.call("aten.permute.default", w, [1, 0], name="permute") if i % 2 else w
+        _, wdq = b.qdq(src, per_channel=True)
+        if i % 4 == 3:
+            chain = b.dynamic_qdq(x)
+            lin = b.call("aten.linear.default", chain.dq, wdq, name="linear", tag=f"lin{i}")
+            b.annotate(lin, inputs={x: dynamic(), w: static()})
+            cur = lin
+        else:
+            lin = b.call(
+                "aten.linear.default",
+                cur,
+                wdq,
+                name="linear",
+                tag=f"lin{i}",
+                stack_trace=f'File "model.py", line {i}, in forward',
+            )
+            b.annotate(lin, inputs={x: static(), w: static()}, output=static())
+            _, cur = b.qdq(lin)
+        x = lin
+        i += 1
+    b.output(cur)
+    return b
+
+
+def snapshot_bytes(build: Callable[[], Any]) -> float:
+    """Bytes newly allocated by ``build()`` and still held by its result."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = build()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del result
+    return float(after - before)
+
+
+def scaling_rows(sizes: list[int], repeat: int) -> list[dict[str, Any]]:
+    rows = []
+    for size in sizes:
+        rows.append(scaling_row(size, repeat))
+        gc.collect()
+    return rows
+
+
+def scaling_row(size: int, repeat: int) -> dict[str, Any]:
+    builder = synthetic(size)
+    t0 = time.perf_counter()
+    snap = builder.build()
+    build_s = time.perf_counter() - t0
+    n = len(snap)
+    reps = repeat if n < 500_000 else max(3, repeat // 2)
+    row = {
+        "nodes": n,
+        "annotated": len(portmeta.annotated_nodes(snap)),
+        "repeat": reps,
+        "build_graph_once": build_s,
+        "plan_writes": median_seconds(lambda _: plan_writes(snap), reps),
+        "fingerprint": median_seconds(
+            lambda _: digest(canonical_lines(snap), meta_keys(snap)), reps
+        ),
+    }
+    snap = None  # free it before measuring what a new one holds
+    row["snapshot_bytes_per_node"] = snapshot_bytes(builder.build) / n
+    return row
+
+
+def print_scaling(rows: list[dict[str, Any]]) -> None:
+    print("\n## Scaling: synthetic graphs from portmeta.testing.GraphBuilder\n")
+    print(
+        "| nodes | annotated | build (checked, once) | plan_writes | plan_writes per 1k nodes |"
+        " fingerprint per 1k nodes | snapshot B/node [<= 1536] |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        k = r["nodes"] / 1000
+        print(
+            f"| {r['nodes']} | {r['annotated']} | {r['build_graph_once']:.2f} s |"
+            f" {ms(r['plan_writes'])} | {ms(r['plan_writes'] / k)} | {ms(r['fingerprint'] / k)} |"
+            f" {r['snapshot_bytes_per_node']:.0f} |"
+        )
+    per_k = [r["plan_writes"] / r["nodes"] for r in rows]
+    print(
+        f"\nplan_writes per node, largest / smallest over these sizes: "
+        f"{max(per_k) / min(per_k):.2f} [flat: <= 1.5]"
     )
 
 
-def _diamond_row(depth: int, repeat: int) -> str:
-    gm, twin = diamond_lattice(depth), diamond_lattice(depth)
-    if not _same_result(gm, twin):
-        raise AssertionError(f"portmeta and torchao disagree on the depth-{depth} lattice")
-    t_up = median_seconds(lambda: Upstream().call(gm), repeat)
-    t_ours = median_seconds(lambda: Ours().call(gm), repeat)
-    return (
-        f"| {depth} | {len(gm.graph.nodes)} | {_ms(t_up)} | {_ms(t_ours)} | {t_up / t_ours:.1f}x |"
+def plot_scaling(rows: list[dict[str, Any]], path: Path) -> None:
+    """A log-log SVG of time against node count (plain SVG: no plotting dependency)."""
+    import math
+
+    series = [("plan_writes", "#1f77b4"), ("fingerprint", "#ff7f0e")]
+    xs = [r["nodes"] for r in rows]
+    ys = [r[key] * 1e3 for r in rows for key, _ in series]
+    x0, x1 = math.log10(min(xs)) - 0.2, math.log10(max(xs)) + 0.2
+    y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    w, h, left, bottom, top, right = 560, 360, 70, 50, 30, 150
+
+    def px(x: float) -> float:
+        return left + (math.log10(x) - x0) / (x1 - x0) * (w - left - right)
+
+    def py(y: float) -> float:
+        return h - bottom - (math.log10(y) - y0) / (y1 - y0) * (h - bottom - top)
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        f'<text x="{w / 2 - 60}" y="18" font-size="14">time against node count</text>',
+    ]
+    for e in range(y0, y1 + 1):
+        y = py(10**e)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{w - right}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{10**e:g} ms</text>')
+    for x in xs:
+        out.append(f'<text x="{px(x):.1f}" y="{h - bottom + 18}" text-anchor="middle">{x:,}</text>')
+    out.append(
+        f'<text x="{(left + w - right) / 2:.1f}" y="{h - 10}" text-anchor="middle">'
+        "nodes (log scale)</text>"
     )
+    out.append(
+        f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="black"/>'
+    )
+    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="black"/>')
+    for i, (key, color) in enumerate(series):
+        pts = " ".join(f"{px(r['nodes']):.1f},{py(r[key] * 1e3):.1f}" for r in rows)
+        out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for r in rows:
+            out.append(
+                f'<circle cx="{px(r["nodes"]):.1f}" cy="{py(r[key] * 1e3):.1f}" r="3" '
+                f'fill="{color}"/>'
+            )
+        ly = top + 20 + 20 * i
+        out.append(
+            f'<line x1="{w - right + 10}" y1="{ly}" x2="{w - right + 30}" y2="{ly}" '
+            f'stroke="{color}" stroke-width="2"/>'
+        )
+        out.append(f'<text x="{w - right + 35}" y="{ly + 4}">{key}</text>')
+    # a slope-1 guide through the first plan_writes point: linear growth runs parallel to it
+    first = rows[0]
+    k = first["plan_writes"] * 1e3 / first["nodes"]
+    a, b = xs[0], xs[-1]
+    out.append(
+        f'<line x1="{px(a):.1f}" y1="{py(k * a):.1f}" x2="{px(b):.1f}" y2="{py(k * b):.1f}" '
+        'stroke="#999" stroke-dasharray="4 4"/>'
+    )
+    ly = top + 60
+    out.append(
+        f'<line x1="{w - right + 10}" y1="{ly}" x2="{w - right + 30}" y2="{ly}" '
+        'stroke="#999" stroke-dasharray="4 4"/>'
+    )
+    out.append(f'<text x="{w - right + 35}" y="{ly + 4}">linear</text>')
+    out.append("</svg>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
-def _same_result(a: torch.fx.GraphModule, b: torch.fx.GraphModule) -> bool:
-    """Run upstream on ``a`` and portmeta on its identical twin ``b``; same meta afterwards?"""
-    Upstream().call(a)
-    Ours().call(b)
-    keys = ("stack_trace", "quantization_tag")
-
-    def state(gm: torch.fx.GraphModule) -> list[tuple[str, str, Any]]:
-        return [(n.name, k, n.meta.get(k, "<absent>")) for n in gm.graph.nodes for k in keys]
-
-    return state(a) == state(b)
+# --------------------------------------------------------------------------- main
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f} ms"
+def profile_dropin(blocks: int) -> None:
+    gm = converted(blocks, False)
+    state = _meta_state(gm)
+    prof = cProfile.Profile()
+    for _ in range(5):
+        _restore(state)
+        prof.enable()
+        Ours().call(gm)
+        prof.disable()
+    stats = pstats.Stats(prof)
+    stats.sort_stats("tottime").print_stats(20)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller graphs, fewer repeats")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per median (default 7)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the drop-in pass")
+    parser.add_argument("--no-plot", action="store_true", help="do not write the SVG plot")
     args = parser.parse_args(argv)
-    run(args.quick)
+    blocks = 20 if args.quick else 200
+    if args.profile:
+        profile_dropin(blocks)
+        return 0
+    repeat = args.repeat or (3 if args.quick else 7)
+    sizes = [10_000, 30_000] if args.quick else [10_000, 100_000, 1_000_000]
+    depths, ours_only = ([8, 12], [100]) if args.quick else ([12, 16, 18], [400])
+    print(
+        f"# portmeta benchmark, {datetime.date.today()}\n\n"
+        f"python {platform.python_version()}, torch {torch.__version__}, torchao "
+        f"{torchao.__version__}, portmeta {portmeta.__version__}; {os.cpu_count()} cores; "
+        f"median of {repeat} runs; command: python bench/run.py {' '.join(argv or sys.argv[1:])}"
+    )
+    results: dict[str, Any] = {"repeat": repeat, "cores": os.cpu_count()}
+    results["real"] = real = real_graph_rows(blocks, repeat)
+    print_real(real)
+    results["diamonds"] = diamonds = diamond_rows(depths, ours_only, repeat)
+    print_diamonds(diamonds)
+    results["scaling"] = scaling = scaling_rows(sizes, repeat)
+    print_scaling(scaling)
+    out = ROOT / "bench" / "results" / "latest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    if not args.no_plot:
+        plot_scaling(scaling, ROOT / "docs" / "img" / "scaling.svg")
+        print("\nwrote bench/results/latest.json and docs/img/scaling.svg")
     return 0
 
 

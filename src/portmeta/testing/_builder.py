@@ -158,6 +158,16 @@ class GraphBuilder:
         self._taken: set[str] = set()
         self._suffix: dict[str, int] = {}  # base name -> last suffix given (as FX's namespace)
 
+    def __len__(self) -> int:
+        """The number of nodes added so far.
+
+        Example
+        -------
+        >>> b = GraphBuilder(); _ = b.qdq(b.placeholder("x")); len(b)
+        3
+        """
+        return len(self._drafts)
+
     # -- names ----------------------------------------------------------------------------
     def _fresh(self, base: str) -> str:
         base = re.sub(r"[^\w@]", "_", base) or "node"
