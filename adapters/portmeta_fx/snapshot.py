@@ -435,6 +435,25 @@ class _Reader:
             return value
         return _convert(value, self.ref)
 
+    def args(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``node.args`` converted; nodes met before and plain scalars take no call."""
+        refs = self.refs
+        out = []
+        for value in values:
+            kind = type(value)
+            if kind is torch.fx.Node:
+                ref = refs.get(value)
+                out.append(self.ref(value) if ref is None else ref)
+            elif value is None or kind in _SCALARS:
+                out.append(value)
+            else:
+                out.append(_convert(value, self.ref))
+        return tuple(out)
+
+    def users(self, node: torch.fx.Node) -> tuple[str, ...]:
+        names = self.names
+        return tuple([names.get(user) or self.name(user) for user in node.users])
+
     def qspec(self, spec: Any, *, read_dynamic: bool = True) -> QSpec | None:
         """:func:`qspec_of`, once per spec object (quantizers share specs between nodes)."""
         key = (id(spec), read_dynamic)
@@ -464,9 +483,9 @@ class _Reader:
             name,
             node.op,
             self.target(node),
-            tuple([arg(a) for a in node.args]),
+            self.args(node.args),
             tuple([(k, arg(v)) for k, v in kwargs.items()]) if kwargs else (),
-            tuple([self.name(u) for u in node.users]),
+            self.users(node),
             tuple([(k, meta[k]) for k in self.keys if k in meta]),
             None
             if foreign or annotation is None

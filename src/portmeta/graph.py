@@ -3,8 +3,9 @@
 Layout of a snapshot ``G``:
 
 * nodes are node names, inserted in graph order, each with attribute ``"record"``;
-  ``G.graph["records"]`` is a read-only ``{name: record}`` index of the same records (what
-  :func:`record` reads: one dict lookup, where ``G.nodes[name]`` builds a view);
+  ``G.graph["records"]`` is a ``{name: record}`` index of the same records in the same order
+  (what :func:`record` reads: one dict lookup, where ``G.nodes[name]`` builds a view; like
+  every attribute dict of a frozen graph, it is not to be changed);
 * an edge ``u -> v`` means ``v`` is a user of ``u``; ``G.succ[u]`` iterates users in
   ``node.users`` order (edges carry no attributes; they share one empty attribute dict);
 * ``G.graph["annotated"]``: names of the graph's own (not ``foreign``) nodes that carry an
@@ -33,7 +34,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import networkx as nx
@@ -207,7 +207,7 @@ def _assemble(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot:
     G._node = {name: {"record": rec} for name, rec in index.items()}  # type: ignore[attr-defined]
     G._succ = succ  # type: ignore[attr-defined]
     G._pred = pred  # type: ignore[attr-defined]
-    G.graph["records"] = MappingProxyType(index)
+    G.graph["records"] = index
     G.graph["annotated"] = tuple(
         rec.name for rec in recs if rec.annotation is not None and not rec.foreign
     )

@@ -606,3 +606,20 @@ def test_a_cycle_on_the_walk_is_reported_where_upstream_never_returns() -> None:
         PortNodeMetaForQDQ()(gm)
     assert info.value.node == "y"
     assert "quantization_tag" not in dq.meta
+
+
+def test_read_fx_is_from_fx_and_snapshot_nodes_in_one_walk() -> None:
+    from portmeta_fx.snapshot import read_fx, snapshot_nodes
+
+    gm = static_model()
+    other = torch.fx.Graph()
+    ghost = other.placeholder("ghost")
+    first = next(iter(gm.graph.nodes))
+    ann = next(n for n in gm.graph.nodes if "quantization_annotation" in n.meta)
+    ann.meta["quantization_annotation"].input_qspec_map[ghost] = None  # a foreign node
+    snap, nodes = read_fx(gm, portmeta.TORCHAO)
+    assert nodes == snapshot_nodes(gm)
+    assert list(snap) == list(nodes)
+    assert "ghost@0" in snap and portmeta.record(snap, "ghost@0").foreign
+    assert nodes[first.name] is first
+    assert portmeta.fingerprint(snap) == portmeta.fingerprint(from_fx(gm))

@@ -216,3 +216,29 @@ def test_plan_of_a_saved_graph_applies_to_the_live_graph(tmp_path: Any) -> None:
     apply_plan(p, gm)
     Upstream()(ref)
     assert_same_meta(gm, ref)
+
+
+def test_the_applied_record_is_what_a_new_snapshot_reads() -> None:
+    # apply_plan computes the after-fingerprint from its one snapshot and the plan, without a
+    # second walk; it must equal the fingerprint of a snapshot taken afterwards
+    from portmeta_fx.apply import _applied, _plan_key
+
+    gm = static_model()
+    p = portmeta.plan(from_fx(gm))
+    apply_plan(p, gm)
+    assert _applied[gm][_plan_key(p)] == portmeta.fingerprint(from_fx(gm))
+
+
+def test_the_applied_record_follows_shared_meta_dicts() -> None:
+    from portmeta_fx.apply import _applied, _plan_key
+
+    gm = static_model()
+    nodes = {n.name: n for n in gm.graph.nodes}
+    # a node that shares the meta dict of a node the plan writes to sees the writes too
+    twin = gm.graph.call_function(torch.ops.aten.relu.default, (nodes["x"],))
+    target = portmeta.plan(from_fx(gm)).deltas[0].target
+    twin.meta = nodes[target].meta
+    p = portmeta.plan(from_fx(gm))
+    apply_plan(p, gm)
+    assert _applied[gm][_plan_key(p)] == portmeta.fingerprint(from_fx(gm))
+    assert apply_plan(p, gm).entries == ()

@@ -222,3 +222,24 @@ def test_patch_convert_pt2e_restores_original() -> None:
 def test_patched_factory_takes_no_arguments() -> None:
     with patch_convert_pt2e(), pytest.raises(TypeError):
         quantize_pt2e.PortNodeMetaForQDQ(portmeta.TORCHAO)
+
+
+def test_last_plan_is_built_on_first_access_and_equals_plan() -> None:
+    gm = static_model()
+    p = PortNodeMetaForQDQ()
+    p(gm)
+    assert p._last_plan is None  # the pass itself never needed the fingerprint
+    snapshot = p.last_snapshot
+    assert snapshot is not None and "fingerprint" not in snapshot.graph
+    assert p.last_plan == portmeta.plan(snapshot)
+    assert p.last_plan is p.last_plan
+
+
+@pytest.mark.parametrize("case", ["no_choose_qparams", "cq_three_users"])
+def test_failed_planning_keeps_the_snapshot_not_a_plan(case: str) -> None:
+    gm = FAILING[case][0]()
+    p = PortNodeMetaForQDQ()
+    with pytest.raises(portmeta.PlanError):
+        p(gm)
+    assert p.last_snapshot is not None and "lin" in p.last_snapshot
+    assert p.last_plan is None

@@ -88,10 +88,8 @@ def _update(config: pytest.Config) -> bool:
     return bool(config.getoption("portmeta_update_golden", default=False))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(
-    item: pytest.Item, nextitem: pytest.Item | None
-) -> Generator[None, object, object]:
+@pytest.hookimpl(hookwrapper=True)  # the old-style wrapper: works with every pytest >= 7
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
     """Let :func:`~portmeta.testing.assert_matches_golden` know the running test."""
 
     def written(path: Path) -> None:
@@ -100,7 +98,7 @@ def pytest_runtest_protocol(
     context = _golden._Context(_update(item.config), Path(item.path), item.name, written)
     _golden._CONTEXTS.append(context)
     try:
-        return (yield)
+        yield
     finally:
         _golden._CONTEXTS.remove(context)
 
