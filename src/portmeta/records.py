@@ -70,8 +70,8 @@ class TargetKind(str, enum.Enum):
     NAME = "name"
 
 
-#: Operator and callable targets, interned: a graph names few distinct operators many times, and
-#: an interned target makes the profiles' set lookups identity hits.
+#: Operator targets, interned: a graph names few distinct operators many times, and an
+#: interned target makes the profiles' set lookups identity hits.
 _INTERNED: dict[tuple[str, TargetKind], Target] = {}
 
 
@@ -96,7 +96,7 @@ class Target:
 
     @classmethod
     def of(cls, name: str, kind: TargetKind | str) -> Target:
-        """The target ``name`` of ``kind``; operator and callable targets are interned.
+        """The target ``name`` of ``kind``; operator targets (a bounded vocabulary) are interned.
 
         Example
         -------
@@ -104,7 +104,9 @@ class Target:
         True
         """
         kind = TargetKind(kind)
-        if kind is TargetKind.NAME:  # names are as many as a graph's nodes: not interned
+        if kind is not TargetKind.OVERLOAD and kind is not TargetKind.PACKET:
+            # names and callables are open-ended (one per attribute, a repr per lambda): a
+            # process-wide table of them would only grow
             return cls(name, kind)
         key = (name, kind)
         found = _INTERNED.get(key)

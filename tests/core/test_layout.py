@@ -180,9 +180,10 @@ def test_plan_is_plan_writes_plus_the_fingerprint(g):
     assert p.fingerprint == portmeta.fingerprint(g)
 
 
-def test_operator_targets_are_interned_names_are_not():
+def test_operator_targets_are_interned_names_and_callables_are_not():
     assert Target.overload("aten.relu.default") is Target.of("aten.relu.default", "overload")
-    assert Target.function("operator.getitem") is Target.function("operator.getitem")
+    assert Target.packet("torchao.quantize_affine") is Target.packet("torchao.quantize_affine")
+    assert Target.function("operator.getitem") == Target.function("operator.getitem")
     assert Target.named("x") == Target.named("x")
     assert Target.named("x") is not Target.named("x")
     assert Target.packet("aten.relu") != Target.overload("aten.relu")
