@@ -42,6 +42,9 @@ from .snapshot import read_fx, resolve_profile
 
 __all__ = ["PortmetaInternalError", "PortNodeMetaForQDQ", "patch_convert_pt2e"]
 
+#: What planning returns: the writes in order and the diagnostics.
+_Writes = tuple[tuple[portmeta.MetaDelta, ...], tuple[portmeta.Diagnostic, ...]]
+
 
 class PortmetaInternalError(InternalError, portmeta.UpstreamInternalError):
     """Where upstream raises ``torch._export.error.InternalError``.
@@ -119,7 +122,7 @@ class PortNodeMetaForQDQ(PassBase):
         self.profile = resolve_profile(profile, keys)
         self.errors: Literal["raise", "collect"] = errors
         self._snapshot: Snapshot | None = None
-        self._writes_made: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+        self._writes_made: _Writes | None = None
         self._last_plan: portmeta.Plan | None = None
 
     @property
@@ -134,27 +137,29 @@ class PortNodeMetaForQDQ(PassBase):
         Built on first access: the writes are kept as computed, and the snapshot's fingerprint,
         which the pass itself never needs, is computed then.
         """
-        if self._last_plan is None and self._writes_made is not None:
-            assert self._snapshot is not None
-            deltas, diagnostics = self._writes_made
+        return None if self._writes_made is None else self._assemble_plan(self._writes_made)
+
+    def _assemble_plan(self, writes: _Writes) -> portmeta.Plan:
+        if self._last_plan is None:
+            assert self._snapshot is not None  # set together with the writes
             fp = portmeta.fingerprint(self._snapshot)
-            self._last_plan = portmeta.Plan(deltas, diagnostics, fp, self.profile)
+            self._last_plan = portmeta.Plan(writes[0], writes[1], fp, self.profile)
         return self._last_plan
 
     def _writes(
         self, graph_module: torch.fx.GraphModule
-    ) -> tuple[tuple[Any, ...], dict[str, torch.fx.Node]]:
+    ) -> tuple[_Writes, dict[str, torch.fx.Node]]:
         """Snapshot and plan; remember both; map errors as :meth:`call` documents."""
         self._snapshot = self._writes_made = self._last_plan = None
         self._snapshot, nodes = read_fx(graph_module, self.profile)
         try:
-            deltas, diagnostics = plan_writes(self._snapshot, self.profile, errors=self.errors)
+            writes = plan_writes(self._snapshot, self.profile, errors=self.errors)
         except portmeta.UpstreamInternalError as exc:
             if isinstance(exc, InternalError):
                 raise
             raise PortmetaInternalError.from_plan_error(exc) from exc
-        self._writes_made = (deltas, diagnostics)
-        return deltas, nodes
+        self._writes_made = writes
+        return writes, nodes
 
     def plan(self, graph_module: torch.fx.GraphModule) -> portmeta.Plan:
         """Snapshot and plan without writing; errors mapped as in :meth:`call`.
@@ -167,10 +172,8 @@ class PortNodeMetaForQDQ(PassBase):
         >>> PortNodeMetaForQDQ().plan(torch.fx.symbolic_trace(torch.nn.ReLU())).deltas
         ()
         """
-        self._writes(graph_module)
-        p = self.last_plan
-        assert p is not None
-        return p
+        writes, _ = self._writes(graph_module)
+        return self._assemble_plan(writes)
 
     @without_gc
     def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
@@ -178,7 +181,7 @@ class PortNodeMetaForQDQ(PassBase):
 
         Raises where upstream raises (see the module docstring), having written nothing.
         """
-        deltas, nodes = self._writes(graph_module)
+        (deltas, _), nodes = self._writes(graph_module)
         write_deltas(deltas, nodes)
         return PassResult(graph_module, True)
 

@@ -214,18 +214,6 @@ def qspec_of(spec: Any, *, read_dynamic: bool = True) -> QSpec | None:
     return QSpec(kind=type(spec).__name__, is_dynamic=None if value is _ABSENT else value is True)
 
 
-def _items(qspec_map: Any) -> list[tuple[Any, Any]]:
-    if qspec_map is None:
-        return []
-    items = getattr(qspec_map, "items", None)
-    if items is None:
-        return []
-    try:
-        return list(items())
-    except Exception:
-        return []
-
-
 def annotation_of(
     value: Any, names: Mapping[torch.fx.Node, str] | None = None
 ) -> Annotation | None:
@@ -312,41 +300,9 @@ def snapshot_nodes(gm: torch.fx.GraphModule | torch.fx.Graph) -> dict[str, torch
     ['x', 'relu', 'w@0']
     """
     graph = gm if isinstance(gm, torch.fx.Graph) else gm.graph
-    names: dict[torch.fx.Node, str] = {}
-    taken: set[str] = set()
-    for node in graph.nodes:  # FX keeps names unique unless ``node.name`` was assigned by hand
-        name = node.name
-        while name in taken:
-            name += "+"
-        names[node] = name
-        taken.add(name)
-    graph_number: dict[int, int] = {}
-    queue: deque[torch.fx.Node] = deque()
-
-    def see(node: Any) -> None:
-        if isinstance(node, torch.fx.Node) and node not in names:
-            k = graph_number.setdefault(id(node.graph), len(graph_number))
-            name = f"{node.name}@{k}"
-            while name in taken:  # two erased nodes of one graph may share a name
-                name += "+"
-            names[node] = name
-            taken.add(name)
-            queue.append(node)
-
-    def neighbours(node: torch.fx.Node, own: bool) -> None:
-        for other in node.all_input_nodes:
-            see(other)
-        for user in node.users:
-            see(user)
-        if own:
-            for key, _ in _items(getattr(node.meta.get(Q_ANNOTATION_KEY), "input_qspec_map", None)):
-                see(key)
-
-    for node in graph.nodes:
-        neighbours(node, own=True)
-    while queue:
-        neighbours(queue.popleft(), own=False)
-    return {name: node for node, name in names.items()}
+    reader = _Reader(graph, keys=())
+    reader.records()  # meets every foreign node, as a snapshot does
+    return reader.nodes()
 
 
 def record_of(
@@ -394,16 +350,17 @@ class _Reader:
     def __init__(self, graph: torch.fx.Graph, keys: Sequence[str]) -> None:
         own = list(graph.nodes)
         self.names = {node: node.name for node in own}
-        if len(set(self.names.values())) != len(own):  # names assigned by hand
-            self.names = {}
+        self.taken = set(self.names.values())
+        if len(self.taken) != len(own):  # FX keeps names unique unless assigned by hand
+            self.names, self.taken = {}, set()
             for node in own:
                 name = node.name
-                while name in self.names.values():
+                while name in self.taken:
                     name += "+"
                 self.names[node] = name
+                self.taken.add(name)
         self.own = own
         self.keys = tuple(keys)
-        self.taken = set(self.names.values())
         self.graph_number: dict[int, int] = {}
         self.foreign: deque[torch.fx.Node] = deque()
         self.refs: dict[torch.fx.Node, NodeRef] = {}
@@ -512,6 +469,7 @@ class _Reader:
         return {name: node for node, name in self.names.items()}
 
 
+@without_gc
 def read_fx(
     gm: torch.fx.GraphModule | torch.fx.Graph, profile: portmeta.Profile
 ) -> tuple[Snapshot, dict[str, torch.fx.Node]]:
