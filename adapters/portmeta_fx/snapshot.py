@@ -403,6 +403,8 @@ class _Reader:
                 out.append(self.ref(value) if ref is None else ref)
             elif value is None or kind in _SCALARS:
                 out.append(value)
+            elif kind is torch.dtype:  # in every quantize / dequantize node's arguments
+                out.append(_opaque_singleton(value))
             else:
                 out.append(_convert(value, self.ref))
         return tuple(out)
