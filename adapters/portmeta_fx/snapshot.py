@@ -283,8 +283,9 @@ def snapshot_nodes(gm: torch.fx.GraphModule | torch.fx.Graph) -> dict[str, torch
     """Every node a snapshot of ``gm`` records, by snapshot name.
 
     First the graph's own nodes in graph order, under their own names. Then every *foreign*
-    node reachable from them through arguments, users or annotation inputs, transitively: a
-    node of another graph (an annotation kept from a copied graph), or an erased node that an
+    node reachable from them, transitively, through arguments, users or the inputs of
+    annotations upstream can read (planning fails on the others before any rule walks): a node
+    of another graph (an annotation kept from a copied graph), or an erased node that an
     annotation still names. Upstream's rules follow ``node.users`` and ``node.args`` wherever
     they lead and write to what they find, so the snapshot must see those nodes too. A foreign
     node is named ``"<name>@<k>"``, ``k`` numbering the graphs such nodes belong to; ``@`` never
@@ -364,7 +365,7 @@ class _Reader:
         self.graph_number: dict[int, int] = {}
         self.foreign: deque[torch.fx.Node] = deque()
         self.refs: dict[torch.fx.Node, NodeRef] = {}
-        self.targets: dict[Any, Target] = {}
+        self.targets: dict[int, tuple[Any, Target]] = {}
         self.specs: dict[tuple[int, bool], tuple[Any, QSpec | None]] = {}
 
     def name(self, node: torch.fx.Node) -> str:
@@ -422,15 +423,12 @@ class _Reader:
         return found[1]
 
     def target(self, node: torch.fx.Node) -> Target:
-        """:func:`target_of`, once per distinct target object."""
+        """:func:`target_of`, once per target object (by identity: equal callables may differ)."""
         t = node.target
-        try:
-            found = self.targets.get((type(t), t))
-        except TypeError:  # an unhashable callable
-            return target_of(node)
-        if found is None:
-            found = self.targets[(type(t), t)] = target_of(node)
-        return found
+        found = self.targets.get(id(t))
+        if found is None or found[0] is not t:
+            found = self.targets[id(t)] = (t, target_of(node))
+        return found[1]
 
     def record(self, node: torch.fx.Node, owner: str | None, foreign: bool) -> NodeRecord:
         name = self.name(node)

@@ -3,17 +3,14 @@
 Layout of a snapshot ``G``:
 
 * nodes are node names, inserted in graph order, each with attribute ``"record"``;
-  ``G.graph["records"]`` is a ``{name: record}`` index of the same records in the same order
-  (what :func:`record` reads: one dict lookup, where ``G.nodes[name]`` builds a view; like
-  every attribute dict of a frozen graph, it is not to be changed);
 * an edge ``u -> v`` means ``v`` is a user of ``u``; ``G.succ[u]`` iterates users in
-  ``node.users`` order (edges carry no attributes; they share one empty attribute dict);
+  ``node.users`` order (edges carry no attributes);
 * ``G.graph["annotated"]``: names of the graph's own (not ``foreign``) nodes that carry an
   annotation, in graph order;
 * ``G.graph["meta_keys"]``: the metadata keys the snapshot read (``None``: whatever the author
   gave, so absence always means absent);
 * ``G.graph["fingerprint"]``: SHA-256 of the snapshot's canonical form, computed the first time
-  :func:`fingerprint` asks for it.
+  :func:`fingerprint` asks for it (at once when a recorded metadata value is mutable).
 
 The graph is frozen with :func:`networkx.freeze`; build a new one instead of changing it.
 
@@ -183,9 +180,8 @@ def _check_records(recs: list[NodeRecord]) -> None:
             )
 
 
-#: The attribute dict of every edge. Edges carry no data; one shared dict, as networkx's own
-#: "ThinGraph" example does, saves a dict per edge.
-_EDGE_DATA: dict[str, Any] = {}
+#: Metadata value types a snapshot can hold without the value changing under it.
+_IMMUTABLE_META = frozenset({str, int, float, bool, type(None)})
 
 
 def _assemble(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot:
@@ -194,24 +190,28 @@ def _assemble(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot:
     The adjacency dicts are built directly and handed to networkx through the ``_node``,
     ``_succ`` and ``_pred`` attributes its documentation describes for subclasses (assigning
     them resets networkx's cached views): ``add_edges_from`` costs a few times more per edge.
+    As there, each edge has its own attribute dict, shared by ``_succ`` and ``_pred``.
+
+    Metadata values are the live objects; if one can change in place (a dict, a list), the
+    fingerprint is taken now rather than on first use, so that it describes the graph as read.
     """
-    index = {rec.name: rec for rec in recs}
-    pred: dict[str, dict[str, Any]] = {name: {} for name in index}
+    pred: dict[str, dict[str, Any]] = {rec.name: {} for rec in recs}
     succ: dict[str, dict[str, Any]] = {}
     for rec in recs:
         name = rec.name
-        succ[name] = dict.fromkeys(rec.users, _EDGE_DATA)  # users order
-        for user in rec.users:
-            pred[user][name] = _EDGE_DATA
+        out = succ[name] = {}
+        for user in rec.users:  # users order
+            out[user] = pred[user][name] = {}
     G: Snapshot = nx.DiGraph()
-    G._node = {name: {"record": rec} for name, rec in index.items()}  # type: ignore[attr-defined]
+    G._node = {rec.name: {"record": rec} for rec in recs}  # type: ignore[attr-defined]
     G._succ = succ  # type: ignore[attr-defined]
     G._pred = pred  # type: ignore[attr-defined]
-    G.graph["records"] = index
     G.graph["annotated"] = tuple(
         rec.name for rec in recs if rec.annotation is not None and not rec.foreign
     )
     G.graph["meta_keys"] = keys
+    if any(type(v) not in _IMMUTABLE_META for rec in recs for _, v in rec.meta):
+        fingerprint(G)
     return G
 
 
@@ -233,20 +233,23 @@ def record(graph: Snapshot, name: str) -> NodeRecord:
     >>> record(b.build(), "x").op
     'placeholder'
     """
-    rec: NodeRecord = graph.graph["records"][name]
+    # networkx's node dict itself (``G.nodes[name]`` is the same lookup behind a method call);
+    # a subgraph view's is filtered, so derived graphs answer for their own nodes
+    rec: NodeRecord = graph._node[name]["record"]  # type: ignore[attr-defined]
     return rec
 
 
 def records(graph: Snapshot) -> Iterator[NodeRecord]:
     """Every record, in graph order."""
-    index: Mapping[str, NodeRecord] = graph.graph["records"]
-    return iter(index.values())
+    for data in graph._node.values():  # type: ignore[attr-defined]
+        yield data["record"]
 
 
 def users(graph: Snapshot, name: str) -> tuple[str, ...]:
     """The users of ``name`` in ``node.users`` order (empty for an unknown name)."""
-    rec: NodeRecord | None = graph.graph["records"].get(name)
-    return () if rec is None else rec.users
+    if name not in graph:
+        return ()
+    return tuple(graph._succ[name])  # type: ignore[attr-defined]
 
 
 def annotated_nodes(graph: Snapshot) -> tuple[str, ...]:
@@ -310,8 +313,8 @@ def canonical_line(rec: NodeRecord, meta: Iterable[tuple[str, Any]] | None = Non
             rec.op,
             rec.target.name,
             rec.target.kind._value_,
-            args if set(map(type, args)) <= _PLAIN_LEAVES or _is_plain(args) else _plain(args),
-            kwargs if not kwargs or _is_plain(kwargs) else _plain(kwargs),
+            args if set(map(type, args)) <= _PLAIN_LEAVES else tuple(map(_canonical, args)),
+            tuple([(k, _canonical(v)) for k, v in kwargs]),
             rec.users,
             values if {type(v) for _, v in values} <= _STR else _encoded(values),
             None if ann is None else _annotation_key(ann),
@@ -348,6 +351,18 @@ def _is_plain(value: Any) -> bool:
 
 def _encoded(meta: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
     return tuple((k, codec.encode(v)) for k, v in meta)
+
+
+def _canonical(value: Any) -> Any:
+    """One argument itself if its ``repr`` is canonical, else as a loaded snapshot holds it
+    (the JSON form encodes each argument on its own, so a constant it cannot keep becomes an
+    Opaque of that argument)."""
+    try:
+        if _is_plain(value):
+            return value
+    except RecursionError:  # nested too deeply to check: the codec keeps it as an Opaque
+        pass
+    return _plain(value)
 
 
 def _plain(value: Any) -> Any:

@@ -73,6 +73,7 @@ class TargetKind(str, enum.Enum):
 #: Operator targets, interned: a graph names few distinct operators many times, and an
 #: interned target makes the profiles' set lookups identity hits.
 _INTERNED: dict[tuple[str, TargetKind], Target] = {}
+_INTERN_LIMIT = 20_000
 
 
 @attrs.frozen(slots=True, cache_hash=True)
@@ -111,7 +112,9 @@ class Target:
         key = (name, kind)
         found = _INTERNED.get(key)
         if found is None:
-            found = _INTERNED[key] = cls(name, kind)
+            found = cls(name, kind)
+            if len(_INTERNED) < _INTERN_LIMIT:  # a file naming endless "operators" stops here
+                _INTERNED[key] = found
         return found
 
     @classmethod
@@ -346,18 +349,23 @@ def _args(value: Iterable[Any]) -> tuple[Any, ...]:
 
 
 def _is_pairs(value: tuple[Any, ...]) -> bool:
+    """Whether ``value`` is already ``((str key, value), ...)`` with no key twice."""
     for pair in value:
         if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str:
             return False
-    return True
+    return len(value) < 2 or len({k for k, _ in value}) == len(value)
 
 
 def _to_meta(value: Any) -> tuple[tuple[str, Any], ...]:
+    """Converter: a mapping or pairs to ``((str key, value), ...)``, as a JSON object holds
+    them (keys as strings, a repeated key keeping its last value in its first place)."""
     if type(value) is tuple and _is_pairs(value):  # already converted
         return value
-    if isinstance(value, Mapping):
-        return tuple(value.items())
-    return tuple((str(k), v) for k, v in value)
+    items = value.items() if isinstance(value, Mapping) else value
+    out: dict[str, Any] = {}
+    for k, v in items:
+        out[str(k)] = v
+    return tuple(out.items())
 
 
 @attrs.frozen(slots=True)
@@ -418,6 +426,14 @@ class NodeRecord:
         ann = self.annotation
         if ann is not None and type(ann) is not Annotation and not isinstance(ann, Annotation):
             raise TypeError(f"node {self.name!r}: annotation must be an Annotation, got {ann!r}")
+        if self.foreign is not True and self.foreign is not False:
+            raise TypeError(
+                f"node {self.name!r}: foreign must be True or False, got {self.foreign!r}"
+            )
+        if self.meta_owner is not None and not isinstance(self.meta_owner, str):
+            raise TypeError(
+                f"node {self.name!r}: meta_owner must be a node name or None, got {self.meta_owner!r}"
+            )
 
     def meta_dict(self) -> dict[str, Any]:
         """The recorded metadata as a new dict (key order kept)."""

@@ -4,6 +4,7 @@ fingerprint and its canonical lines, fingerprint_after, plan_writes, Target inte
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import pickle
 from fractions import Fraction
@@ -62,17 +63,76 @@ def test_snapshot_supports_networkx_algorithms_and_copies():
         g.add_edge("x", "relu")
 
 
-def test_record_index_is_in_graph_order_and_survives_pickling():
+def _small() -> portmeta.graph.Snapshot:
     b = GraphBuilder()
-    b.output(b.placeholder("x"))
-    g = b.build()
-    assert list(g.graph["records"]) == ["x", "output"]
+    x = b.placeholder("x")
+    _q, dq = b.qdq(x)
+    b.output(b.call("aten.relu.default", dq, name="relu"))
+    return b.build()
+
+
+def test_snapshots_survive_pickling():
+    g = _small()
     again = pickle.loads(pickle.dumps(g))
     assert portmeta.fingerprint(again) == portmeta.fingerprint(g)
-    assert portmeta.record(again, "x") == portmeta.record(g, "x")
+    assert list(portmeta.records(again)) == list(portmeta.records(g))
     assert portmeta.users(g, "nowhere") == ()
     with pytest.raises(KeyError):
         portmeta.record(g, "nowhere")
+
+
+def test_each_edge_has_its_own_attribute_dict():
+    g, other = _small(), _small()
+    nx.set_edge_attributes(g, {("x", "q"): "red"}, "color")  # attribute dicts stay writable
+    assert [e for e, c in nx.get_edge_attributes(g, "color").items()] == [("x", "q")]
+    assert nx.get_edge_attributes(other, "color") == {}
+    assert nx.get_edge_attributes(_small(), "color") == {}
+    assert g.succ["x"]["q"] is g.pred["q"]["x"]
+
+
+def test_derived_graphs_answer_for_their_own_nodes():
+    g = _small()
+    sub = g.subgraph(["x", "q"])
+    assert sorted(r.name for r in portmeta.records(sub)) == ["q", "x"]
+    assert portmeta.users(sub, "q") == () and portmeta.users(g, "q") == ("dq",)
+    with pytest.raises(KeyError):
+        portmeta.record(sub, "dq")
+    renamed = nx.relabel_nodes(g, {"x": "X"})
+    assert portmeta.record(renamed, "X").name == "x"  # the record keeps the node's own name
+    copy_ = g.copy()
+    copy_.remove_node("relu")
+    assert "relu" not in [r.name for r in portmeta.records(copy_)]
+
+
+def test_mutable_metadata_is_fingerprinted_as_read():
+    stack = {"L__self__": ("m", "M")}
+    b = GraphBuilder()
+    b.output(b.placeholder("x", meta={"nn_module_stack": stack}))
+    g = b.build()
+    assert "fingerprint" in g.graph  # taken at build time: the dict could change under it
+    before = portmeta.fingerprint(g)
+    stack["later"] = ("n", "N")
+    assert portmeta.fingerprint(g) == before
+    # immutable values wait for the first use
+    assert "fingerprint" not in _small().graph
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"meta": {1: "a"}},
+        {"meta": (("k", 1), ("k", 2))},
+        {"kwargs": {1: 2}},
+        {"args": (functools.reduce(lambda inner, _: [inner], range(3000), []),)},
+    ],
+    ids=["int-meta-key", "repeated-meta-key", "int-kwarg-key", "3000-deep-args"],
+)
+def test_hand_built_records_fingerprint_like_their_json_round_trip(kwargs):
+    rec = NodeRecord("n", "call_function", Target.overload("aten.relu.default"), **kwargs)
+    g = build_graph([rec])
+    loaded = graph_from_dict(json.loads(json.dumps(graph_to_dict(g))))
+    assert portmeta.fingerprint(loaded) == portmeta.fingerprint(g)
+    assert dict(portmeta.record(loaded, "n").meta) == dict(rec.meta)
 
 
 def test_unchecked_build_gives_the_same_snapshot_for_valid_records():
@@ -203,6 +263,10 @@ def test_records_still_reject_wrong_field_types_with_the_node_named():
         portmeta.QInput("x", "static")
     with pytest.raises(TypeError, match="Annotation output"):
         portmeta.Annotation({}, output="static")
+    with pytest.raises(TypeError, match="foreign must be True or False"):
+        NodeRecord("x", "placeholder", Target.named("x"), foreign=1)
+    with pytest.raises(TypeError, match="meta_owner must be a node name"):
+        NodeRecord("x", "placeholder", Target.named("x"), meta_owner=3)
 
 
 def test_builder_names_like_fx_and_counts_nodes():

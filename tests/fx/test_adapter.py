@@ -623,3 +623,27 @@ def test_read_fx_is_from_fx_and_snapshot_nodes_in_one_walk() -> None:
     assert "ghost@0" in snap and portmeta.record(snap, "ghost@0").foreign
     assert nodes[first.name] is first
     assert portmeta.fingerprint(snap) == portmeta.fingerprint(from_fx(gm))
+
+
+def test_equal_but_distinct_callable_targets_keep_their_own_names() -> None:
+    class F:
+        def __init__(self, name: str) -> None:
+            self.__name__ = self.__qualname__ = name
+            self.__module__ = "ops"
+
+        def __call__(self, x: Any) -> Any:
+            return x
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, F)
+
+        def __hash__(self) -> int:
+            return 0
+
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    a = g.call_function(F("a"), (x,))
+    b = g.call_function(F("b"), (a,))
+    g.output(b)
+    snap = from_fx(g)
+    assert [portmeta.record(snap, n).target.name for n in ("a", "b")] == ["ops.a", "ops.b"]

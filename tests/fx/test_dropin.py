@@ -243,3 +243,16 @@ def test_failed_planning_keeps_the_snapshot_not_a_plan(case: str) -> None:
         p(gm)
     assert p.last_snapshot is not None and "lin" in p.last_snapshot
     assert p.last_plan is None
+
+
+def test_last_plan_fingerprint_describes_the_graph_the_pass_read() -> None:
+    # a mutable metadata value changed after the pass must not change the plan's fingerprint
+    gm = static_model()
+    stack = {"L__self__": ("", "M")}
+    for node in gm.graph.nodes:
+        node.meta["nn_module_stack"] = stack
+    p = PortNodeMetaForQDQ(keys=[*KEYS, "nn_module_stack"])
+    p(gm)
+    as_read = portmeta.fingerprint(p.last_snapshot)
+    stack["later"] = ("x", "X")
+    assert p.last_plan is not None and p.last_plan.fingerprint == as_read
