@@ -1,5 +1,5 @@
-"""The snapshot's data layout: directly assembled adjacency, the record index, the lazy
-fingerprint and its canonical lines, fingerprint_after, plan_writes, Target interning."""
+"""The snapshot's data layout: directly assembled adjacency read through networkx's own dicts,
+the lazy fingerprint and its canonical lines, fingerprint_after, plan_writes, Target interning."""
 
 from __future__ import annotations
 
