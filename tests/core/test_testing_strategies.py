@@ -136,11 +136,23 @@ def test_bad_knobs(kwargs, match):
         graphs(**kwargs)
 
 
+SHRINK = settings(max_examples=2000, database=None, derandomize=True, deadline=None)
+
+
 def test_shrinking_gives_small_readable_graphs():
-    g = find(graphs(), lambda g: "view_chain" in patterns_in(g))
-    assert list(g.nodes) == ["x", "weight", "permute", "q", "dq", "q_1", "dq_1", "conv2d", "output"]
-    g = find(graphs(), lambda g: "fan_out" in patterns_in(g) and portmeta.plan(g).diagnostics)
+    # properties of the shrunk graph, never its exact shape: a shrinker's output is not a contract
+    g = find(graphs(), lambda g: "view_chain" in patterns_in(g), settings=SHRINK)
+    assert "view_chain" in patterns_in(g)
     assert len(g) <= 12, list(g.nodes)
+    assert all(name.isidentifier() for name in g), list(g.nodes)
+    assert not portmeta.plan(g).errors
+    g = find(
+        graphs(),
+        lambda g: "fan_out" in patterns_in(g) and portmeta.plan(g).diagnostics,
+        settings=SHRINK,
+    )
+    assert "fan_out" in patterns_in(g)
+    assert len(g) <= 14, list(g.nodes)
     assert {d.kind for d in portmeta.plan(g).diagnostics} <= {
         "overwrite",
         "user_count",
@@ -157,7 +169,7 @@ def test_spec_and_meta_strategies():
         assert set(meta) <= {"tag", "stack_trace"}
 
     run()
-    assert find(node_meta(tags=["mine"]), lambda m: "tag" in m) == {"tag": "mine"}
+    assert find(node_meta(tags=["mine"]), lambda m: "tag" in m, settings=SHRINK)["tag"] == "mine"
 
 
 def test_patterns_in_a_builder_graph():

@@ -117,7 +117,6 @@ def check_recipe(recipe: fxgen.Recipe) -> str:
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
-    derandomize=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(recipe=fxgen.recipes())
@@ -149,7 +148,6 @@ def test_differential_upstream_vs_portmeta() -> None:
 @settings(
     max_examples=max(100, MAX_EXAMPLES // 5),
     deadline=None,
-    derandomize=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(recipe=fxgen.recipes(max_blocks=5, odd_keys=True))
