@@ -41,8 +41,8 @@ def test_repr_of_a_long_graph_is_cut_after_the_first_nodes():
     cur = b.placeholder("x")
     for i in range(12):
         _q, dq = b.qdq(cur)
-        cur = b.call("aten.relu.default", dq, name=f"r{i}")
-        b.annotate(cur, inputs={b.records()[-3].args[0].name: static()})
+        prev, cur = cur, b.call("aten.relu.default", dq, name=f"r{i}")
+        b.annotate(cur, inputs={prev: static()})
     b.output(cur)
     text = repr(b.build())
     assert text.startswith("<Snapshot 38 nodes, 12 annotated (r0, r1, r2, r3, r4, r5, r6, r7, ...)")
