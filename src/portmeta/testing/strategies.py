@@ -288,7 +288,9 @@ def graphs(
         How many pattern blocks a graph has (its size: a block is 3 to 12 nodes).
     patterns:
         Which patterns may appear (names from :data:`PATTERNS`): ``patterns={"static"}``
-        draws only static q/dq pairs around unary and binary ops.
+        draws only static q/dq pairs around unary and binary ops. No other pattern appears
+        (as :func:`patterns_in` finds them), except ``static`` with ``fan_out`` or
+        ``view_chain`` (see the module docstring).
     profile:
         The op names the builder uses, and (unless ``failing``) the profile the graph must
         plan under.
