@@ -3,9 +3,10 @@
 A golden plan file is :meth:`portmeta.Plan.to_json` output, by default
 ``<folder of the test file>/golden/<name>.plan.json``: the writes, the diagnostics, the
 snapshot's fingerprint and the profile's name (a derived profile: its base and the fields that
-differ). Files written by earlier versions, which held the whole profile, still load. A plan *matches* its golden file when
-:func:`portmeta.diff.diff_plans` finds them in agreement: the same final value, source,
-origin and rule for every node and key written, and the same diagnostics. The write order,
+differ). Files written by earlier versions, which held the whole profile, still load. A plan
+*matches* its golden file when :func:`portmeta.diff.diff_plans` finds them in agreement: the
+same final value, source, origin and rule for every node and key written, and the same
+diagnostics. The write order,
 the annotated node and path of each write, the profile and the snapshot fingerprint may
 differ (a change there is no change in what lands where; rewriting the file refreshes them).
 
