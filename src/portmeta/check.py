@@ -853,7 +853,7 @@ def summary(findings: Sequence[Finding], graph: Snapshot | None = None) -> str:
     Example
     -------
     >>> summary(())
-    'check: no findings (unported_input 0, unported_output 0, foreign_write 0)'
+    'no findings (unported_input 0, unported_output 0, foreign_write 0)'
     """
     counts = Counter(f.kind for f in findings)
     per_kind = ", ".join(f"{k} {counts.get(k, 0)}" for k in KINDS)
@@ -862,4 +862,4 @@ def summary(findings: Sequence[Finding], graph: Snapshot | None = None) -> str:
     where = ""
     if graph is not None:
         where = f" in {graph.number_of_nodes()} nodes, {len(annotated_nodes(graph))} annotated"
-    return f"check: {head}{where} ({per_kind})"
+    return f"{head}{where} ({per_kind})"
