@@ -226,7 +226,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print(findings_to_json(found))
     else:
         if found:
-            _print(format_findings(found) + "\n")
+            _print(format_findings(found) + "\n\n")
         _print(check_summary(found, graph))
     return 1 if found else 0
 
