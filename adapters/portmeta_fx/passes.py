@@ -140,7 +140,7 @@ class PortNodeMetaForQDQ(PassBase):
         if check not in ("off", "warn", "raise"):
             raise portmeta.OptionError(f"check must be 'off', 'warn' or 'raise', got {check!r}")
         self.check: Literal["off", "warn", "raise"] = check
-        self.last_findings: tuple[Finding, ...] | None = None
+        self._findings: tuple[_Writes | None, tuple[Finding, ...] | None] = (None, None)
         self.profile = resolve_profile(profile, keys)
         self.errors: Literal["raise", "collect"] = errors
         self._snapshot: Snapshot | None = None
@@ -197,14 +197,20 @@ class PortNodeMetaForQDQ(PassBase):
         writes, _ = self._writes(graph_module)
         return self._assemble_plan(writes)
 
+    @property
+    def last_findings(self) -> tuple[Finding, ...] | None:
+        """With ``check`` on, the findings of the last call (``None`` before it, when it raised
+        a planning error, or with ``check="off"``)."""
+        writes, found = self._findings
+        return found if writes is not None and writes is self._writes_made else None
+
     def _check(self, stacklevel: int) -> None:
         """With ``check`` on: find, remember, and warn about or raise on the last writes."""
-        self.last_findings = None
         if self.check == "off" or self._snapshot is None or self._writes_made is None:
             return
         deltas, diagnostics = self._writes_made
         found = check_writes(self._snapshot, deltas, diagnostics, self.profile)
-        self.last_findings = found
+        self._findings = (self._writes_made, found)
         if not found:
             return
         if self.check == "raise":

@@ -568,3 +568,34 @@ def test_unknown_hole() -> None:
         graphs(holes=["nope"])
     with pytest.raises(ValueError, match="unknown holes"):
         graphs(holes="list")
+
+
+def test_docs_builder_snippets_give_the_findings_they_describe() -> None:
+    """Each builder snippet of docs/check.md, run as written, gives the causes its section names."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "check.md").read_text(encoding="utf-8")
+    blocks = [
+        b
+        for b in re.findall(r"^```python\n(.*?)^```", doc, re.S | re.M)
+        if b.startswith("b = GraphBuilder()")
+    ]
+    expected = [
+        {"shared"},
+        {"container"},
+        {"not_first"},
+        {"no_quantize"},
+        {"overwritten", "search_elsewhere", "search_reached"},
+        {"not_last_user"},
+    ]
+    assert len(blocks) == len(expected)
+    for block, causes in zip(blocks, expected, strict=True):
+        namespace: dict[str, Any] = {
+            "GraphBuilder": GraphBuilder,
+            "static": static,
+            "dynamic": dynamic,
+            "shared": shared,
+        }
+        exec(compile(block, "docs/check.md", "exec"), namespace)
+        assert {f.cause for f in check(namespace["b"].build())} == causes, block

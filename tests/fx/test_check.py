@@ -271,3 +271,21 @@ def test_convert_pt2e_with_check_raise() -> None:
     )
     assert isinstance(cause, portmeta.PortingCheckError)
     assert len(cause.findings) == 2
+
+
+def test_last_findings_are_those_of_the_last_call() -> None:
+    """A call that fails to plan leaves no findings behind from the call before it."""
+    p = PortNodeMetaForQDQ(check="warn")
+    with pytest.warns(portmeta.PortingWarning):
+        p(shared_chain())
+    assert p.last_findings is not None and len(p.last_findings) == 2
+    h = Hand()
+    x = h.placeholder("x")
+    _, dq = h.qdq(x)
+    lin = h.call(ATEN.linear.default, dq, h.get_attr("w"), name="lin", tag="L")
+    annotate(lin, {x: dynamic_spec()})  # dynamic, but no choose_qparams: upstream raises
+    with pytest.raises(ValueError, match="no choose_qparams"):
+        p(h.output(lin))
+    assert p.last_findings is None
+    with pytest.warns(portmeta.PortingWarning, match="planning_error|rules of 'lin' fail"):
+        PortNodeMetaForQDQ(errors="collect", check="warn")(h.module())
