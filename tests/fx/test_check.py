@@ -289,3 +289,28 @@ def test_last_findings_are_those_of_the_last_call() -> None:
     assert p.last_findings is None
     with pytest.warns(portmeta.PortingWarning, match="planning_error|rules of 'lin' fail"):
         PortNodeMetaForQDQ(errors="collect", check="warn")(h.module())
+
+
+def test_random_fx_graphs_same_findings_before_and_after_porting() -> None:
+    """fxgen's random graphs (shared meta dicts, reordered users, erased annotation inputs...),
+    ported by the drop-in pass: the snapshot before and the one after give the same findings."""
+    import fxgen
+    from hypothesis import HealthCheck, given, settings
+
+    counts = {"graphs": 0, "with_findings": 0}
+
+    @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+    @given(fxgen.recipes())
+    def run(recipe: Any) -> None:
+        gm = fxgen.build(recipe)
+        p = PortNodeMetaForQDQ(errors="collect", check="warn")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", portmeta.PortingWarning)
+            p(gm)
+        assert p.last_snapshot is not None and p.last_findings is not None
+        assert check(from_fx(gm)) == p.last_findings == check(p.last_snapshot)
+        counts["graphs"] += 1
+        counts["with_findings"] += bool(p.last_findings)
+
+    run()
+    assert counts["with_findings"] >= counts["graphs"] // 4, counts
