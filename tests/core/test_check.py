@@ -599,3 +599,35 @@ def test_docs_builder_snippets_give_the_findings_they_describe() -> None:
         }
         exec(compile(block, "docs/check.md", "exec"), namespace)
         assert {f.cause for f in check(namespace["b"].build())} == causes, block
+
+
+def test_unexplained_output_and_foreign_write_from_a_plan_given() -> None:
+    """Plans that are not the graph's own: the values are checked, the cause is unexplained."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _, dq = b.qdq(x)
+    relu = b.call("aten.relu.default", dq, name="relu", tag="relu_0")
+    b.annotate(relu, inputs={x: static()}, output=static())
+    _, odq = b.qdq(relu)
+    b.output(odq)
+    g = b.build()
+    fp = portmeta.fingerprint(g)
+    empty = portmeta.Plan((), (), fp, TORCHAO)
+    assert kinds(check(g, plan=empty)) == [
+        ("unported_input", "dq", "relu", "unexplained"),
+        ("unported_output", "q_1", "relu", "unexplained"),
+    ]
+    own = portmeta.plan(g)
+    stray = portmeta.MetaDelta(
+        "x", "quantization_tag", "relu_0", "relu", "relu", "static_output", "relu", ("relu", "x")
+    )
+    found = check(g, plan=portmeta.Plan((*own.deltas, stray), (), fp, TORCHAO))
+    assert kinds(found) == [("foreign_write", "x", "relu", "unexplained")]
+    assert "a static_output write (path relu -> x)" in found[0].message
+
+
+def test_legacy_profile() -> None:
+    g = cat_graph()
+    assert check(g, portmeta.LEGACY_TORCH_AO) == check(g)
+    p = portmeta.plan(g, portmeta.LEGACY_TORCH_AO)
+    assert check(g, plan=p) == check(g)
