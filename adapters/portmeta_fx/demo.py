@@ -8,7 +8,7 @@ Run it as ``portmeta demo [--out DIR] [--dynamic]`` (or ``python -m portmeta_fx.
    torchao's ``prepare_pt2e``;
 3. ``convert_pt2e`` with portmeta's pass swapped in, keeping the snapshot of the converted graph
    right before porting;
-4. print the plan (a table and a summary line);
+4. print the plan (a table and a summary line) and the summary line of ``portmeta check``;
 5. convert an identical prepared model (same seeds) with torchao's own pass and compare every
    node's ``stack_trace`` and ``quantization_tag``: exit 1 if they differ;
 6. write ``DIR/graph.json`` (snapshot before porting), ``DIR/plan.json``, ``DIR/plan.dot`` and
@@ -39,6 +39,8 @@ import torch.fx  # noqa: E402
 
 import portmeta  # noqa: E402
 from portmeta._io import atomic_write_text  # noqa: E402
+from portmeta.check import check, format_findings  # noqa: E402
+from portmeta.check import summary as check_summary  # noqa: E402
 from portmeta.draw import render, to_dot  # noqa: E402
 from portmeta.report import format_diagnostics, format_table, summary  # noqa: E402
 
@@ -128,6 +130,14 @@ def compare(ours: torch.fx.GraphModule, theirs: torch.fx.GraphModule) -> tuple[i
     return len(a), problems
 
 
+def _print_check(snapshot: Any, plan: portmeta.Plan) -> None:
+    """The summary line of :func:`portmeta.check` (and the findings, if there are any)."""
+    found = check(snapshot, plan=plan)
+    if found:
+        print(format_findings(found))
+    print(f"portmeta check: {check_summary(found)}")
+
+
 def run(out: Path, dynamic: bool) -> int:
     """The demo; returns the exit status."""
     from torchao.quantization.pt2e.quantize_pt2e import (  # type: ignore[import-untyped,unused-ignore]
@@ -161,6 +171,7 @@ def run(out: Path, dynamic: bool) -> int:
         print(diags)
     print()
     print(summary(snapshot, plan))
+    _print_check(snapshot, plan)
 
     count, problems = compare(ours, theirs)
     if problems:

@@ -1,9 +1,9 @@
-"""The ``portmeta`` command line: plan, explain, diff and draw saved graphs; run the demo.
+"""The ``portmeta`` command line: plan, explain, diff, draw and check saved graphs; run the demo.
 
 Everything here works on saved files and never imports torch; ``portmeta demo`` runs the torch
 side (:mod:`portmeta_fx.demo`) in a subprocess. Exit status: 0 on success, 2 on bad input
-(a message on stderr names the file and the problem), 1 when the demo's check fails or when
-``portmeta diff --exit-code`` finds differences.
+(a message on stderr names the file and the problem), 1 when the demo's check fails, when
+``portmeta diff --exit-code`` finds differences or when ``portmeta check`` finds something.
 
 Example
 -------
@@ -28,6 +28,8 @@ import attrs
 
 from . import __version__
 from ._io import atomic_write_text
+from .check import check, findings_to_json, format_findings
+from .check import summary as check_summary
 from .diff import diff_plans, format_diff
 from .draw import write_drawing
 from .errors import PlanError, PortmetaError, UnknownNodeError
@@ -201,6 +203,73 @@ def cmd_draw(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """``portmeta check``: the findings of :func:`portmeta.check`; exit 1 when there are any."""
+    graph = load_graph(args.graph)
+    if args.plan:
+        p = Plan.load(args.plan)
+        if p.fingerprint != fingerprint(graph):
+            print(
+                f"{PROG}: note: {args.plan} was planned from a different snapshot than "
+                f"{args.graph} (fine for a snapshot taken after porting); checking it anyway",
+                file=sys.stderr,
+            )
+    else:
+        p = _plan_graph(args.graph, graph, _profile(args), "collect")
+    try:
+        found = check(graph, plan=p)
+    except UnknownNodeError as exc:
+        raise CliError(f"{args.plan}: {exc}") from None
+    except PortmetaError as exc:
+        raise CliError(f"{args.graph}: {exc}") from None
+    if args.format == "json":
+        _print(findings_to_json(found))
+    else:
+        if found:
+            _print(format_findings(found) + "\n\n")
+        _print(check_summary(found, graph))
+    return 1 if found else 0
+
+
+def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "check",
+        help="find q/dq nodes the pass leaves without their partition's values",
+        description="Find where the porting rules leave a partition's quantize / dequantize / "
+        "choose_qparams nodes without the values of the annotated node they belong to "
+        "(unported_input, unported_output), or with the values of an annotated node whose "
+        "q/dq chain they are not on (foreign_write). Works on a snapshot taken before or after "
+        "porting.",
+        formatter_class=_formatter,
+        epilog=_epilog(
+            """
+            examples:
+              portmeta check graph.json
+              portmeta check graph.json --plan plan.json --format json
+
+            output (a table, each finding's message, then a summary line):
+              node  kind            anchor  cause      keys
+              ----  --------------  ------  ---------  ----------------
+              dq_1  unported_input  cat     container  quantization_tag
+
+            exit status: 0 no findings, 1 findings, 2 bad input
+            """
+        ),
+    )
+    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
+    p.add_argument(
+        "--plan", metavar="PLAN.json", help="plan to check with (default: plan the graph now)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="a table and a summary line (text, default) or a JSON document (json)",
+    )
+    _add_profile_options(p)
+    p.set_defaults(func=cmd_check)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     missing = [m for m in ("torch", "torchao") if _find_spec(m) is None]
     if not _has_demo_module():
@@ -269,9 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
               portmeta explain portmeta-out/graph.json dequantize_per_tensor_default
               portmeta diff a.json b.json
               portmeta draw portmeta-out/graph.json -o plan.svg
+              portmeta check portmeta-out/graph.json  # q/dq nodes left without their values
 
             exit status: 0 success, 1 demo check failed (or diff --exit-code found
-            differences), 2 bad input (message on stderr names the file and the problem)
+            differences, or check found something), 2 bad input (message on stderr names the file and the problem)
             """
         ),
     )
@@ -382,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_options(p)
     p.add_argument("-o", "--output", metavar="FILE", required=True, help=".svg, .png or .dot")
     p.set_defaults(func=cmd_draw)
+
+    _add_check_parser(sub)
 
     p = sub.add_parser(
         "demo",

@@ -393,3 +393,57 @@ class ScaleWithoutUsersError(PlanError, StopIteration):
             f"scale node {subject!r} (for dynamic input of {node!r}) has no user; "
             "expected the dynamic quantize node",
         )
+
+
+# --------------------------------------------------------------------------- portmeta.check
+
+__all__ += ["PortingWarning", "PortingCheckError"]
+
+
+def _first_findings(findings: tuple[object, ...], limit: int = 3) -> str:
+    shown = "; ".join(str(getattr(f, "message", f)) for f in findings[:limit])
+    more = f"; ... ({len(findings) - limit} more)" if len(findings) > limit else ""
+    return shown + more
+
+
+class PortingWarning(UserWarning):
+    """The drop-in pass (``check="warn"``) found partitions whose q/dq nodes miss their values.
+
+    ``findings`` holds the :class:`portmeta.check.Finding` records; the message gives their
+    count and the first ones.
+
+    Example
+    -------
+    >>> w = PortingWarning(("f1", "f2"))
+    >>> w.findings, str(w)
+    (('f1', 'f2'), 'portmeta check: 2 findings: f1; f2')
+    """
+
+    def __init__(self, findings: tuple[object, ...]) -> None:
+        self.findings = tuple(findings)
+        n = len(self.findings)
+        super().__init__(
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}: {_first_findings(self.findings)}"
+        )
+
+
+class PortingCheckError(PortmetaError):
+    """The drop-in pass (``check="raise"``) found partitions whose q/dq nodes miss their values.
+
+    Raised before anything is written; ``findings`` holds the
+    :class:`portmeta.check.Finding` records.
+
+    Example
+    -------
+    >>> e = PortingCheckError(("f1",))
+    >>> e.findings, str(e)
+    (('f1',), 'portmeta check: 1 finding, nothing written: f1')
+    """
+
+    def __init__(self, findings: tuple[object, ...]) -> None:
+        self.findings = tuple(findings)
+        n = len(self.findings)
+        super().__init__(
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}, nothing written: "
+            f"{_first_findings(self.findings)}"
+        )
