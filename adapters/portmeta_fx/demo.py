@@ -39,6 +39,7 @@ import torch.fx  # noqa: E402
 
 import portmeta  # noqa: E402
 from portmeta._io import atomic_write_text  # noqa: E402
+from portmeta._text import short_value  # noqa: E402
 from portmeta.draw import render, to_dot  # noqa: E402
 from portmeta.report import format_diagnostics, format_table, summary  # noqa: E402
 
@@ -103,7 +104,7 @@ def _meta(node: torch.fx.Node, key: str) -> Any:
 
 
 def _show(value: Any) -> str:
-    return "(absent)" if value is _MISSING else repr(value)[:60]
+    return "(absent)" if value is _MISSING else short_value(value, 60, trace=False)
 
 
 def compare(ours: torch.fx.GraphModule, theirs: torch.fx.GraphModule) -> tuple[int, list[str]]:
