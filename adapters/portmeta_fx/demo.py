@@ -39,9 +39,8 @@ import torch.fx  # noqa: E402
 
 import portmeta  # noqa: E402
 from portmeta._io import atomic_write_text  # noqa: E402
-from portmeta._text import short_value  # noqa: E402
 from portmeta.draw import render, to_dot  # noqa: E402
-from portmeta.report import format_diagnostics, format_table, summary  # noqa: E402
+from portmeta.report import format_diagnostics, format_table, short_value, summary  # noqa: E402
 
 from .passes import patch_convert_pt2e  # noqa: E402
 from .quantizer import TaggingQuantizer  # noqa: E402

@@ -63,7 +63,9 @@ def test_upstream_list_is_what_the_profiles_hold() -> None:
     assert {t.name for t in portmeta.LEGACY_TORCH_AO.view_ops} == names | {"aten.transpose.Dimname"}
 
 
-@pytest.mark.parametrize("profile", [portmeta.TORCHAO, portmeta.LEGACY_TORCH_AO], ids=str)
+@pytest.mark.parametrize(
+    "profile", [portmeta.TORCHAO, portmeta.LEGACY_TORCH_AO], ids=["torchao", "legacy"]
+)
 @pytest.mark.parametrize("op", VIEW_OPS, ids=str)
 def test_each_view_op_passes_the_weight_metadata_on(op: Any, profile: portmeta.Profile) -> None:
     ours, theirs = _weight_through(op), _weight_through(op)
