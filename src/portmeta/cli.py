@@ -30,10 +30,10 @@ from . import __version__
 from ._io import atomic_write_text, read_json
 from .diff import diff_plans, format_diff
 from .draw import FORMATS, write_drawing
-from .errors import PlanError, PortmetaError, UnknownNodeError
+from .errors import GraphFormatError, PlanError, PortmetaError, UnknownNodeError
 from .explain import explain
 from .graph import GRAPH_FORMAT, Snapshot, fingerprint, graph_from_dict, load_graph
-from .plan import Plan, plan
+from .plan import PLAN_FORMAT, Plan, plan
 from .profiles import PROFILES, Profile, get_profile
 from .report import format_diagnostics, format_table, summary
 
@@ -170,7 +170,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _load_plan_or_graph(path: str, args: argparse.Namespace) -> Plan:
     """A plan file as it is, or a graph file planned now (saying so on stderr)."""
     data = read_json(path)
-    if not (isinstance(data, dict) and data.get("format") == GRAPH_FORMAT):
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if fmt not in (PLAN_FORMAT, GRAPH_FORMAT):
+        raise GraphFormatError(
+            f"not a portmeta plan or graph file (format is {fmt!r}, expected "
+            f"{PLAN_FORMAT!r} or {GRAPH_FORMAT!r})",
+            path,
+        )
+    if fmt == PLAN_FORMAT:
         return Plan.from_dict(data, source=path)
     graph = graph_from_dict(data, source=path)
     profile = _profile(args)

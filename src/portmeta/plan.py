@@ -444,8 +444,9 @@ def _resolve(
                     Severity.INFO,
                     copy.target,
                     f"{copy.rule.value} write from {copy.source!r} replaces {key!r} on "
-                    f"{copy.target!r} ({short_value(previous.value, trace=False)} from {previous.origin!r} "
-                    f"becomes {short_value(cell.value, trace=False)} from {cell.origin!r})",
+                    f"{copy.target!r} ({short_value(previous.value, trace=False)} from "
+                    f"{previous.origin!r} becomes {short_value(cell.value, trace=False)} from "
+                    f"{cell.origin!r})",
                     copy.rule,
                     (previous.origin, cell.origin),
                 )

@@ -219,7 +219,7 @@ def test_diff_of_graph_files_plans_them_and_says_so(tmp_path: Path) -> None:
     portmeta.dump_graph(broken_graph(), broken)
     r = run("diff", str(a), str(broken))
     assert r.returncode == 0, r.stderr
-    assert "diagnostic only in B: error error at lin: no choose_qparams node" in r.stdout
+    assert "diagnostic only in B: error at lin: no choose_qparams node" in r.stdout
 
 
 def test_diff_of_a_file_that_is_neither_plan_nor_graph(tmp_path: Path) -> None:
@@ -228,7 +228,10 @@ def test_diff_of_a_file_that_is_neither_plan_nor_graph(tmp_path: Path) -> None:
     before = snapshot_dir(tmp_path)
     r = run("diff", str(other), str(other))
     assert_clean_failure(r, [str(other)], tmp_path, before)
-    assert "not a portmeta plan file" in r.stderr
+    assert r.stderr == (
+        f"portmeta: error: {other}: not a portmeta plan or graph file (format is "
+        "'something.else', expected 'portmeta.plan' or 'portmeta.graph')\n"
+    )
 
 
 def test_diff_changed_value(tmp_path: Path) -> None:
