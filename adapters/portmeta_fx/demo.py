@@ -42,7 +42,7 @@ from portmeta._io import atomic_write_text  # noqa: E402
 from portmeta.check import check, format_findings  # noqa: E402
 from portmeta.check import summary as check_summary  # noqa: E402
 from portmeta.draw import render, to_dot  # noqa: E402
-from portmeta.report import format_diagnostics, format_table, summary  # noqa: E402
+from portmeta.report import format_diagnostics, format_table, short_value, summary  # noqa: E402
 
 from .passes import patch_convert_pt2e  # noqa: E402
 from .quantizer import TaggingQuantizer  # noqa: E402
@@ -105,7 +105,7 @@ def _meta(node: torch.fx.Node, key: str) -> Any:
 
 
 def _show(value: Any) -> str:
-    return "(absent)" if value is _MISSING else repr(value)[:60]
+    return "(absent)" if value is _MISSING else short_value(value, 60, trace=False)
 
 
 def compare(ours: torch.fx.GraphModule, theirs: torch.fx.GraphModule) -> tuple[int, list[str]]:

@@ -18,13 +18,19 @@ Example
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
+
+from ._text import did_you_mean
 
 __all__ = [
     "PortmetaError",
     "GraphFormatError",
     "GraphBuildError",
+    "CodecError",
     "ProfileError",
+    "OptionError",
     "UnknownNodeError",
+    "RenderError",
     "StalePlanError",
     "PlanError",
     "NoChooseQParamsError",
@@ -80,6 +86,19 @@ class GraphBuildError(PortmetaError, ValueError):
     """
 
 
+class CodecError(PortmetaError, ValueError):
+    """An encoded value in a saved file is not one :func:`portmeta.codec.decode` can read.
+
+    Example
+    -------
+    >>> from portmeta.codec import decode
+    >>> decode({"$nope": 1})
+    Traceback (most recent call last):
+    ...
+    portmeta.errors.CodecError: unknown encoded value {'$nope': 1}
+    """
+
+
 class ProfileError(PortmetaError, ValueError):
     """A profile is unknown or does not fit the graph it is used with.
 
@@ -90,18 +109,47 @@ class ProfileError(PortmetaError, ValueError):
     """
 
 
-class UnknownNodeError(PortmetaError, LookupError):
-    """A node name asked for is not in the graph.
+class OptionError(PortmetaError, ValueError):
+    """An argument of a portmeta function has a value it does not accept.
 
     Example
     -------
-    >>> print(UnknownNodeError("conv", "g.json"))
-    no node named 'conv' in g.json
+    >>> isinstance(OptionError("errors must be 'raise' or 'collect'"), ValueError)
+    True
     """
 
-    def __init__(self, node: str, where: str = "the graph") -> None:
+
+class UnknownNodeError(PortmetaError, LookupError):
+    """A node name asked for is not in the graph.
+
+    Parameters
+    ----------
+    node:
+        The name asked for.
+    where:
+        What was searched (a file name, or "the graph").
+    known:
+        The names that do exist; up to three that look like ``node`` are suggested.
+
+    Example
+    -------
+    >>> print(UnknownNodeError("conv", "g.json", known=["conv2d", "relu"]))
+    no node named 'conv' in g.json (did you mean 'conv2d'?)
+    """
+
+    def __init__(self, node: str, where: str = "the graph", known: Iterable[str] = ()) -> None:
         self.node = node
-        super().__init__(f"no node named {node!r} in {where}")
+        super().__init__(f"no node named {node!r} in {where}{did_you_mean(node, known)}")
+
+
+class RenderError(PortmetaError):
+    """Graphviz is missing or failed, or a picture's output format is not supported.
+
+    Example
+    -------
+    >>> isinstance(RenderError("dot not found"), PortmetaError)
+    True
+    """
 
 
 class StalePlanError(PortmetaError):
