@@ -8,7 +8,7 @@ Run it as ``portmeta demo [--out DIR] [--dynamic]`` (or ``python -m portmeta_fx.
    torchao's ``prepare_pt2e``;
 3. ``convert_pt2e`` with portmeta's pass swapped in, keeping the snapshot of the converted graph
    right before porting;
-4. print the plan (a table and a summary line);
+4. print the plan (a table and a summary line) and the summary line of ``portmeta check``;
 5. convert an identical prepared model (same seeds) with torchao's own pass and compare every
    node's ``stack_trace`` and ``quantization_tag``: exit 1 if they differ;
 6. write ``DIR/graph.json`` (snapshot before porting), ``DIR/plan.json``, ``DIR/plan.dot`` and
@@ -39,8 +39,10 @@ import torch.fx  # noqa: E402
 
 import portmeta  # noqa: E402
 from portmeta._io import atomic_write_text  # noqa: E402
+from portmeta.check import check, format_findings  # noqa: E402
+from portmeta.check import summary as check_summary  # noqa: E402
 from portmeta.draw import render, to_dot  # noqa: E402
-from portmeta.report import format_diagnostics, format_table, summary  # noqa: E402
+from portmeta.report import format_diagnostics, format_table, short_value, summary  # noqa: E402
 
 from .passes import patch_convert_pt2e  # noqa: E402
 from .quantizer import TaggingQuantizer  # noqa: E402
@@ -103,7 +105,7 @@ def _meta(node: torch.fx.Node, key: str) -> Any:
 
 
 def _show(value: Any) -> str:
-    return "(absent)" if value is _MISSING else repr(value)[:60]
+    return "(absent)" if value is _MISSING else short_value(value, 60, trace=False)
 
 
 def compare(ours: torch.fx.GraphModule, theirs: torch.fx.GraphModule) -> tuple[int, list[str]]:
@@ -126,6 +128,14 @@ def compare(ours: torch.fx.GraphModule, theirs: torch.fx.GraphModule) -> tuple[i
             if va is _MISSING or vb is _MISSING or va != vb:
                 problems.append(f"{name}.{key}: portmeta {_show(va)} vs torchao {_show(vb)}")
     return len(a), problems
+
+
+def _print_check(snapshot: Any, plan: portmeta.Plan) -> None:
+    """The summary line of :func:`portmeta.check` (and the findings, if there are any)."""
+    found = check(snapshot, plan=plan)
+    if found:
+        print(format_findings(found))
+    print(f"portmeta check: {check_summary(found)}")
 
 
 def run(out: Path, dynamic: bool) -> int:
@@ -161,6 +171,7 @@ def run(out: Path, dynamic: bool) -> int:
         print(diags)
     print()
     print(summary(snapshot, plan))
+    _print_check(snapshot, plan)
 
     count, problems = compare(ours, theirs)
     if problems:

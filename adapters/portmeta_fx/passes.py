@@ -12,6 +12,13 @@ Error mapping
 * every other :class:`~portmeta.PlanError` propagates unchanged: they already subclass
   ``ValueError``, ``IndexError`` or ``StopIteration`` like upstream's failure.
 
+Check
+-----
+``PortNodeMetaForQDQ(check="warn")`` runs :func:`portmeta.check` on every call and issues one
+:class:`portmeta.PortingWarning` when it finds partitions whose q/dq nodes end without their
+values; ``check="raise"`` raises :class:`portmeta.PortingCheckError` instead, before writing
+anything. ``last_findings`` holds the last call's findings. The check never changes the writes.
+
 Example
 -------
 >>> import torch
@@ -24,6 +31,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -34,6 +42,7 @@ from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
 import portmeta
 from portmeta._gc import without_gc
+from portmeta.check import Finding, check_writes
 from portmeta.graph import Snapshot
 from portmeta.plan import plan_writes
 
@@ -90,6 +99,11 @@ class PortNodeMetaForQDQ(PassBase):
     errors:
         ``"raise"`` (upstream's behaviour) or ``"collect"``: annotated nodes whose rules fail
         are skipped and reported in ``last_plan.errors`` instead.
+    check:
+        ``"off"`` (default, upstream's behaviour), ``"warn"`` (one
+        :class:`portmeta.PortingWarning` per call with findings: their count and the first
+        ones) or ``"raise"`` (:class:`portmeta.PortingCheckError` before anything is written).
+        See :func:`portmeta.check`; the writes are the same whatever the setting.
 
     Attributes
     ----------
@@ -99,6 +113,9 @@ class PortNodeMetaForQDQ(PassBase):
     last_snapshot:
         The snapshot that plan was made from: the graph before porting (save it with
         :func:`portmeta.dump_graph` for torch-free inspection).
+    last_findings:
+        With ``check`` on, the :class:`portmeta.Finding` records of the last call (also when
+        it raised :class:`portmeta.PortingCheckError`); ``None`` otherwise.
 
     Example
     -------
@@ -115,10 +132,15 @@ class PortNodeMetaForQDQ(PassBase):
         profile: portmeta.Profile = portmeta.TORCHAO,
         keys: Sequence[str] | None = None,
         errors: Literal["raise", "collect"] = "raise",
+        check: Literal["off", "warn", "raise"] = "off",
     ) -> None:
         super().__init__()
         if errors not in ("raise", "collect"):
             raise portmeta.OptionError(f"errors must be 'raise' or 'collect', got {errors!r}")
+        if check not in ("off", "warn", "raise"):
+            raise portmeta.OptionError(f"check must be 'off', 'warn' or 'raise', got {check!r}")
+        self.check: Literal["off", "warn", "raise"] = check
+        self._findings: tuple[_Writes | None, tuple[Finding, ...] | None] = (None, None)
         self.profile = resolve_profile(profile, keys)
         self.errors: Literal["raise", "collect"] = errors
         self._snapshot: Snapshot | None = None
@@ -175,6 +197,26 @@ class PortNodeMetaForQDQ(PassBase):
         writes, _ = self._writes(graph_module)
         return self._assemble_plan(writes)
 
+    @property
+    def last_findings(self) -> tuple[Finding, ...] | None:
+        """With ``check`` on, the findings of the last call (``None`` before it, when it raised
+        a planning error, or with ``check="off"``)."""
+        writes, found = self._findings
+        return found if writes is not None and writes is self._writes_made else None
+
+    def _check(self, stacklevel: int) -> None:
+        """With ``check`` on: find, remember, and warn about or raise on the last writes."""
+        if self.check == "off" or self._snapshot is None or self._writes_made is None:
+            return
+        deltas, diagnostics = self._writes_made
+        found = check_writes(self._snapshot, deltas, diagnostics, self.profile)
+        self._findings = (self._writes_made, found)
+        if not found:
+            return
+        if self.check == "raise":
+            raise portmeta.PortingCheckError(found)
+        warnings.warn(portmeta.PortingWarning(found), stacklevel=stacklevel)
+
     @without_gc
     def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
         """Port the metadata in place; returns ``PassResult(graph_module, True)`` like upstream.
@@ -182,6 +224,7 @@ class PortNodeMetaForQDQ(PassBase):
         Raises where upstream raises (see the module docstring), having written nothing.
         """
         (deltas, _), nodes = self._writes(graph_module)
+        self._check(stacklevel=5)
         write_deltas(deltas, nodes)
         return PassResult(graph_module, True)
 
@@ -191,12 +234,13 @@ def patch_convert_pt2e(
     profile: portmeta.Profile = portmeta.TORCHAO,
     keys: Sequence[str] | None = None,
     errors: Literal["raise", "collect"] = "raise",
+    check: Literal["off", "warn", "raise"] = "off",
 ) -> Iterator[list[PortNodeMetaForQDQ]]:
     """Make torchao's ``convert_pt2e`` run portmeta's pass instead of its own, for a while.
 
     Swaps ``torchao.quantization.pt2e.quantize_pt2e.PortNodeMetaForQDQ`` (which ``convert_pt2e``
     looks up by name and calls with no arguments) for a factory of :class:`PortNodeMetaForQDQ`
-    with the given ``profile`` / ``keys`` / ``errors``, and restores the original on exit, also
+    with the given ``profile`` / ``keys`` / ``errors`` / ``check``, and restores the original on exit, also
     when the block raises. Yields the list of passes created inside the block (their
     ``last_plan`` tells what each conversion wrote).
 
@@ -219,9 +263,9 @@ def patch_convert_pt2e(
         if args or kwargs:
             raise TypeError(
                 "the patched PortNodeMetaForQDQ takes no arguments "
-                "(pass profile/keys/errors to patch_convert_pt2e)"
+                "(pass profile/keys/errors/check to patch_convert_pt2e)"
             )
-        instance = PortNodeMetaForQDQ(profile, keys, errors)
+        instance = PortNodeMetaForQDQ(profile, keys, errors, check)
         created.append(instance)
         return instance
 

@@ -16,6 +16,7 @@ Example
 {'dq': {'quantization_tag': 'P0'}}
 """
 
+from .check import Finding, check
 from .errors import (
     AnnotationAttributeError,
     AnnotationTypeError,
@@ -31,6 +32,8 @@ from .errors import (
     NotANodeInputError,
     NoUserError,
     PlanError,
+    PortingCheckError,
+    PortingWarning,
     PortmetaError,
     ProfileError,
     ScaleWithoutUsersError,
@@ -129,4 +132,9 @@ __all__ = [
     "StalePlanError",
     "UnknownNodeError",
     "UpstreamInternalError",
+    # check
+    "Finding",
+    "check",
+    "PortingCheckError",
+    "PortingWarning",
 ]

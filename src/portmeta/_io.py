@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import GraphFormatError
 
-__all__ = ["atomic_write_text", "read_json"]
+__all__ = ["atomic_write_text", "read_json", "json_error"]
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str | bytes) -> None:
@@ -40,6 +40,24 @@ def _umask() -> int:
     return mask
 
 
+def json_error(exc: json.JSONDecodeError) -> str:
+    """The problem of a JSON parse failure in one phrase, with its line and column.
+
+    Some of Python's messages end with "at" ("Unterminated string starting at"); the
+    position then follows it instead of a second "at".
+
+    Example
+    -------
+    >>> try:
+    ...     json.loads('{"a": "b')
+    ... except json.JSONDecodeError as exc:
+    ...     print(json_error(exc))
+    not valid JSON: Unterminated string starting at line 1 column 7
+    """
+    msg = exc.msg[: -len(" at")] if exc.msg.endswith(" at") else exc.msg
+    return f"not valid JSON: {msg} at line {exc.lineno} column {exc.colno}"
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON document, turning every way it can fail into :class:`GraphFormatError`."""
     source = str(path)
@@ -60,8 +78,6 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise GraphFormatError(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source
-        ) from None
+        raise GraphFormatError(json_error(exc), source) from None
     except RecursionError:
         raise GraphFormatError("JSON is nested too deeply", source) from None

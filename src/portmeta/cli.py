@@ -1,9 +1,9 @@
-"""The ``portmeta`` command line: plan, explain, diff and draw saved graphs; run the demo.
+"""The ``portmeta`` command line: plan, explain, diff, draw and check saved graphs; run the demo.
 
 Everything here works on saved files and never imports torch; ``portmeta demo`` runs the torch
 side (:mod:`portmeta_fx.demo`) in a subprocess. Exit status: 0 on success, 2 on bad input
-(a message on stderr names the file and the problem), 1 when the demo's check fails or when
-``portmeta diff --exit-code`` finds differences.
+(a message on stderr names the file and the problem), 1 when the demo's check fails, when
+``portmeta diff --exit-code`` finds differences or when ``portmeta check`` finds something.
 
 Example
 -------
@@ -27,19 +27,24 @@ from typing import Literal, NoReturn
 import attrs
 
 from . import __version__
-from ._io import atomic_write_text
+from ._io import atomic_write_text, read_json
+from .check import check, findings_to_json, format_findings
+from .check import summary as check_summary
 from .diff import diff_plans, format_diff
-from .draw import write_drawing
-from .errors import PlanError, PortmetaError, UnknownNodeError
+from .draw import FORMATS, write_drawing
+from .errors import GraphFormatError, PlanError, PortmetaError, UnknownNodeError
 from .explain import explain
-from .graph import Snapshot, fingerprint, load_graph
-from .plan import Plan, plan
+from .graph import GRAPH_FORMAT, Snapshot, fingerprint, graph_from_dict, load_graph
+from .plan import PLAN_FORMAT, Plan, plan
 from .profiles import PROFILES, Profile, get_profile
 from .report import format_diagnostics, format_table, summary
 
 __all__ = ["main", "build_parser", "CliError"]
 
 PROG = "portmeta"
+
+#: The picture formats ``portmeta draw -o`` accepts, as the help shows them.
+_SUFFIXES = ", ".join(FORMATS)
 
 
 class CliError(Exception):
@@ -153,20 +158,42 @@ def cmd_explain(args: argparse.Namespace) -> int:
     profile = _profile(args)
     graph = load_graph(args.graph)
     if args.node not in graph:
-        raise UnknownNodeError(args.node, args.graph)
+        raise UnknownNodeError(args.node, args.graph, known=graph)
     try:
         text = explain(graph, args.node, profile=profile)
     except UnknownNodeError:
-        raise UnknownNodeError(args.node, args.graph) from None
+        raise UnknownNodeError(args.node, args.graph, known=graph) from None
     except PortmetaError as exc:
         raise CliError(f"{args.graph}: {exc}") from None
     _print(text)
     return 0
 
 
+def _load_plan_or_graph(path: str, args: argparse.Namespace) -> Plan:
+    """A plan file as it is, or a graph file planned now (saying so on stderr)."""
+    data = read_json(path)
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if fmt not in (PLAN_FORMAT, GRAPH_FORMAT):
+        raise GraphFormatError(
+            f"not a portmeta plan or graph file (format is {fmt!r}, expected "
+            f"{PLAN_FORMAT!r} or {GRAPH_FORMAT!r})",
+            path,
+        )
+    if fmt == PLAN_FORMAT:
+        return Plan.from_dict(data, source=path)
+    graph = graph_from_dict(data, source=path)
+    profile = _profile(args)
+    print(
+        f"{PROG}: note: {path} is a graph file; comparing the plan made from it now "
+        f"(profile {profile.name}, --errors collect)",
+        file=sys.stderr,
+    )
+    return _plan_graph(path, graph, profile, "collect")
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
-    a = Plan.load(args.plan_a)
-    b = Plan.load(args.plan_b)
+    a = _load_plan_or_graph(args.plan_a, args)
+    b = _load_plan_or_graph(args.plan_b, args)
     d = diff_plans(a, b)
     if args.json:
         _print(json.dumps(d.to_dict(), indent=1))
@@ -199,6 +226,73 @@ def cmd_draw(args: argparse.Namespace) -> int:
         raise CliError(text if args.output in text else f"{args.output}: {text}") from None
     print(f"wrote {args.output} ({fmt})", file=sys.stderr)
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``portmeta check``: the findings of :func:`portmeta.check`; exit 1 when there are any."""
+    graph = load_graph(args.graph)
+    if args.plan:
+        p = Plan.load(args.plan)
+        if p.fingerprint != fingerprint(graph):
+            print(
+                f"{PROG}: note: {args.plan} was planned from a different snapshot than "
+                f"{args.graph} (fine for a snapshot taken after porting); checking it anyway",
+                file=sys.stderr,
+            )
+    else:
+        p = _plan_graph(args.graph, graph, _profile(args), "collect")
+    try:
+        found = check(graph, plan=p)
+    except UnknownNodeError as exc:
+        raise CliError(f"{args.plan}: {exc}") from None
+    except PortmetaError as exc:
+        raise CliError(f"{args.graph}: {exc}") from None
+    if args.format == "json":
+        _print(findings_to_json(found))
+    else:
+        if found:
+            _print(format_findings(found) + "\n\n")
+        _print(check_summary(found, graph))
+    return 1 if found else 0
+
+
+def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "check",
+        help="find q/dq nodes the pass leaves without their partition's values",
+        description="Find where the porting rules leave a partition's quantize / dequantize / "
+        "choose_qparams nodes without the values of the annotated node they belong to "
+        "(unported_input, unported_output), or with the values of an annotated node whose "
+        "q/dq chain they are not on (foreign_write). Works on a snapshot taken before or after "
+        "porting.",
+        formatter_class=_formatter,
+        epilog=_epilog(
+            """
+            examples:
+              portmeta check graph.json
+              portmeta check graph.json --plan plan.json --format json
+
+            output (a table, each finding's message, then a summary line):
+              node  kind            anchor  cause      keys
+              ----  --------------  ------  ---------  ----------------
+              dq_1  unported_input  cat     container  quantization_tag
+
+            exit status: 0 no findings, 1 findings, 2 bad input
+            """
+        ),
+    )
+    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
+    p.add_argument(
+        "--plan", metavar="PLAN.json", help="plan to check with (default: plan the graph now)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="a table and a summary line (text, default) or a JSON document (json)",
+    )
+    _add_profile_options(p)
+    p.set_defaults(func=cmd_check)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -239,17 +333,17 @@ def _find_spec(name: str) -> object | None:
 # --------------------------------------------------------------------------- parser
 
 
-def _add_profile_options(p: argparse.ArgumentParser) -> None:
+def _add_profile_options(p: argparse.ArgumentParser, scope: str = "") -> None:
     p.add_argument(
         "--profile",
         metavar="{" + ",".join(PROFILES) + "}",
         default="torchao",
-        help="upstream version to reproduce (default: torchao)",
+        help=f"{scope}upstream version to reproduce (default: torchao)",
     )
     p.add_argument(
         "--keys",
         metavar="K1,K2",
-        help="comma-separated metadata keys to copy, replacing the profile's list "
+        help=f"{scope}comma-separated metadata keys to copy, replacing the profile's list "
         "(default: stack_trace,quantization_tag)",
     )
 
@@ -269,9 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
               portmeta explain portmeta-out/graph.json dequantize_per_tensor_default
               portmeta diff a.json b.json
               portmeta draw portmeta-out/graph.json -o plan.svg
+              portmeta check portmeta-out/graph.json  # q/dq nodes left without their values
 
             exit status: 0 success, 1 demo check failed (or diff --exit-code found
-            differences), 2 bad input (message on stderr names the file and the problem)
+            differences, or check found something), 2 bad input (message on stderr names the file and the problem)
             """
         ),
     )
@@ -336,9 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "diff",
-        help="compare two plans",
-        description="Compare two plan files by their final state: writes only in A, only in B, "
-        "(node, key) pairs whose final value, source or rule differ, and diagnostics.",
+        help="compare two plans (or the plans of two graphs)",
+        description="Compare two plans by their final state: writes only in A, only in B, "
+        "(node, key) pairs whose final value, source or rule differ, and diagnostics. A and B "
+        "are plan files (portmeta plan -o) or graph files; a graph is planned now, with "
+        "--profile and --keys and with errors collected (a note on stderr says so).",
         formatter_class=_formatter,
         epilog=_epilog(
             """
@@ -348,13 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
               portmeta diff a.json b.json
               note: profiles differ: torchao vs legacy
               plans agree
+              portmeta diff before/graph.json after/graph.json   # graphs: planned now
 
             exit status 0 whether or not the plans agree (1 on differences with --exit-code)
             """
         ),
     )
-    p.add_argument("plan_a", metavar="PLAN_A.json")
-    p.add_argument("plan_b", metavar="PLAN_B.json")
+    p.add_argument("plan_a", metavar="A.json", help="plan file, or graph file (planned now)")
+    p.add_argument("plan_b", metavar="B.json", help="plan file, or graph file (planned now)")
+    _add_profile_options(p, "for graph files: ")
     p.add_argument("--json", action="store_true", help="print the differences as JSON")
     p.add_argument(
         "--exit-code", action="store_true", help="exit with status 1 when the plans differ"
@@ -363,10 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "draw",
-        help="draw a graph and its plan (.svg, .png or .dot)",
-        description="Draw the graph with each written node colored by rule, annotated nodes "
-        "marked and a dashed metadata-flow arrow from each source to its targets. The format "
-        "follows the extension of -o: .svg and .png need Graphviz 'dot'; .dot does not.",
+        help=f"draw a graph and its plan ({_SUFFIXES})",
+        description="Draw the graph with each written node colored by rule and labelled with "
+        "the values the plan leaves on it, annotated nodes marked and a dashed metadata-flow "
+        "arrow from each source to its targets. The format follows the extension of -o: .svg "
+        "and .png need Graphviz 'dot'; .dot and .gv (DOT text) do not.",
         formatter_class=_formatter,
         epilog=_epilog(
             """
@@ -374,14 +474,17 @@ def build_parser() -> argparse.ArgumentParser:
               portmeta draw graph.json -o plan.svg
               portmeta draw graph.json --plan plan.json -o plan.png
               portmeta draw graph.json --profile legacy -o plan.dot
+              portmeta draw graph.json -o plan.gv
             """
         ),
     )
     p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
     p.add_argument("--plan", metavar="PLAN.json", help="plan to draw (default: plan the graph now)")
     _add_profile_options(p)
-    p.add_argument("-o", "--output", metavar="FILE", required=True, help=".svg, .png or .dot")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help=_SUFFIXES)
     p.set_defaults(func=cmd_draw)
+
+    _add_check_parser(sub)
 
     p = sub.add_parser(
         "demo",

@@ -29,13 +29,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._text import short_value
+from .errors import CodecError
 from .records import NodeRef, Opaque
 
 __all__ = ["encode", "decode", "CodecError", "opaque_of"]
-
-
-class CodecError(ValueError):
-    """Raised by :func:`decode` on JSON that is not a valid encoded value."""
 
 
 def opaque_of(value: Any) -> Opaque:
@@ -126,10 +124,5 @@ def decode(data: Any) -> Any:
             text, type_name = data["$opaque"], data["type"]
             if isinstance(text, str) and isinstance(type_name, str):
                 return Opaque(type_name, text)
-        raise CodecError(f"unknown encoded value {_short(data)}")
-    raise CodecError(f"unexpected JSON value {_short(data)}")
-
-
-def _short(data: Any, limit: int = 80) -> str:
-    text = repr(data)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        raise CodecError(f"unknown encoded value {short_value(data, 80, trace=False)}")
+    raise CodecError(f"unexpected JSON value {short_value(data, 80, trace=False)}")

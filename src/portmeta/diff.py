@@ -190,10 +190,10 @@ def format_diff(d: PlanDiff, name_a: str = "A", name_b: str = "B") -> str:
             f"differs ({', '.join(c.fields)}): {c.target}.{c.key}: "
             f"{name_a} {w(c.a)} | {name_b} {w(c.b)}"
         )
-    for k in d.diagnostics_only_a:
-        lines.append(f"diagnostic only in {name_a}: {k[1]} {k[0]} at {k[2]}: {k[3]}")
-    for k in d.diagnostics_only_b:
-        lines.append(f"diagnostic only in {name_b}: {k[1]} {k[0]} at {k[2]}: {k[3]}")
+    for name, keys in ((name_a, d.diagnostics_only_a), (name_b, d.diagnostics_only_b)):
+        for kind, severity, node, message in keys:
+            what = severity if kind == severity else f"{severity} {kind}"
+            lines.append(f"diagnostic only in {name}: {what} at {node}: {message}")
     for note in d.notes:
         lines.append(f"note: {note}")
     if d.agree:

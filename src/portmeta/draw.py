@@ -1,7 +1,8 @@
 """A picture of a plan: Graphviz DOT text, rendered to SVG or PNG by the ``dot`` program.
 
 :func:`to_dot` is pure: the graph's nodes and data edges (solid, grey), each written node filled
-with the color of the rule that wrote it (striped when several rules did), annotated nodes drawn
+with the color of the rule that wrote it (striped when several rules did) and labelled with the
+values the plan leaves on it (``key = value``, the last write of each key), annotated nodes drawn
 with a double border and their tag, and one dashed, colored *metadata-flow* arrow per
 ``(source, target)`` pair, labelled with the rule and the keys copied. A legend explains the
 colors. :func:`render` runs Graphviz ``dot`` in a subprocess; :func:`write_drawing` picks the
@@ -15,8 +16,8 @@ Example
 >>> y = b.call("aten.relu.default", dq, name="relu", tag="P0"); b.annotate(y, inputs={x: static()})
 >>> b.output(y); g = b.build()
 >>> text = to_dot(g, plan(g))
->>> text.startswith("digraph portmeta {"), '"relu" -> "dq" [' in text
-(True, True)
+>>> text.startswith("digraph portmeta {"), '"relu" -> "dq" [' in text, "quantization_tag = 'P0'" in text
+(True, True, True)
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ._io import atomic_write_text
-from .errors import PortmetaError
+from ._text import short_value
+from .errors import RenderError
 from .graph import Snapshot, annotated_nodes, record
 from .plan import Plan
-from .report import short_target, short_value
+from .report import short_target
 from .rules import Rule, Severity
 
 __all__ = [
@@ -61,15 +63,8 @@ _RULE_TEXT: dict[Rule, str] = {
 #: File extensions :func:`write_drawing` understands, and the ``dot -T`` format of each.
 FORMATS: dict[str, str | None] = {".dot": None, ".gv": None, ".svg": "svg", ".png": "png"}
 
-
-class RenderError(PortmetaError):
-    """Graphviz is missing or failed, or the output format is not supported.
-
-    Example
-    -------
-    >>> isinstance(RenderError("dot not found"), PortmetaError)
-    True
-    """
+#: Longest rendering of a written value in a node's label.
+VALUE_WIDTH = 32
 
 
 def _q(text: str) -> str:
@@ -85,7 +80,9 @@ def to_dot(graph: Snapshot, p: Plan, *, title: str | None = None) -> str:
     """The DOT text of ``p`` drawn over ``graph`` (see the module docstring).
 
     Nodes the plan writes to but the graph lacks (a plan of another graph) are drawn too, with
-    a dashed border, so nothing the plan says is hidden.
+    a dashed border, so nothing the plan says is hidden. A written node shows the value each key
+    holds once the plan is applied (``key = value``, shortened as in ``portmeta plan``'s table),
+    so two plans of one graph that write different values draw differently.
     """
     written: dict[str, dict[Rule, None]] = {}
     for d in p.deltas:
@@ -93,6 +90,7 @@ def to_dot(graph: Snapshot, p: Plan, *, title: str | None = None) -> str:
     flows: dict[tuple[str, str], dict[Rule, dict[str, None]]] = {}
     for d in p.deltas:
         flows.setdefault((d.source, d.target), {}).setdefault(d.rule, {})[d.key] = None
+    final = p.final_state()
     flagged = {d.node: d.severity for d in p.diagnostics if d.severity is not Severity.INFO}
     annotated = set(annotated_nodes(graph))
 
@@ -111,7 +109,7 @@ def to_dot(graph: Snapshot, p: Plan, *, title: str | None = None) -> str:
         label = [name] if op == name else [name, op]
         kw: dict[str, str] = {}
         tag = record(graph, name).meta_dict().get("quantization_tag") if present else None
-        tag_text = f"[{tag}]" if isinstance(tag, str) else ""
+        tag_text = f"[{tag}]" if isinstance(tag, str) and name not in final else ""
         if present and name in annotated:
             label.append(f"annotated {tag_text}".rstrip())
             kw.update(peripheries="2", penwidth="1.6", color="#333333")
@@ -125,6 +123,8 @@ def to_dot(graph: Snapshot, p: Plan, *, title: str | None = None) -> str:
             kw["fillcolor"] = ":".join(RULE_COLORS[r][0] for r in rules)
         if rules:
             label.append("<- " + ", ".join(r.value for r in rules))
+        for key, value in final.get(name, {}).items():
+            label.append(f"{key} = {short_value(value, VALUE_WIDTH)}")
         if name in flagged:
             kw.update(color="#d00000", penwidth="2")
         if not present:
@@ -245,7 +245,7 @@ def write_drawing(
     if suffix not in FORMATS:
         raise RenderError(
             f"{os.fspath(path)}: unknown picture format {suffix or '(no extension)'!r}; "
-            "use .svg, .png or .dot"
+            f"use {', '.join(FORMATS)}"
         )
     text = to_dot(graph, p, title=title)
     fmt = FORMATS[suffix]
@@ -254,14 +254,3 @@ def write_drawing(
         return "dot"
     atomic_write_text(path, render(text, fmt))
     return fmt
-
-
-def describe_flow(p: Plan) -> list[str]:
-    """One line per metadata arrow, ``source -> target: rule (keys)`` (for text output)."""
-    seen: dict[tuple[str, str, Rule], dict[str, None]] = {}
-    for d in p.deltas:
-        seen.setdefault((d.source, d.target, d.rule), {})[d.key] = None
-    return [
-        f"{s} -> {t}: {r.value} ({', '.join(short_value(k) for k in keys)})"
-        for (s, t, r), keys in seen.items()
-    ]

@@ -18,13 +18,19 @@ Example
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
+
+from ._text import did_you_mean
 
 __all__ = [
     "PortmetaError",
     "GraphFormatError",
     "GraphBuildError",
+    "CodecError",
     "ProfileError",
+    "OptionError",
     "UnknownNodeError",
+    "RenderError",
     "StalePlanError",
     "PlanError",
     "NoChooseQParamsError",
@@ -80,6 +86,19 @@ class GraphBuildError(PortmetaError, ValueError):
     """
 
 
+class CodecError(PortmetaError, ValueError):
+    """An encoded value in a saved file is not one :func:`portmeta.codec.decode` can read.
+
+    Example
+    -------
+    >>> from portmeta.codec import decode
+    >>> decode({"$nope": 1})
+    Traceback (most recent call last):
+    ...
+    portmeta.errors.CodecError: unknown encoded value {'$nope': 1}
+    """
+
+
 class ProfileError(PortmetaError, ValueError):
     """A profile is unknown or does not fit the graph it is used with.
 
@@ -90,18 +109,47 @@ class ProfileError(PortmetaError, ValueError):
     """
 
 
-class UnknownNodeError(PortmetaError, LookupError):
-    """A node name asked for is not in the graph.
+class OptionError(PortmetaError, ValueError):
+    """An argument of a portmeta function has a value it does not accept.
 
     Example
     -------
-    >>> print(UnknownNodeError("conv", "g.json"))
-    no node named 'conv' in g.json
+    >>> isinstance(OptionError("errors must be 'raise' or 'collect'"), ValueError)
+    True
     """
 
-    def __init__(self, node: str, where: str = "the graph") -> None:
+
+class UnknownNodeError(PortmetaError, LookupError):
+    """A node name asked for is not in the graph.
+
+    Parameters
+    ----------
+    node:
+        The name asked for.
+    where:
+        What was searched (a file name, or "the graph").
+    known:
+        The names that do exist; up to three that look like ``node`` are suggested.
+
+    Example
+    -------
+    >>> print(UnknownNodeError("conv", "g.json", known=["conv2d", "relu"]))
+    no node named 'conv' in g.json (did you mean 'conv2d'?)
+    """
+
+    def __init__(self, node: str, where: str = "the graph", known: Iterable[str] = ()) -> None:
         self.node = node
-        super().__init__(f"no node named {node!r} in {where}")
+        super().__init__(f"no node named {node!r} in {where}{did_you_mean(node, known)}")
+
+
+class RenderError(PortmetaError):
+    """Graphviz is missing or failed, or a picture's output format is not supported.
+
+    Example
+    -------
+    >>> isinstance(RenderError("dot not found"), PortmetaError)
+    True
+    """
 
 
 class StalePlanError(PortmetaError):
@@ -392,4 +440,58 @@ class ScaleWithoutUsersError(PlanError, StopIteration):
             subject,
             f"scale node {subject!r} (for dynamic input of {node!r}) has no user; "
             "expected the dynamic quantize node",
+        )
+
+
+# --------------------------------------------------------------------------- portmeta.check
+
+__all__ += ["PortingWarning", "PortingCheckError"]
+
+
+def _first_findings(findings: tuple[object, ...], limit: int = 3) -> str:
+    shown = "; ".join(str(getattr(f, "message", f)) for f in findings[:limit])
+    more = f"; ... ({len(findings) - limit} more)" if len(findings) > limit else ""
+    return shown + more
+
+
+class PortingWarning(UserWarning):
+    """The drop-in pass (``check="warn"``) found partitions whose q/dq nodes miss their values.
+
+    ``findings`` holds the :class:`portmeta.check.Finding` records; the message gives their
+    count and the first ones.
+
+    Example
+    -------
+    >>> w = PortingWarning(("f1", "f2"))
+    >>> w.findings, str(w)
+    (('f1', 'f2'), 'portmeta check: 2 findings: f1; f2')
+    """
+
+    def __init__(self, findings: tuple[object, ...]) -> None:
+        self.findings = tuple(findings)
+        n = len(self.findings)
+        super().__init__(
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}: {_first_findings(self.findings)}"
+        )
+
+
+class PortingCheckError(PortmetaError):
+    """The drop-in pass (``check="raise"``) found partitions whose q/dq nodes miss their values.
+
+    Raised before anything is written; ``findings`` holds the
+    :class:`portmeta.check.Finding` records.
+
+    Example
+    -------
+    >>> e = PortingCheckError(("f1",))
+    >>> e.findings, str(e)
+    (('f1',), 'portmeta check: 1 finding, nothing written: f1')
+    """
+
+    def __init__(self, findings: tuple[object, ...]) -> None:
+        self.findings = tuple(findings)
+        n = len(self.findings)
+        super().__init__(
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}, nothing written: "
+            f"{_first_findings(self.findings)}"
         )

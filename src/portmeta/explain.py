@@ -16,6 +16,7 @@ node 'dq': call_function quantized_decomposed.dequantize_per_tensor.default (deq
 
 from __future__ import annotations
 
+from ._text import short_value
 from .errors import PlanError, UnknownNodeError
 from .graph import Snapshot, record, users
 from .plan import MetaDelta, Plan
@@ -87,7 +88,7 @@ def explain(
         ``node`` is not in the graph.
     """
     if node not in graph:
-        raise UnknownNodeError(node)
+        raise UnknownNodeError(node, known=graph)
     p = plan if plan is not None else make_plan(graph, profile, errors="collect")
     profile = p.profile
     rec = record(graph, node)
@@ -98,10 +99,10 @@ def explain(
     for key in profile.keys:
         writes = [d for d in received if d.key == key]
         if writes:
-            lines.append(f"  {key}: {_short(writes[-1].value)}")
+            lines.append(f"  {key}: {short_value(writes[-1].value, 60, trace=False)}")
             lines.extend(_describe(d, i, len(writes)) for i, d in enumerate(writes))
             continue
-        kept = f" (keeps its own {_short(own[key])})" if key in own else ""
+        kept = f" (keeps its own {short_value(own[key], 60, trace=False)})" if key in own else ""
         if received:
             sources = sorted({d.source for d in received})
             why = f"source {', '.join(map(repr, sources))} has no {key!r}"
@@ -128,11 +129,6 @@ def _describe(d: MetaDelta, index: int, count: int) -> str:
         f"    <- {d.source!r} by {d.rule.value} (annotated node {d.anchor!r}; "
         f"path {' -> '.join(d.path)}){via}{later}"
     )
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _why_not(graph: Snapshot, profile: Profile, node: str, p: Plan) -> list[str]:

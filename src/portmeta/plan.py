@@ -31,12 +31,13 @@ import attrs
 
 from . import codec
 from ._gc import without_gc
-from ._io import read_json
+from ._io import json_error, read_json
+from ._text import short_value
 from .errors import (
     GraphFormatError,
     MalformedAnnotationError,
+    OptionError,
     PlanError,
-    PortmetaError,
     ProfileError,
 )
 from .graph import (
@@ -81,16 +82,6 @@ PLAN_FORMAT = "portmeta.plan"
 #: Version 2 names the profile (version 1 wrote it out in full); both are read.
 PLAN_SCHEMA_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
-
-
-class OptionError(PortmetaError, ValueError):
-    """An argument of a portmeta function has a value it does not accept.
-
-    Example
-    -------
-    >>> isinstance(OptionError("errors must be 'raise' or 'collect'"), ValueError)
-    True
-    """
 
 
 @attrs.frozen(slots=True)
@@ -337,7 +328,7 @@ class Plan:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise GraphFormatError(f"not valid JSON: {exc.msg}", source) from None
+            raise GraphFormatError(json_error(exc), source) from None
         except RecursionError:
             raise GraphFormatError("JSON is nested too deeply", source) from None
         return cls.from_dict(data, source=source)
@@ -507,17 +498,13 @@ def _resolve(
                     Severity.INFO,
                     copy.target,
                     f"{copy.rule.value} write from {copy.source!r} replaces {key!r} on "
-                    f"{copy.target!r} ({_short(previous.value)} from {previous.origin!r} becomes "
-                    f"{_short(cell.value)} from {cell.origin!r})",
+                    f"{copy.target!r} ({short_value(previous.value, trace=False)} from "
+                    f"{previous.origin!r} becomes {short_value(cell.value, trace=False)} from "
+                    f"{cell.origin!r})",
                     copy.rule,
                     (previous.origin, cell.origin),
                 )
             )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @without_gc

@@ -439,10 +439,6 @@ class NodeRecord:
         """The recorded metadata as a new dict (key order kept)."""
         return dict(self.meta)
 
-    def kwargs_dict(self) -> dict[str, Any]:
-        """The keyword arguments as a new dict (order kept)."""
-        return dict(self.kwargs)
-
     def input_names(self) -> tuple[str, ...]:
         """Names of the nodes referenced by args and kwargs, first occurrence order, no repeats."""
         seen: dict[str, None] = {}
@@ -453,7 +449,3 @@ class NodeRecord:
                 for name in iter_node_refs(value):
                     seen.setdefault(name, None)
         return tuple(seen)
-
-    def first_arg(self) -> Any:
-        """``args[0]``; raises ``IndexError`` when there are no positional arguments."""
-        return self.args[0]

@@ -19,20 +19,16 @@ dq      dequantize_per_tensor  quantization_tag  'P0'   relu    static_input
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
+from ._text import short_value
 from .graph import Snapshot, annotated_nodes, record
 from .plan import Plan
-from .records import Opaque, TargetKind
+from .records import TargetKind
 from .rules import Rule
 
 __all__ = ["short_target", "short_value", "format_table", "format_diagnostics", "summary"]
-
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
-_LIBRARY = re.compile(r"[/\\](site-packages|dist-packages|torch|torchao)[/\\]")
 
 
 def short_target(graph: Snapshot, name: str) -> str:
@@ -58,40 +54,6 @@ def short_target(graph: Snapshot, name: str) -> str:
     if rec.target.kind is TargetKind.OVERLOAD and len(parts) >= 3:
         return parts[-2]
     return parts[-1]
-
-
-def short_value(value: Any, width: int = 40) -> str:
-    """A one-line, at most ``width`` characters, rendering of a metadata value.
-
-    A stack trace becomes the location of its innermost frame outside installed libraries
-    (``file:line in func``; the innermost frame when all are library frames); other values
-    are their ``repr`` with whitespace collapsed, cut in the middle when too long.
-
-    Example
-    -------
-    >>> short_value('File "/a/m.py", line 7, in forward\\n    x = self.conv(x)')
-    'm.py:7 in forward'
-    >>> short_value("x" * 60, width=12)
-    "'xxxx...xxx'"
-    """
-    if isinstance(value, str):
-        frames = _FRAME.findall(value)
-        if frames:
-            own = [f for f in frames if not _LIBRARY.search(f[0])]
-            path, line, func = (own or frames)[-1]
-            text = f"{path.replace(chr(92), '/').rsplit('/', 1)[-1]}:{line} in {func}"
-        else:
-            text = repr(value)
-    elif isinstance(value, Opaque):
-        text = value.text
-    else:
-        text = repr(value)
-    text = " ".join(text.split())
-    if len(text) > width:
-        keep = max(width - 3, 2)
-        head = (keep + 1) // 2
-        text = text[:head] + "..." + text[len(text) - (keep - head) :]
-    return text
 
 
 def _render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

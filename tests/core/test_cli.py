@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import portmeta
-from portmeta import cli
+from portmeta import cli, draw
 from portmeta.records import Target
-from portmeta.testing import GraphBuilder, dynamic, static
+from portmeta.testing import NOTHING, GraphBuilder, assert_ported, dynamic, static
 
 COMMANDS = ("plan", "explain", "diff", "draw", "demo")
 HAS_DOT = shutil.which("dot") is not None
@@ -194,6 +195,45 @@ def test_diff_identical_plans(tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stdout.strip() == "plans agree"
 
 
+def test_diff_of_graph_files_plans_them_and_says_so(tmp_path: Path) -> None:
+    a, b = tmp_path / "a_graph.json", tmp_path / "b_graph.json"
+    portmeta.dump_graph(affine_graph(), a)
+    portmeta.dump_graph(affine_graph(), b)
+    r = run("diff", str(a), str(b))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "plans agree"
+    assert r.stderr.splitlines() == [
+        f"portmeta: note: {p} is a graph file; comparing the plan made from it now "
+        "(profile torchao, --errors collect)"
+        for p in (a, b)
+    ]
+    # --profile applies to the graphs: the legacy pass does not know torchao's affine ops
+    plan_a = tmp_path / "a_plan.json"
+    assert run("plan", str(a), "-o", str(plan_a)).returncode == 0
+    r = run("diff", str(plan_a), str(b), "--profile", "legacy", "--exit-code")
+    assert r.returncode == 1, r.stderr
+    assert "only in A: dq.quantization_tag = 'P0' from relu (static_input)" in r.stdout
+    assert r.stderr.count("note:") == 1 and "profile legacy" in r.stderr
+    # a graph where upstream raises is diffed too: its error is a diagnostic
+    broken = tmp_path / "broken.json"
+    portmeta.dump_graph(broken_graph(), broken)
+    r = run("diff", str(a), str(broken))
+    assert r.returncode == 0, r.stderr
+    assert "diagnostic only in B: error at lin: no choose_qparams node" in r.stdout
+
+
+def test_diff_of_a_file_that_is_neither_plan_nor_graph(tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text('{"format": "something.else"}')
+    before = snapshot_dir(tmp_path)
+    r = run("diff", str(other), str(other))
+    assert_clean_failure(r, [str(other)], tmp_path, before)
+    assert r.stderr == (
+        f"portmeta: error: {other}: not a portmeta plan or graph file (format is "
+        "'something.else', expected 'portmeta.plan' or 'portmeta.graph')\n"
+    )
+
+
 def test_diff_changed_value(tmp_path: Path) -> None:
     a, _ = _plans(tmp_path, conv_graph())
     data = json.loads(a.read_text())
@@ -226,6 +266,74 @@ def test_draw_with_plan(graph_file: Path, tmp_path: Path) -> None:
     r = run("draw", str(graph_file), "--plan", str(plan_file), "-o", str(out))
     assert r.returncode == 0, r.stderr
     assert "portmeta plan (legacy)" in out.read_text()
+
+
+def _dot_label(text: str, node: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(f'  "{node}" [label="'):
+            return line.split('label="', 1)[1].split('"', 1)[0]
+    raise AssertionError(f"no node {node!r} in the drawing")
+
+
+def test_draw_shows_the_written_values_of_the_plan_it_is_given(
+    graph_file: Path, tmp_path: Path
+) -> None:
+    a = tmp_path / "a.json"
+    assert run("plan", str(graph_file), "-o", str(a)).returncode == 0
+    data = json.loads(a.read_text())
+    for d in data["deltas"]:
+        if d["target"] == "dq" and d["key"] == "quantization_tag":
+            d["value"] = "other_tag"
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(data))
+    out_a, out_b, out_now = tmp_path / "a.dot", tmp_path / "b.dot", tmp_path / "now.dot"
+    assert run("draw", str(graph_file), "--plan", str(a), "-o", str(out_a)).returncode == 0
+    assert run("draw", str(graph_file), "--plan", str(b), "-o", str(out_b)).returncode == 0
+    assert run("draw", str(graph_file), "-o", str(out_now)).returncode == 0
+    label_a = _dot_label(out_a.read_text(), "dq").split("\\n")
+    label_b = _dot_label(out_b.read_text(), "dq").split("\\n")
+    assert label_a == [
+        "dq",
+        "dequantize_per_tensor",
+        "<- static_input",
+        "stack_trace = model.py:7 in forward",
+        "quantization_tag = 'conv_0'",
+    ]
+    assert label_b == [*label_a[:-1], "quantization_tag = 'other_tag'"]
+    assert out_now.read_text() == out_a.read_text()
+    # a node the plan does not write keeps its recorded tag
+    assert _dot_label(out_b.read_text(), "weight").split("\\n") == [
+        "weight",
+        "get_attr",
+        "[conv_0]",
+    ]
+
+
+def _documented_draw_suffixes() -> list[str]:
+    """The output suffixes docs/cli.md's `portmeta draw` section names (`.svg`, ...)."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+    section = docs.read_text().split("## `portmeta draw", 1)[1].split("\n## ", 1)[0]
+    return sorted(set(re.findall(r"`(\.[a-z]+)`", section)))
+
+
+def test_draw_accepts_every_documented_suffix_and_only_those() -> None:
+    documented = _documented_draw_suffixes()
+    assert documented == sorted(draw.FORMATS)
+    r = run("draw", "--help")
+    assert all(s in r.stdout for s in documented)
+
+
+@pytest.mark.parametrize("suffix", _documented_draw_suffixes())
+def test_draw_writes_each_documented_suffix(graph_file: Path, tmp_path: Path, suffix: str) -> None:
+    if draw.FORMATS.get(suffix) is not None and not HAS_DOT:
+        pytest.skip("Graphviz dot not installed")
+    out = tmp_path / f"plan{suffix.upper() if suffix == '.gv' else suffix}"
+    r = run("draw", str(graph_file), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    fmt = draw.FORMATS[suffix] or "dot"
+    assert r.stderr == f"wrote {out} ({fmt})\n"
+    assert data.startswith({"dot": b"digraph portmeta {", "png": b"\x89PNG"}.get(fmt, b"<?xml"))
 
 
 @pytest.mark.skipif(not HAS_DOT, reason="Graphviz dot not installed")
@@ -375,7 +483,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_graph_given_where_plan_expected(graph_file: Path, tmp_path: Path) -> None:
     before = snapshot_dir(tmp_path)
-    r = run("diff", str(graph_file), str(graph_file))
+    r = run("draw", str(graph_file), "--plan", str(graph_file), "-o", str(tmp_path / "x.dot"))
     assert_clean_failure(r, [str(graph_file)], tmp_path, before)
     assert "not a portmeta plan file" in r.stderr
 
@@ -385,6 +493,27 @@ def test_unknown_node(graph_file: Path, tmp_path: Path) -> None:
     r = run("explain", str(graph_file), "no_such_node")
     assert_clean_failure(r, [str(graph_file)], tmp_path, before)
     assert "no_such_node" in r.stderr
+    assert "did you mean" not in r.stderr  # nothing in the graph looks like it
+
+
+def test_unknown_node_suggests_close_names(graph_file: Path, tmp_path: Path) -> None:
+    before = snapshot_dir(tmp_path)
+    r = run("explain", str(graph_file), "dqq")
+    assert_clean_failure(r, [str(graph_file)], tmp_path, before)
+    assert r.stderr == (
+        f"portmeta: error: no node named 'dqq' in {graph_file} (did you mean 'dq'?)\n"
+    )
+
+
+def test_unknown_node_hint_is_the_one_assert_ported_gives() -> None:
+    graph = conv_graph()
+    with pytest.raises(portmeta.UnknownNodeError) as info:
+        portmeta.explain(graph, "dq_3")
+    hint = "(did you mean 'dq_2', 'dq_1', 'dq'?)"
+    assert str(info.value) == f"no node named 'dq_3' in the graph {hint}"
+    with pytest.raises(AssertionError) as failed:
+        assert_ported(graph, {"dq_3": NOTHING})
+    assert f"the graph has no node named 'dq_3' {hint}" in str(failed.value)
 
 
 def test_unknown_profile(graph_file: Path, tmp_path: Path) -> None:
@@ -502,3 +631,40 @@ def test_core_cli_does_not_import_torch(graph_file: Path) -> None:
         [sys.executable, "-c", code, str(graph_file)], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------- JSON errors
+
+
+def test_unterminated_string_is_reported_once_with_its_position(tmp_path: Path) -> None:
+    bad = tmp_path / "cut.json"
+    bad.write_text('{\n "format": "portmeta.graph",\n "nodes": [{"name": "x')
+    before = snapshot_dir(tmp_path)
+    r = run("plan", str(bad))
+    assert_clean_failure(r, [str(bad)], tmp_path, before)
+    assert r.stderr == (
+        f"portmeta: error: {bad}: not valid JSON: Unterminated string starting at line 3 "
+        "column 21\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"a": "b', "Unterminated string starting at line 1 column 7"),
+        ('{"a" 1}', "Expecting ':' delimiter at line 1 column 6"),
+        ("[1, 2", "Expecting ',' delimiter at line 1 column 6"),
+        ('"a\tb"', "Invalid control character at line 1 column 3"),
+    ],
+)
+def test_json_errors_read_the_same_from_a_file_and_from_text(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(portmeta.GraphFormatError) as from_file:
+        portmeta.Plan.load(str(path))
+    with pytest.raises(portmeta.GraphFormatError) as from_text:
+        portmeta.Plan.from_json(text, source=str(path))
+    assert str(from_file.value) == str(from_text.value) == f"{path}: not valid JSON: {problem}"
+    assert " at at " not in str(from_file.value)

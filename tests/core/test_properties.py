@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections import deque
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import portmeta
@@ -110,8 +110,98 @@ STEPS = st.one_of(
     ),
     st.tuples(st.just("sym"), INDEX, SYMS),
     st.tuples(st.just("reorder"), INDEX, st.integers(1, 3)),
+    st.tuples(st.just("bare"), RECENT),
 )
-RECIPES = st.tuples(TAGS, st.lists(STEPS, min_size=1, max_size=12))
+
+_DQ = "quantized_decomposed.dequantize_per_tensor.default"
+_Q = "quantized_decomposed.quantize_per_tensor.default"
+
+#: Recipes for the quirks that random recipes reach too rarely to rely on. Each is checked in
+#: every run (``@example``) and is also one of the recipes the strategy draws.
+FIXED_RECIPES = {
+    # one dequantize read by two annotated consumers with different values: the second write
+    # wins (a plan where the first write wins fails)
+    "shared_dequantize": (
+        ABSENT,
+        [
+            ("qdq", 0, False, ABSENT),
+            (
+                "op",
+                "aten.relu.default",
+                [(0, "none")],
+                "P0",
+                "a.py:1",
+                {},
+                ([(0, static(), True)], None),
+                False,
+            ),
+            (
+                "op",
+                "aten.relu.default",
+                [(1, "none")],
+                "P1",
+                "b.py:2",
+                {},
+                ([(0, static(), True)], None),
+                False,
+            ),
+        ],
+    ),
+    # an annotated quantize written earlier (by its producer's output rule) passes on what it
+    # received (a plan that reads the recorded metadata instead of the running view fails)
+    "annotated_node_written_earlier": (
+        ABSENT,
+        [
+            ("op", "aten.relu.default", [(0, "none")], "P0", "m.py:1", {}, ([], static()), False),
+            ("op", _Q, [(0, "none")], ABSENT, ABSENT, {}, ([], static()), True),
+            ("qdq", 0, False, ABSENT),
+        ],
+    ),
+    # a dequantize with no quantize above it: nothing is written, not even to the dequantize
+    # (a plan that skips the "quantize above" check fails)
+    "dequantize_without_quantize": (
+        ABSENT,
+        [
+            ("op", "aten.relu.default", [(0, "none")], ABSENT, ABSENT, {}, None, False),
+            ("bare", 0),
+            (
+                "op",
+                "aten.relu.default",
+                [(0, "none")],
+                "P0",
+                "m.py:1",
+                {},
+                ([(0, static(), True)], None),
+                False,
+            ),
+        ],
+    ),
+    # the zero point (choose_qparams' last user, upstream's "scale") used by dq before q: the
+    # dynamic rule takes the dq as the quantize (a plan that takes choose_qparams' first user
+    # as the scale fails)
+    "dynamic_scale_is_the_last_user": (
+        ABSENT,
+        [
+            ("dyn", 0, False),
+            (
+                "op",
+                "aten.linear.default",
+                [(0, "none")],
+                "D0",
+                "m.py:9",
+                {},
+                ([(0, dynamic(), True)], None),
+                False,
+            ),
+            ("reorder", 3, 1),
+            ("qdq", 0, False, ABSENT),
+        ],
+    ),
+}
+RECIPES = st.one_of(
+    st.sampled_from(list(FIXED_RECIPES.values())),
+    st.tuples(TAGS, st.lists(STEPS, min_size=1, max_size=12)),
+)
 PROFILE = st.sampled_from([TORCHAO, LEGACY_TORCH_AO])
 
 
@@ -195,6 +285,13 @@ def build(recipe, annotate=True, profile=TORCHAO):
         elif kind == "sym":
             _, i, (op, target) = step
             every.append(b.add(op, target, (NodeRef(every[i % len(every)]), 0)))
+        elif kind == "bare":
+            _, i = step
+            src = values[-1 - i % len(values)]
+            dq = b.call(_DQ, src, 1.0, 0, -128, 127, "torch.int8")
+            origin[dq] = src
+            values.append(dq)
+            every.append(dq)
         elif kind == "reorder":
             _, i, k = step
             node = every[i % len(every)]
@@ -326,6 +423,14 @@ def reference_pass(graph, profile):
 # ------------------------------------------------------------------------ properties
 
 
+def _examples(test):
+    for recipe in FIXED_RECIPES.values():
+        for profile in (TORCHAO, LEGACY_TORCH_AO):
+            test = example(recipe, profile)(test)
+    return test
+
+
+@_examples
 @given(RECIPES, PROFILE)
 def test_plan_matches_the_in_place_reference_pass(recipe, profile):
     g = build(recipe, profile=profile)

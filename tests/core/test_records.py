@@ -81,15 +81,9 @@ def test_input_names_first_occurrence_order_including_kwargs():
         kwargs={"out": NodeRef("c"), "alpha": 2},
     )
     assert rec.input_names() == ("b", "a", "c")
-    assert rec.kwargs_dict() == {"out": NodeRef("c"), "alpha": 2}
+    assert dict(rec.kwargs) == {"out": NodeRef("c"), "alpha": 2}
     # as in torch.fx, a node inside a dict key is not an input; one inside a value is
     assert list(iter_node_refs({NodeRef("k"): (NodeRef("v"),)})) == ["v"]
-
-
-def test_first_arg_of_a_node_without_args_is_index_error():
-    rec = NodeRecord("v", "call_function", Target.overload("aten.view.default"))
-    with pytest.raises(IndexError):
-        rec.first_arg()
 
 
 def test_records_are_frozen_and_validated():

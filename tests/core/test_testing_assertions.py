@@ -220,7 +220,7 @@ def test_long_values_are_cut_in_the_middle():
     b.output(relu)
     msg = failure(b.build(), {"dq": {"stack_trace": "b"}})
     line = next(ln for ln in msg.splitlines() if ln.startswith("    planned"))
-    assert " ... " in line and "END'" in line and len(line) < 500
+    assert "a...a" in line and "END'" in line and len(line) < 500
 
 
 def test_a_graph_that_cannot_be_planned_raises_the_plan_error():

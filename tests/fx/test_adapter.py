@@ -112,7 +112,7 @@ def test_args_kwargs_and_users_order() -> None:
     assert rec(G, e.name).args[1] == {"$slice": (0, NodeRef(b.name), None)}
     t_rec = rec(G, t.name)
     assert t_rec.args == (NodeRef("x"), [2, 2]) and type(t_rec.args[1]) is list
-    assert t_rec.kwargs_dict() == {"k": (Opaque("torch.dtype", "torch.int8"), None)}
+    assert dict(t_rec.kwargs) == {"k": (Opaque("torch.dtype", "torch.int8"), None)}
 
 
 def test_arg_of_exact_scalar_types() -> None:

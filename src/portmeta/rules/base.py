@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from .._text import short_value
 from ..graph import Snapshot, record, users
 from ..profiles import Profile
 from ..records import names
@@ -160,5 +161,4 @@ def non_sym_users(graph: Snapshot, profile: Profile, name: str) -> tuple[str, ..
 
 def show(value: Any) -> str:
     """A short text for a constant found where a node was expected."""
-    text = str(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short_value(value, 60, trace=False)

@@ -5,6 +5,8 @@
 * :func:`assert_ported` checks which keys land on which node (:data:`NOTHING`: none), with a
   failure message that shows expected and planned values, the rule and the source;
 * :func:`assert_matches_golden` compares a plan with a JSON plan file kept beside the test;
+* :func:`assert_no_findings` fails when :func:`portmeta.check` finds q/dq nodes left without
+  their partition's values (or with another's);
 * :mod:`portmeta.testing.strategies` draws random quantization-shaped graphs (needs
   hypothesis);
 * :mod:`portmeta.testing.plugin` is a pytest plugin (active whenever portmeta is installed):
@@ -33,6 +35,7 @@ from ._builder import (
     static,
     target,
 )
+from ._check import assert_no_findings
 from ._golden import GoldenPlans, assert_matches_golden, golden_path
 
 __all__ = [
@@ -50,4 +53,5 @@ __all__ = [
     "assert_matches_golden",
     "golden_path",
     "GoldenPlans",
+    "assert_no_findings",
 ]

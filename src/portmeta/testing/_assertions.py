@@ -19,12 +19,12 @@ dq.quantization_tag
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import networkx as nx
 
+from .._text import did_you_mean, short_value
 from ..explain import explain
 from ..graph import Snapshot, fingerprint
 from ..plan import MetaDelta, Plan, plan, same_value
@@ -73,14 +73,7 @@ write whose value is ``None`` (the pass copies a key that is present with value 
 
 
 def _show(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception as exc:  # a value whose repr raises still gets a line
-        text = f"<{type(value).__name__} whose repr raised {type(exc).__name__}>"
-    if len(text) > VALUE_WIDTH:
-        half = (VALUE_WIDTH - 5) // 2
-        text = f"{text[:half]} ... {text[-half:]}"
-    return text
+    return short_value(value, VALUE_WIDTH, trace=False)
 
 
 def _by(d: MetaDelta) -> str:
@@ -139,8 +132,7 @@ class _Report:
         """Report a node the graph does not have (a plan alone cannot tell: not checked)."""
         if self.graph is None or node in self.graph:
             return False
-        close = difflib.get_close_matches(node, list(self.graph.nodes), n=3)
-        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        hint = did_you_mean(node, self.graph)
         self.checked += 1
         self.fail([node, f"    the graph has no node named {node!r}{hint}"])
         return True

@@ -27,6 +27,10 @@ static pairs of activations; and ``view_chain`` also draws ``aten.t.default``, a
 profiles do not list, which cuts the weight off its quantize: to the pass, and to
 :func:`patterns_in`, what is above that quantize is then an activation.
 
+``holes=`` adds blocks where the porting rules leave a partition's q/dq nodes without its
+values, each one a finding of :func:`portmeta.check` (see :data:`HOLES`); they are not
+limited by ``patterns``.
+
 Annotations use every kind of spec (:data:`SPEC_KINDS`); nodes carry ``quantization_tag``
 and ``stack_trace`` present, absent or ``None`` (:func:`node_meta`). :func:`patterns_in`
 tells which patterns a graph contains (to count them, or for ``hypothesis.event``).
@@ -65,6 +69,7 @@ from ..records import NodeRecord, NodeRef, QSpec
 from ._builder import GraphBuilder, derived, dynamic, fixed, shared, static, target
 
 __all__ = [
+    "HOLES",
     "PATTERNS",
     "SPEC_KINDS",
     "graphs",
@@ -83,6 +88,18 @@ PATTERNS: tuple[str, ...] = (
     "fan_out",
     "sym_size",
 )
+
+#: The holes :func:`graphs` can add (``holes=``), and the finding each one gives
+#: (:func:`portmeta.check`: kind and cause).
+HOLES: dict[str, tuple[str, str]] = {
+    "keyword": ("unported_input", "keyword"),
+    "list": ("unported_input", "container"),
+    "same_input": ("unported_input", "not_first"),
+    "no_quantize": ("unported_input", "no_quantize"),
+    "shared_dynamic": ("unported_input", "shared"),
+    "dynamic_siblings": ("foreign_write", "search_reached"),
+    "output_user": ("unported_output", "not_last_user"),
+}
 
 #: Every kind of quantization spec, by name: what a quantizer's annotation can hold.
 SPEC_KINDS: dict[str, QSpec] = {
@@ -158,7 +175,8 @@ class _Drawer:
     ) -> None:
         self.draw = draw
         self.patterns = patterns
-        self.profile = profile
+        self.b_profile = profile
+        self.holes_made = 0  # annotated nodes of holes, which get tags h1, h2, ...
         self.b = GraphBuilder(profile)
         self.pool = [self.b.placeholder("x", **draw(node_meta()))]  # values later blocks read
         self.outputs: list[str] = []  # annotated nodes with an output spec (sym_size targets)
@@ -245,7 +263,7 @@ class _Drawer:
         ops: tuple[str, ...] = _SYMS
         if node in self.outputs and "fan_out" not in self.patterns:
             # a sym-size user the profile does not filter is a second user: that is fan_out
-            p = self.profile
+            p = self.b_profile
             ops = tuple(
                 op for op in _SYMS if target(op) in p.sym_size_call_function | p.sym_size_any_op
             )
@@ -266,6 +284,69 @@ class _Drawer:
         self.b.annotate(node, inputs={src: self.spec(dynamic=True)})
         self.pool.append(node)
 
+    # -- holes (``holes=``): each gives the finding HOLES names ---------------------------------
+    def _hole_tag(self) -> dict[str, Any]:
+        """Metadata for an annotated node of a hole: a tag of its own (``h1``, ``h2``, ...)."""
+        self.holes_made += 1
+        return {**self.draw(node_meta()), "tag": f"h{self.holes_made}"}
+
+    def _fresh_input(self) -> str:
+        """A new graph input: holes read their own, so no other block changes their finding."""
+        return self.b.placeholder("x", **self.draw(node_meta()))
+
+    def hole_keyword(self) -> None:
+        a, b = self._fresh_input(), self._fresh_input()
+        dq_a, dq_b = self.b.qdq(a)[1], self.b.qdq(b)[1]
+        node = self.b.call("aten.add.Tensor", dq_a, kwargs={"other": dq_b}, **self._hole_tag())
+        self.b.annotate(node, inputs={a: self.spec(), b: self.spec()})
+        self.pool.append(node)
+
+    def hole_list(self) -> None:
+        srcs = [self._fresh_input() for _ in range(self.draw(st.integers(1, 3)))]
+        dqs = [self.b.qdq(src)[1] for src in srcs]
+        node = self.b.call("aten.cat.default", dqs, 1, **self._hole_tag())
+        inputs: dict[str, QSpec | None] = {srcs[0]: self.spec()}
+        for src in srcs[1:]:
+            inputs.setdefault(src, shared())
+        self.finish(node, inputs)
+
+    def hole_same_input(self) -> None:
+        src = self._fresh_input()
+        dq, dq_1 = self.b.qdq(src)[1], self.b.qdq(src)[1]
+        node = self.b.call(self.draw(st.sampled_from(_BINARY)), dq, dq_1, **self._hole_tag())
+        self.finish(node, {src: self.spec()})
+
+    def hole_no_quantize(self) -> None:
+        src = self._fresh_input()
+        dq_op = sorted(self.b_profile.dequantize, key=lambda t: t.name)[0]
+        dq = self.b.call(dq_op, src, 0.1, 0, -128, 127, name="dq")
+        node = self.b.call(self.draw(st.sampled_from(_UNARY)), dq, **self._hole_tag())
+        self.finish(node, {src: self.spec()})
+
+    def hole_shared_dynamic(self) -> None:
+        src = self._fresh_input()
+        chain = self.b.dynamic_qdq(src, symmetric=self.draw(st.booleans()))
+        for _ in range(self.draw(st.integers(2, 3))):
+            node = self.b.call("aten.linear.default", chain.dq, **self._hole_tag())
+            self.b.annotate(node, inputs={src: self.spec(dynamic=True)})
+            self.pool.append(node)
+
+    def hole_dynamic_siblings(self) -> None:
+        src = self._fresh_input()
+        chains = [self.b.dynamic_qdq(src) for _ in range(2)]
+        for chain in chains:
+            node = self.b.call("aten.linear.default", chain.dq, **self._hole_tag())
+            self.b.annotate(node, inputs={src: self.spec(dynamic=True)})
+            self.pool.append(node)
+
+    def hole_output_user(self) -> None:
+        src = self._fresh_input()
+        _, dq = self.b.qdq(src)
+        node = self.b.call(self.draw(st.sampled_from(_UNARY)), dq, **self._hole_tag())
+        self.b.annotate(node, inputs={src: self.spec()}, output=self.spec())
+        self.pool.append(self.b.qdq(node)[1])
+        self.pool.append(self.b.call("aten.neg.default", node))
+
     def build(self) -> Snapshot:
         n_out = min(len(self.pool), self.draw(st.integers(1, 2)))
         self.b.output(*self.pool[-n_out:])
@@ -279,6 +360,7 @@ def graphs(
     patterns: Collection[str] = PATTERNS,
     profile: Profile = TORCHAO,
     failing: bool = False,
+    holes: Collection[str] = (),
 ) -> st.SearchStrategy[Snapshot]:
     """Random converted graphs, as a quantizer and ``convert_pt2e`` would leave them.
 
@@ -290,7 +372,8 @@ def graphs(
         Which patterns may appear (names from :data:`PATTERNS`): ``patterns={"static"}``
         draws only static q/dq pairs around unary and binary ops. No other pattern appears
         (as :func:`patterns_in` finds them), except ``static`` with ``fan_out`` or
-        ``view_chain`` (see the module docstring).
+        ``view_chain`` (see the module docstring); ``holes`` blocks come on top of these and
+        may show any pattern.
     profile:
         The op names the builder uses, and (unless ``failing``) the profile the graph must
         plan under.
@@ -299,6 +382,13 @@ def graphs(
         some blocks are also broken the ways upstream raises on (a dynamic input without
         ``choose_qparams``, a dynamic quantize with two users); plan them with
         ``errors="collect"`` or expect a :class:`portmeta.PlanError`.
+    holes:
+        Names from :data:`HOLES`: blocks where the porting rules leave a partition's q/dq
+        nodes without its values are drawn too (a keyword or list argument, two dequantize
+        nodes of one input, a dequantize without a quantize above it, a dynamic chain shared
+        by several linears, two dynamic chains of one input, an annotated output whose last
+        user is not its quantize). Their annotated nodes always carry a tag of their own, so
+        each such block gives :func:`portmeta.check` the finding :data:`HOLES` names.
 
     Example
     -------
@@ -323,6 +413,10 @@ def graphs(
         )
     if failing:
         kinds += _FAILING_BLOCKS
+    if isinstance(holes, str) or not set(holes) <= set(HOLES):
+        bad = [holes] if isinstance(holes, str) else sorted(set(holes) - set(HOLES))
+        raise ValueError(f"unknown holes {bad!r}; choose among {list(HOLES)!r}")
+    kinds += [f"hole_{h}" for h in HOLES if h in holes]
     if not 0 <= min_blocks <= max_blocks:
         raise ValueError(f"need 0 <= min_blocks <= max_blocks, got {min_blocks}, {max_blocks}")
 

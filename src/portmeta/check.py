@@ -1,0 +1,865 @@
+"""``portmeta.check``: where the porting rules leave a partition's q/dq nodes without its values.
+
+Backends find "the quantized pattern" of a partition by the ``quantization_tag`` (and
+``stack_trace``) on the quantize / dequantize / choose_qparams nodes around it. The upstream
+pass leaves some of those nodes with nothing, or with another partition's values, and tells
+nobody. :func:`check` finds them, as :class:`Finding` records:
+
+``unported_input``
+    A dequantize that feeds an annotated node through an input the annotation quantizes ends
+    without that node's values (the cause says why: a chain shared by several annotated
+    consumers where the last write won, a keyword or list argument, not the first dequantize of
+    that input, no quantize above it, a dynamic search that reached another chain, ...).
+``unported_output``
+    The quantize right after an annotated node with an output spec ends without its values.
+``foreign_write``
+    A node ends with a value written for an annotated node whose q/dq chain it is not on (a
+    dynamic search reached another consumer's chain).
+
+The check reasons from the annotations and the graph structure: which dequantize feeds which
+annotated node through which quantized input, which quantize follows which annotated output,
+which choose_qparams chain a dynamic dequantize hangs from. It compares those expectations with
+the *final* values (the snapshot's values overlaid with the plan's writes), and takes causes
+and anchors from the plan, whose rules are structural. So a snapshot taken before porting (the
+pass's ``last_snapshot``) and one taken after (``portmeta_fx.from_fx`` of the converted model)
+give the same findings. It never changes the writes.
+
+A quantize carrying its producer's values and the dequantize after it carrying its consumer's
+is how the pass splits a q/dq pair between two partitions: that is not a finding. An annotated
+node with none of the profile's keys has nothing to port and gives no finding.
+
+Example
+-------
+>>> import portmeta
+>>> from portmeta.testing import GraphBuilder, static
+>>> b = GraphBuilder(); x = b.placeholder("x"); y = b.placeholder("y")
+>>> _, dq = b.qdq(x); _, dq_1 = b.qdq(y)
+>>> cat = b.call("aten.cat.default", [dq, dq_1], 1, name="cat", tag="cat_0")
+>>> b.annotate(cat, inputs={x: static(), y: static()}); b.output(cat)
+>>> for f in portmeta.check(b.build()):
+...     print(f.kind, f.node, f.anchor, f.cause)
+unported_input dq cat container
+unported_input dq_1 cat container
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from ._io import read_json
+from .errors import GraphFormatError, UnknownNodeError
+from .graph import Snapshot, annotated_nodes, record, users
+from .plan import MetaDelta, Plan, plan_writes, same_value
+from .profiles import TORCHAO, Profile
+from .records import NodeRecord, NodeRef, names
+from .report import short_value
+from .rules import Diagnostic, Rule, Severity, non_sym_users
+
+__all__ = [
+    "FINDINGS_FORMAT",
+    "FINDINGS_SCHEMA_VERSION",
+    "KINDS",
+    "CAUSES",
+    "Finding",
+    "check",
+    "check_writes",
+    "findings_to_dict",
+    "findings_from_dict",
+    "findings_to_json",
+    "findings_from_json",
+    "load_findings",
+    "format_findings",
+    "summary",
+]
+
+FINDINGS_FORMAT = "portmeta.findings"
+FINDINGS_SCHEMA_VERSION = 1
+
+#: The kinds of finding, in the order they are reported for one node.
+KINDS: tuple[str, ...] = ("unported_input", "unported_output", "foreign_write")
+
+#: Every cause a finding can give, with what it means.
+CAUSES: dict[str, str] = {
+    "shared": "the node is on the q/dq chain of several annotated consumers; each writes it "
+    "and the last write wins",
+    "overwritten": "a later write for another annotated node replaced the values",
+    "keyword": "the dequantize is a keyword argument; the static input rule searches only "
+    "top-level positional arguments",
+    "container": "the dequantize is inside a list or tuple argument; the static input rule "
+    "searches only top-level positional arguments",
+    "not_first": "an earlier positional argument dequantizes the same input and is the one written",
+    "no_quantize": "args[0] of the dequantize is not a quantize op, so nothing is written",
+    "walk_past": "the connectivity walk goes on past the input (itself a quant-workflow op), "
+    "so the dequantize never counts as connected to it",
+    "search_elsewhere": "the dynamic search from the input reaches another choose_qparams "
+    "first and writes that chain",
+    "search_reached": "the dynamic search for another annotated node reached this chain first",
+    "not_last_user": "the output rule takes the annotated node's last non-sym-size user, which "
+    "is not this quantize",
+    "planning_error": "the rules of the annotated node fail, so none of its writes are made",
+    "unexplained": "no rule of this graph explains the values (a pass after porting may have "
+    "copied them)",
+}
+
+
+def _keys(value: Iterable[str]) -> tuple[str, ...]:
+    return value if type(value) is tuple else tuple(value)
+
+
+def _kind(_: Any, attribute: Any, value: str) -> None:
+    if value not in KINDS:
+        raise ValueError(f"Finding kind must be one of {list(KINDS)!r}, got {value!r}")
+
+
+def _cause(_: Any, attribute: Any, value: str) -> None:
+    if value not in CAUSES:
+        raise ValueError(f"Finding cause must be one of {list(CAUSES)!r}, got {value!r}")
+
+
+@attrs.frozen(slots=True)
+class Finding:
+    """One place where the pass leaves a partition's q/dq node without its values.
+
+    Attributes
+    ----------
+    kind:
+        One of :data:`KINDS`.
+    node:
+        The quantize, dequantize or choose_qparams node concerned.
+    anchor:
+        The annotated node concerned (whose values are missing; for ``foreign_write``, whose
+        values the node carries), or ``None``.
+    keys:
+        The ported keys involved (missing or different; for ``foreign_write``, the keys whose
+        last write was for ``anchor``), in profile order.
+    cause:
+        Why, as one of :data:`CAUSES`.
+    message:
+        One line naming the nodes and the cause.
+    related:
+        Other nodes the message names (the quantized input, other consumers, the chain's
+        owners...), without ``node`` and ``anchor``.
+
+    Example
+    -------
+    >>> f = Finding("unported_input", "dq_1", "add", ("quantization_tag",), "not_first", "...")
+    >>> Finding.from_dict(f.to_dict()) == f
+    True
+    """
+
+    kind: str = attrs.field(validator=_kind)
+    node: str
+    anchor: str | None
+    keys: tuple[str, ...] = attrs.field(converter=_keys)
+    cause: str = attrs.field(validator=_cause)
+    message: str
+    related: tuple[str, ...] = attrs.field(default=(), converter=names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The finding as JSON-ready data."""
+        return {
+            "kind": self.kind,
+            "node": self.node,
+            "anchor": self.anchor,
+            "keys": list(self.keys),
+            "cause": self.cause,
+            "message": self.message,
+            "related": list(self.related),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Finding:
+        """Inverse of :meth:`to_dict`; raises ``TypeError``/``KeyError``/``ValueError`` on bad data."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a finding must be a JSON object, got {type(data).__name__}")
+        anchor = data["anchor"]
+        return cls(
+            kind=_str(data["kind"]),
+            node=_str(data["node"]),
+            anchor=None if anchor is None else _str(anchor),
+            keys=tuple(_str(k) for k in _list(data["keys"])),
+            cause=_str(data["cause"]),
+            message=_str(data["message"]),
+            related=tuple(_str(n) for n in _list(data.get("related", []))),
+        )
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+# --------------------------------------------------------------------------- structure
+
+
+@attrs.frozen(slots=True)
+class _Feed:
+    """A dequantize that feeds ``anchor`` through its quantized input ``input``."""
+
+    dq: str
+    anchor: str
+    input: str
+    dynamic: bool
+    place: str  # "positional", "container" or "keyword"
+    walk: tuple[str, ...]  # dq, ..., input: the args[0] walk up to the input
+    chain: tuple[str, ...]  # every node of the q/dq chain that belongs to ``anchor``
+
+
+def _walk(graph: Snapshot, profile: Profile, start: str) -> tuple[str, ...]:
+    """The connectivity walk (``args[0]`` through quant-workflow ops) that never raises.
+
+    Stops where the rule's walk would raise (a constant or missing ``args[0]``, a cycle).
+    """
+    walked = [start]
+    cur = record(graph, start)
+    while profile.is_workflow_op(cur):
+        first = cur.args[0] if cur.args else None
+        if not isinstance(first, NodeRef) or first.name in walked or first.name not in graph:
+            break
+        walked.append(first.name)
+        cur = record(graph, first.name)
+    return tuple(walked)
+
+
+def _arg_places(rec: NodeRecord) -> dict[str, str]:
+    """Every node ``rec`` reads, with where: a top-level positional arg, inside a container
+    positional arg, or a keyword argument (first place wins, positional args first)."""
+    places: dict[str, str] = {}
+    for arg in rec.args:
+        if isinstance(arg, NodeRef):
+            places.setdefault(arg.name, "positional")
+    for arg in rec.args:
+        if isinstance(arg, (list, tuple, dict)):
+            for name in _refs(arg):
+                places.setdefault(name, "container")
+    for _, value in rec.kwargs:
+        for name in _refs(value):
+            places.setdefault(name, "keyword")
+    return places
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, NodeRef):
+        return [value.name]
+    out: list[str] = []
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            out.extend(_refs(item))
+    elif isinstance(value, dict):
+        for item in value.values():
+            out.extend(_refs(item))
+    return out
+
+
+def _view_chain(graph: Snapshot, profile: Profile, q: str) -> list[str]:
+    """The view ops between quantize ``q`` and a get_attr weight (empty when not a weight)."""
+    chain: list[str] = []
+    rec = record(graph, q)
+    cur = rec.args[0] if rec.args else None
+    while isinstance(cur, NodeRef) and cur.name in graph and cur.name not in chain:
+        r = record(graph, cur.name)
+        if r.op == "get_attr":
+            return chain
+        if not profile.is_view(r):
+            return []
+        chain.append(cur.name)
+        cur = r.args[0] if r.args else None
+    return []
+
+
+def _qparams_nodes(graph: Snapshot, profile: Profile, q: str) -> list[str]:
+    """The choose_qparams node of a dynamic quantize and the getitems between them."""
+    out: list[str] = []
+    rec = record(graph, q)
+    for name in dict.fromkeys(_refs((rec.args[1:], [v for _, v in rec.kwargs]))):
+        if name not in graph:
+            continue
+        r = record(graph, name)
+        if profile.is_choose_qparams(r):
+            out.append(name)
+        elif (
+            r.args
+            and isinstance(r.args[0], NodeRef)
+            and r.args[0].name in graph
+            and profile.is_choose_qparams(record(graph, r.args[0].name))
+        ):
+            out.extend((name, r.args[0].name))
+    return list(dict.fromkeys(out))
+
+
+def _feeds(graph: Snapshot, profile: Profile, anchor: str) -> list[_Feed]:
+    """The dequantize nodes feeding ``anchor`` through the inputs its annotation quantizes."""
+    rec = record(graph, anchor)
+    ann = rec.annotation
+    if ann is None or ann.malformed is not None or not ann.is_valid:
+        return []
+    specs: dict[str, bool] = {}
+    for entry in ann.inputs:
+        if entry.qspec is not None and entry.is_node and entry.node in graph:
+            specs.setdefault(entry.node, entry.qspec.dynamic)
+    if not specs:
+        return []
+    out = []
+    for name, place in _arg_places(rec).items():
+        if name not in graph or not profile.is_dequantize(record(graph, name)):
+            continue
+        walk = _walk(graph, profile, name)
+        hits = [i for i, n in enumerate(walk) if i > 0 and n in specs]
+        if not hits:
+            continue
+        walk = walk[: hits[0] + 1]
+        inp = walk[-1]
+        chain = list(walk[:-1])
+        q = walk[1] if len(walk) > 2 else None
+        if q is not None and profile.is_quantize(record(graph, q)):
+            chain += _qparams_nodes(graph, profile, q) if specs[inp] else []
+            chain += _view_chain(graph, profile, q)
+        out.append(_Feed(name, anchor, inp, specs[inp], place, walk, tuple(chain)))
+    return out
+
+
+def _output_quantizes(graph: Snapshot, profile: Profile, anchor: str) -> list[str]:
+    """The static quantize nodes right after ``anchor`` (reading it as ``args[0]``)."""
+    ann = record(graph, anchor).annotation
+    if ann is None or ann.malformed is not None or ann.output is None:
+        return []
+    out = []
+    for u in users(graph, anchor):
+        r = record(graph, u)
+        if not profile.is_quantize(r) or not r.args or r.args[0] != NodeRef(anchor):
+            continue
+        if _qparams_nodes(graph, profile, u):
+            continue  # a dynamic quantize: it belongs to its consumer's chain
+        out.append(u)
+    return out
+
+
+# --------------------------------------------------------------------------- the check
+
+
+class _State:
+    """Final values and write history, per meta dict (nodes sharing one count as one)."""
+
+    def __init__(
+        self,
+        graph: Snapshot,
+        profile: Profile,
+        deltas: Sequence[MetaDelta],
+        diagnostics: Sequence[Diagnostic],
+    ) -> None:
+        self.graph = graph
+        self.profile = profile
+        self.writes: dict[tuple[str, str], list[MetaDelta]] = {}
+        for d in deltas:
+            for name in (d.target, d.anchor, d.source):
+                if name not in graph:
+                    raise UnknownNodeError(name, "the graph (the plan names it)")
+            self.writes.setdefault((self.owner(d.target), d.key), []).append(d)
+        self.deltas = deltas
+        self.errors: dict[str, Diagnostic] = {}
+        for diag in diagnostics:
+            if diag.severity is Severity.ERROR:
+                self.errors.setdefault(diag.node, diag)
+
+    def owner(self, name: str) -> str:
+        return record(self.graph, name).meta_owner or name
+
+    def values(self, name: str) -> dict[str, Any]:
+        """The final values of the profile's keys on ``name`` (present keys only)."""
+        owner = self.owner(name)
+        own = record(self.graph, owner).meta_dict()
+        out = {}
+        for key in self.profile.keys:
+            writes = self.writes.get((owner, key))
+            if writes:
+                out[key] = writes[-1].value
+            elif key in own:
+                out[key] = own[key]
+        return out
+
+    def history(self, name: str, keys: Iterable[str]) -> list[MetaDelta]:
+        """The writes to ``name`` on ``keys``, in write order."""
+        owner = self.owner(name)
+        found = [d for k in keys for d in self.writes.get((owner, k), [])]
+        order = {id(d): i for i, d in enumerate(self.deltas)} if len(found) > 1 else {}
+        return sorted(found, key=lambda d: order.get(id(d), 0))
+
+
+def _missing(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
+    return [k for k, v in want.items() if k not in have or not same_value(have[k], v)]
+
+
+def _q(names_: Iterable[str]) -> str:
+    return ", ".join(repr(n) for n in names_)
+
+
+def _has(state: _State, node: str, keys: Sequence[str]) -> str:
+    """What ``node`` holds instead of ``anchor``'s values, in a few words."""
+    have = state.values(node)
+    parts = []
+    for k in keys:
+        parts.append(f"{k} {short_value(have[k], 30)}" if k in have else f"no {k}")
+    return ", ".join(parts)
+
+
+class _Checker:
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.graph = state.graph
+        self.profile = state.profile
+        self.feeds: list[_Feed] = []
+        self.outputs: list[tuple[str, str]] = []  # (anchor, quantize)
+        self.owners: dict[str, list[str]] = {}  # chain node -> annotated nodes owning it
+        for anchor in annotated_nodes(self.graph):
+            for feed in _feeds(self.graph, self.profile, anchor):
+                self.feeds.append(feed)
+                for n in feed.chain:
+                    self._own(n, anchor)
+            for q in _output_quantizes(self.graph, self.profile, anchor):
+                self.outputs.append((anchor, q))
+                self._own(q, anchor)
+
+    def _own(self, node: str, anchor: str) -> None:
+        owners = self.owners.setdefault(self.state.owner(node), [])
+        if anchor not in owners:
+            owners.append(anchor)
+
+    def owners_of(self, node: str) -> list[str]:
+        return self.owners.get(self.state.owner(node), [])
+
+    # -- causes ---------------------------------------------------------------------------
+    def _error(self, anchor: str) -> tuple[str, str] | None:
+        diag = self.state.errors.get(anchor)
+        if diag is None:
+            return None
+        cls = f"{diag.error_class}: " if diag.error_class else ""
+        return "planning_error", (
+            f"the rules of {anchor!r} fail ({cls}{diag.message}), so none of its writes are made"
+        )
+
+    def _overwritten(self, node: str, anchor: str, keys: Sequence[str]) -> tuple[str, str] | None:
+        writes = self.state.history(node, keys)
+        if not any(d.anchor == anchor for d in writes):
+            return None
+        last = writes[-1]
+        if last.anchor == anchor:
+            return None
+        other = last.anchor
+        owners = self.owners_of(node)
+        if other in owners:
+            return "shared", (
+                f"it is on the q/dq chain of {len(owners)} annotated consumers ({_q(owners)}); "
+                f"each writes it and the last write, for {other!r}, won"
+            )
+        how = (
+            f"the dynamic search from input {last.path[0]!r} of {other!r} reached this chain too"
+            if last.rule is Rule.DYNAMIC_INPUT
+            else f"a later {last.rule.value} write for {other!r}"
+        )
+        return "overwritten", f"{how} and wrote it last"
+
+    def _static_cause(self, feed: _Feed) -> tuple[str, str]:
+        a = feed.anchor
+        if feed.place == "keyword":
+            return "keyword", (
+                f"it reaches {a!r} as a keyword argument; the static input rule searches only "
+                "top-level positional arguments"
+            )
+        if feed.place == "container":
+            return "container", (
+                f"it reaches {a!r} inside a list or tuple argument; the static input rule "
+                "searches only top-level positional arguments"
+            )
+        full = _walk(self.graph, self.profile, feed.dq)
+        if len(full) > len(feed.walk):
+            return "walk_past", (
+                f"the connectivity walk from it goes on through {feed.input!r} (a quant-workflow "
+                f"op) up to {full[-1]!r}, so it never counts as connected to input {feed.input!r}"
+            )
+        for arg in record(self.graph, a).args:
+            if not isinstance(arg, NodeRef):
+                continue
+            if arg.name == feed.dq:
+                break
+            if not self.profile.is_dequantize(record(self.graph, arg.name)):
+                continue
+            if _walk(self.graph, self.profile, arg.name)[-1] == feed.input:
+                return "not_first", (
+                    f"an earlier positional argument {arg.name!r} of {a!r} also dequantizes "
+                    f"{feed.input!r} and is the one written"
+                )
+        above = feed.walk[1]
+        if not self.profile.is_quantize(record(self.graph, above)):
+            return "no_quantize", (
+                f"args[0] of it ({above!r}) is not a quantize op, so the static input rule of "
+                f"{a!r} writes nothing"
+            )
+        return self._unexplained(feed.dq, a)
+
+    def _dynamic_cause(self, feed: _Feed, node: str) -> tuple[str, str]:
+        a = feed.anchor
+        mine = [
+            d
+            for d in self.state.deltas
+            if d.anchor == a and d.rule is Rule.DYNAMIC_INPUT and d.path[:1] == (feed.input,)
+        ]
+        if mine and all(d.target != node for d in mine):
+            cq = mine[0].target
+            owners = [o for o in self.owners_of(cq) if o != a]
+            where = f"the chain of {_q(owners)}" if owners else "no annotated node's chain"
+            return "search_elsewhere", (
+                f"the dynamic search from input {feed.input!r} of {a!r} reaches choose_qparams "
+                f"{cq!r} first (on {where}) and writes that chain, not this one"
+            )
+        return self._unexplained(node, a)
+
+    def _unexplained(self, node: str, anchor: str) -> tuple[str, str]:
+        return "unexplained", (
+            f"no rule of this graph explains its values (a pass after porting may have copied "
+            f"them onto it); explain({node!r}) shows what the rules do"
+        )
+
+    # -- findings -------------------------------------------------------------------------
+    def unported_inputs(self) -> list[Finding]:
+        out = []
+        for feed in self.feeds:
+            want = self.state.values(feed.anchor)
+            if not want:
+                continue
+            nodes = [feed.dq]
+            if feed.dynamic:
+                nodes += [n for n in feed.chain if n != feed.dq and self._ported_by_dynamic(n)]
+            lacking = {n: _missing(want, self.state.values(n)) for n in nodes}
+            lacking = {n: ks for n, ks in lacking.items() if ks}
+            if not lacking:
+                continue
+            node = next(iter(lacking))
+            keys = [k for k in self.profile.keys if any(k in ks for ks in lacking.values())]
+            cause = (
+                self._error(feed.anchor)
+                or self._overwritten(node, feed.anchor, keys)
+                or (self._dynamic_cause(feed, node) if feed.dynamic else self._static_cause(feed))
+            )
+            also = [n for n in lacking if n != node]
+            tail = f" (so do {_q(also)} on its chain)" if also else ""
+            what = "dynamically quantized" if feed.dynamic else "quantized"
+            message = (
+                f"{node!r} feeds {feed.anchor!r} through its {what} input {feed.input!r} but "
+                f"ends without its {', '.join(keys)} (it has {_has(self.state, node, keys)})"
+                f"{tail}: {cause[1]}"
+            )
+            related = [feed.input, *also, *self._named(cause[1], node, feed.anchor)]
+            out.append(
+                Finding(
+                    "unported_input",
+                    node,
+                    feed.anchor,
+                    keys,
+                    cause[0],
+                    message,
+                    _unique(related, node, feed.anchor),
+                )
+            )
+        return out
+
+    def _ported_by_dynamic(self, node: str) -> bool:
+        rec = record(self.graph, node)
+        return self.profile.is_choose_qparams(rec) or self.profile.is_quantize(rec)
+
+    def unported_outputs(self) -> list[Finding]:
+        out = []
+        for anchor, q in self.outputs:
+            want = self.state.values(anchor)
+            keys = _missing(want, self.state.values(q))
+            if not keys:
+                continue
+            cause = self._error(anchor) or self._overwritten(q, anchor, keys)
+            if cause is None:
+                kept = non_sym_users(self.graph, self.profile, anchor)
+                if kept and kept[-1] != q:
+                    last = kept[-1]
+                    lrec = record(self.graph, last)
+                    note = ""
+                    if not self.profile.is_quantize(lrec):
+                        note = ", which is not a quantize op (upstream's hidden warning)"
+                    if lrec.target.name.startswith("aten.sym_"):
+                        note += f"; {lrec.target.name} is not filtered as a sym-size user"
+                    cause = (
+                        "not_last_user",
+                        (
+                            f"the output rule of {anchor!r} takes its last non-sym-size user, "
+                            f"{last!r}{note}"
+                        ),
+                    )
+                else:
+                    cause = self._unexplained(q, anchor)
+            message = (
+                f"{q!r} quantizes the output of {anchor!r} but ends without its "
+                f"{', '.join(keys)} (it has {_has(self.state, q, keys)}): {cause[1]}"
+            )
+            related = self._named(cause[1], q, anchor)
+            out.append(
+                Finding(
+                    "unported_output",
+                    q,
+                    anchor,
+                    keys,
+                    cause[0],
+                    message,
+                    _unique(related, q, anchor),
+                )
+            )
+        return out
+
+    def foreign_writes(self) -> list[Finding]:
+        found: dict[tuple[str, str], list[MetaDelta]] = {}
+        for writes in self.state.writes.values():
+            last = writes[-1]
+            if last.anchor in self.owners_of(last.target):
+                continue
+            found.setdefault((last.target, last.anchor), []).append(last)
+        out = []
+        for (node, anchor), lasts in found.items():
+            keys = [k for k in self.profile.keys if any(d.key == k for d in lasts)]
+            d = lasts[0]
+            owners = self.owners_of(node)
+            on = (
+                f"it is on the chain of {_q(owners)}"
+                if owners
+                else "it is on no annotated node's chain"
+            )
+            if d.rule is Rule.DYNAMIC_INPUT:
+                cause = "search_reached"
+                why = f"the dynamic search from input {d.path[0]!r} of {anchor!r} reached it first"
+            else:
+                cause = "unexplained"
+                why = f"a {d.rule.value} write (path {' -> '.join(d.path)})"
+            message = (
+                f"{node!r} ends with the {', '.join(keys)} of {anchor!r}, whose q/dq chain it is "
+                f"not on ({on}): {why}"
+            )
+            out.append(
+                Finding(
+                    "foreign_write",
+                    node,
+                    anchor,
+                    keys,
+                    cause,
+                    message,
+                    _unique([d.path[0], *owners], node, anchor),
+                )
+            )
+        return out
+
+    def _named(self, text: str, *skip: str) -> list[str]:
+        """Node names quoted in ``text`` (graph nodes only), in order."""
+        out = []
+        for part in text.split("'")[1::2]:
+            if part in self.graph and part not in skip:
+                out.append(part)
+        return out
+
+
+def _unique(items: Iterable[str], *skip: str) -> tuple[str, ...]:
+    return tuple(n for n in dict.fromkeys(items) if n not in skip)
+
+
+def check_writes(
+    graph: Snapshot,
+    deltas: Sequence[MetaDelta],
+    diagnostics: Sequence[Diagnostic] = (),
+    profile: Profile = TORCHAO,
+) -> tuple[Finding, ...]:
+    """:func:`check` for writes already planned (what :func:`portmeta.plan.plan_writes` returns).
+
+    For callers that hold the writes without a :class:`~portmeta.Plan` (the drop-in pass).
+
+    Example
+    -------
+    >>> from portmeta.plan import plan_writes
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> check_writes(g, *plan_writes(g))
+    ()
+    """
+    state = _State(graph, profile, deltas, diagnostics)
+    c = _Checker(state)
+    findings = c.unported_inputs() + c.unported_outputs() + c.foreign_writes()
+    position = {name: i for i, name in enumerate(graph.nodes)}
+    rank = {k: i for i, k in enumerate(KINDS)}
+
+    def order(f: Finding) -> tuple[int, int, int]:
+        anchor = -1 if f.anchor is None else position.get(f.anchor, -1)
+        return position.get(f.node, len(position)), rank[f.kind], anchor
+
+    return tuple(sorted(findings, key=order))
+
+
+def check(
+    graph: Snapshot, profile: Profile = TORCHAO, plan: Plan | None = None
+) -> tuple[Finding, ...]:
+    """Find where the pass leaves a partition's q/dq nodes without its values, or with another's.
+
+    Parameters
+    ----------
+    graph:
+        A snapshot taken before porting (``PortNodeMetaForQDQ.last_snapshot``, a
+        :class:`~portmeta.testing.GraphBuilder` graph) or after it (``portmeta_fx.from_fx`` of
+        the converted model); both give the same findings.
+    profile:
+        The profile to plan with when ``plan`` is not given (with ``errors="collect"``: an
+        annotated node whose rules fail gives ``planning_error`` findings instead of raising).
+    plan:
+        A plan of ``graph`` (or of the same graph before porting) to check instead; its
+        profile is used.
+
+    Returns
+    -------
+    tuple of Finding
+        Ordered by node (graph order), then kind (:data:`KINDS`), then anchor. Empty when the
+        partitions' q/dq nodes carry their annotated nodes' values.
+
+    Raises
+    ------
+    ProfileError
+        The snapshot did not record a key the profile copies.
+    UnknownNodeError
+        ``plan`` names a node the graph does not have.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder, static
+    >>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
+    >>> y = b.call("aten.relu.default", dq, name="relu", tag="relu_0")
+    >>> b.annotate(y, inputs={x: static()}); b.output(y)
+    >>> check(b.build())
+    ()
+    """
+    if plan is not None:
+        return check_writes(graph, plan.deltas, plan.diagnostics, plan.profile)
+    deltas, diagnostics = plan_writes(graph, profile, errors="collect")
+    return check_writes(graph, deltas, diagnostics, profile)
+
+
+# --------------------------------------------------------------------------- JSON and text
+
+
+def findings_to_dict(findings: Iterable[Finding]) -> dict[str, Any]:
+    """Findings as a JSON-ready document (format, version, counts per kind, findings)."""
+    found = tuple(findings)
+    counts = Counter(f.kind for f in found)
+    return {
+        "format": FINDINGS_FORMAT,
+        "version": FINDINGS_SCHEMA_VERSION,
+        "counts": {k: counts.get(k, 0) for k in KINDS},
+        "findings": [f.to_dict() for f in found],
+    }
+
+
+def findings_from_dict(data: Any, *, source: str | None = None) -> tuple[Finding, ...]:
+    """Inverse of :func:`findings_to_dict`; raises :class:`GraphFormatError` on bad data."""
+
+    def fail(problem: str) -> GraphFormatError:
+        return GraphFormatError(problem, source)
+
+    if not isinstance(data, dict):
+        raise fail("expected a JSON object at the top level")
+    if data.get("format") != FINDINGS_FORMAT:
+        raise fail(
+            f"not a portmeta findings file (format is {data.get('format')!r}, "
+            f"expected {FINDINGS_FORMAT!r})"
+        )
+    version = data.get("version")
+    if type(version) is not int or version != FINDINGS_SCHEMA_VERSION:
+        raise fail(
+            f"unsupported findings schema version {version!r} "
+            f"(this portmeta reads version {FINDINGS_SCHEMA_VERSION})"
+        )
+    try:
+        return tuple(Finding.from_dict(f) for f in _list(data["findings"]))
+    except KeyError as exc:
+        raise fail(f"missing field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise fail(f"malformed finding: {exc}") from None
+
+
+def findings_to_json(findings: Iterable[Finding], *, indent: int | None = 1) -> str:
+    """Findings as a JSON document.
+
+    Example
+    -------
+    >>> f = Finding("foreign_write", "cq", "lin_b", ["quantization_tag"], "search_reached", "...")
+    >>> findings_from_json(findings_to_json([f])) == (f,)
+    True
+    """
+    return json.dumps(findings_to_dict(findings), indent=indent)
+
+
+def findings_from_json(text: str, *, source: str | None = None) -> tuple[Finding, ...]:
+    """Inverse of :func:`findings_to_json`; raises :class:`GraphFormatError` on bad input."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraphFormatError(f"not valid JSON: {exc.msg}", source) from None
+    return findings_from_dict(data, source=source)
+
+
+def load_findings(path: str) -> tuple[Finding, ...]:
+    """Read a findings file written from :func:`findings_to_json` (``portmeta check --format json``)."""
+    return findings_from_dict(read_json(path), source=str(path))
+
+
+def format_findings(findings: Sequence[Finding]) -> str:
+    """A table (node, kind, anchor, cause, keys), then each finding's message on its own line.
+
+    Example
+    -------
+    >>> f = Finding("unported_input", "dq_1", "add", ["quantization_tag"], "not_first", "'dq_1' ...")
+    >>> print(format_findings([f]))
+    node  kind            anchor  cause      keys
+    ----  --------------  ------  ---------  ----------------
+    dq_1  unported_input  add     not_first  quantization_tag
+    <BLANKLINE>
+    1. 'dq_1' ...
+    """
+    if not findings:
+        return "(no findings)"
+    rows = [(f.node, f.kind, f.anchor or "-", f.cause, ",".join(f.keys)) for f in findings]
+    headers = ("node", "kind", "anchor", "cause", "keys")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append("")
+    lines += [f"{i}. {f.message}" for i, f in enumerate(findings, 1)]
+    return "\n".join(lines)
+
+
+def summary(findings: Sequence[Finding], graph: Snapshot | None = None) -> str:
+    """One line: the number of findings per kind (and the graph's size when given).
+
+    Example
+    -------
+    >>> summary(())
+    'no findings (unported_input 0, unported_output 0, foreign_write 0)'
+    """
+    counts = Counter(f.kind for f in findings)
+    per_kind = ", ".join(f"{k} {counts.get(k, 0)}" for k in KINDS)
+    n = len(findings)
+    head = "no findings" if not n else f"{n} finding{'s' if n != 1 else ''}"
+    where = ""
+    if graph is not None:
+        where = f" in {graph.number_of_nodes()} nodes, {len(annotated_nodes(graph))} annotated"
+    return f"{head}{where} ({per_kind})"

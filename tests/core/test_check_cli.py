@@ -1,0 +1,158 @@
+"""``portmeta check`` on the command line, without torch (in process, one run as a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+import portmeta
+from portmeta import cli
+from portmeta.check import findings_from_json
+from portmeta.testing import GraphBuilder, dynamic, static
+
+
+@attrs.frozen
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """``portmeta ARGS...`` in process: exit status, stdout, stderr."""
+
+    def call(*args: str) -> Result:
+        try:
+            status = cli.main(list(args))
+        except SystemExit as exc:  # argparse usage errors
+            status = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return Result(status, out, err)
+
+    return call
+
+
+def save(tmp_path: Path, name: str, graph: portmeta.graph.Snapshot) -> str:
+    path = tmp_path / name
+    portmeta.dump_graph(graph, path)
+    return str(path)
+
+
+def cat_graph() -> portmeta.graph.Snapshot:
+    b = GraphBuilder()
+    x, y = b.placeholder("x"), b.placeholder("y")
+    _, dq = b.qdq(x)
+    _, dq_1 = b.qdq(y)
+    cat = b.call("aten.cat.default", [dq, dq_1], 1, name="cat", tag="cat_0")
+    b.annotate(cat, inputs={x: static(), y: static()})
+    b.output(cat)
+    return b.build()
+
+
+def clean_graph() -> portmeta.graph.Snapshot:
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _, dq = b.qdq(x)
+    relu = b.call("aten.relu.default", dq, name="relu", tag="relu_0")
+    b.annotate(relu, inputs={x: static()})
+    b.output(relu)
+    return b.build()
+
+
+def test_findings_table_messages_summary_exit_1(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run("check", save(tmp_path, "g.json", cat_graph()))
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["node", "kind", "anchor", "cause", "keys"]
+    assert lines[2].split() == ["dq", "unported_input", "cat", "container", "quantization_tag"]
+    assert lines[3].split()[0] == "dq_1"
+    assert lines[5].startswith("1. 'dq' feeds 'cat'")
+    assert lines[-1] == (
+        "2 findings in 8 nodes, 1 annotated (unported_input 2, unported_output 0, foreign_write 0)"
+    )
+    assert r.stderr == ""
+
+
+def test_clean_graph_exit_0(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run("check", save(tmp_path, "g.json", clean_graph()))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (
+        "no findings in 5 nodes, 1 annotated (unported_input 0, unported_output 0, foreign_write 0)\n"
+    )
+
+
+def test_json_round_trips(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    g = cat_graph()
+    r = run("check", save(tmp_path, "g.json", g), "--format", "json")
+    assert r.returncode == 1
+    assert findings_from_json(r.stdout) == portmeta.check(g)
+    assert json.loads(r.stdout)["counts"]["unported_input"] == 2
+    clean = run("check", save(tmp_path, "c.json", clean_graph()), "--format", "json")
+    assert clean.returncode == 0 and json.loads(clean.stdout)["findings"] == []
+
+
+def test_with_a_plan_and_with_a_ported_snapshot(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A plan of the graph before porting, used on the graph after porting: same findings."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    c = b.dynamic_qdq(x)
+    lins = [b.call("aten.linear.default", c.dq, tag=f"L{i}") for i in range(2)]
+    for lin in lins:
+        b.annotate(lin, inputs={x: dynamic()})
+    b.output(*lins)
+    before = b.build()
+    p = portmeta.plan(before)
+    for target, meta in p.final_state().items():
+        b.set_meta(target, **meta)
+    after = b.build()
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(p.to_json())
+    g_before, g_after = save(tmp_path, "b.json", before), save(tmp_path, "a.json", after)
+    outs = [
+        run("check", g_before),
+        run("check", g_after),
+        run("check", g_before, "--plan", str(plan_path)),
+        run("check", g_after, "--plan", str(plan_path)),
+    ]
+    assert {r.returncode for r in outs} == {1}
+    assert len({r.stdout for r in outs}) == 1
+    assert "unported_input" in outs[0].stdout and "shared" in outs[0].stdout
+    assert outs[2].stderr == ""
+    assert "planned from a different snapshot" in outs[3].stderr
+
+
+def test_bad_input_exit_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    g = save(tmp_path, "g.json", cat_graph())
+    missing = run("check", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"portmeta: error: {tmp_path / 'nope.json'}: no such file"
+    as_plan = run("check", g, "--plan", g)
+    assert as_plan.returncode == 2 and "not a portmeta plan file" in as_plan.stderr
+    other = tmp_path / "other.json"
+    other.write_text(portmeta.plan(clean_graph()).to_json())
+    foreign = run("check", g, "--plan", str(other))
+    assert foreign.returncode == 2
+    assert foreign.stderr.splitlines()[-1].startswith(f"portmeta: error: {other}: no node named")
+    assert run("check", g, "--format", "xml").returncode == 2
+    assert run("check", g, "--profile", "nope").returncode == 2
+    for r in (missing, as_plan, foreign):
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+
+
+def test_as_a_command(tmp_path: Path) -> None:
+    """One real run: the installed command's exit status and help."""
+    g = save(tmp_path, "g.json", cat_graph())
+    r = subprocess.run(
+        [sys.executable, "-m", "portmeta.cli", "check", g], capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "container" in r.stdout
+    h = subprocess.run(
+        [sys.executable, "-m", "portmeta.cli", "check", "--help"], capture_output=True, text=True
+    )
+    assert h.returncode == 0 and "exit status: 0 no findings, 1 findings, 2 bad input" in h.stdout
