@@ -49,6 +49,12 @@ def role(profile: Profile, rec: NodeRecord) -> str:
         return "sym-size (ignored as a user)"
     if rec.op == "get_attr":
         return "weight (get_attr)"
+    if rec.op == "placeholder":
+        return "graph input"
+    if rec.op == "output":
+        return "graph output"
+    if rec.op == "call_function":
+        return "annotated op" if rec.annotation is not None else "op"
     return rec.op
 
 
@@ -72,8 +78,9 @@ def explain(
     -------
     str
         Several lines: the node, then per key the writes it receives (source, rule, annotated
-        node, path, overwrites) or the reason it receives none, then what it passes on and the
-        diagnostics that concern it.
+        node, path, overwrites) or the reason it receives none; for a node that receives
+        nothing, what would make it receive metadata (or that nothing can); then what it
+        passes on and the diagnostics that concern it.
 
     Raises
     ------
@@ -103,6 +110,8 @@ def explain(
             why = reasons[0] if reasons else "no rule reaches this node"
         lines.append(f"  {key}: not written{kept}: {why}")
     lines.extend(f"    also: {r}" for r in reasons[1:])
+    if not received:
+        lines.append(f"  to receive metadata: {_remedy(graph, profile, node)}")
     given = p.writes_from(node)
     if given:
         targets = ", ".join(dict.fromkeys(repr(d.target) for d in given))
@@ -140,11 +149,160 @@ def _why_not(graph: Snapshot, profile: Profile, node: str, p: Plan) -> list[str]
     elif profile.is_view(rec):
         reasons.append("it is not on a get_attr -> view ops -> quantize chain of a ported weight")
     else:
-        reasons.append(
-            "the rules write only to quantize, dequantize and choose_qparams nodes and to the "
-            f"view ops between a weight and its quantize; this node is {role(profile, rec)}"
-        )
+        reasons.append(_never_written(rec))
     return reasons
+
+
+#: The nodes the rules write to.
+_WRITTEN = (
+    "quantize, dequantize and choose_qparams nodes, and the view ops between a weight and its "
+    "quantize"
+)
+
+
+def _never_written(rec: NodeRecord) -> str:
+    """Why a node the rules never write gets nothing, in words."""
+    if rec.op == "call_function":
+        return f"{rec.target.name} is not one of the ops the pass writes: {_WRITTEN}"
+    kind = {
+        "placeholder": "a graph input (placeholder)",
+        "get_attr": "a weight (get_attr)",
+        "output": "the graph output",
+    }.get(rec.op, f"a {rec.op} node")
+    return f"the pass never writes {kind}: it writes only {_WRITTEN}"
+
+
+def _first(rec: NodeRecord) -> str | None:
+    """The node ``args[0]`` names, if any."""
+    first = rec.args[0] if rec.args else None
+    return first.name if isinstance(first, NodeRef) else None
+
+
+def _weight_above(graph: Snapshot, profile: Profile, name: str | None) -> str | None:
+    """The ``get_attr`` node at the top of the view ops above ``name`` (``name`` included)."""
+    seen: set[str] = set()
+    while name is not None and name in graph and name not in seen:
+        rec = record(graph, name)
+        if rec.op == "get_attr":
+            return name
+        if not profile.is_view(rec):
+            return None
+        seen.add(name)
+        name = _first(rec)
+    return None
+
+
+def _quantize_below(graph: Snapshot, profile: Profile, name: str) -> str | None:
+    """A quantize that reads ``name`` (as ``args[0]``) through view ops, if any."""
+    todo, seen = [name], {name}
+    while todo:
+        cur = todo.pop(0)
+        for user in users(graph, cur):
+            urec = record(graph, user)
+            if _first(urec) != cur or user in seen:
+                continue
+            if profile.is_quantize(urec):
+                return user
+            if profile.is_view(urec):
+                seen.add(user)
+                todo.append(user)
+    return None
+
+
+def _readers(graph: Snapshot, profile: Profile, name: str) -> str:
+    """The ops (not quant-workflow nodes) that take ``name`` as a top-level positional
+    argument, in words."""
+    found = []
+    for user in users(graph, name):
+        urec = record(graph, user)
+        workflow = profile.is_quantize(urec) or profile.is_dequantize(urec)
+        if NodeRef(name) in urec.args and not (workflow or profile.is_choose_qparams(urec)):
+            found.append(repr(user))
+    return " or ".join(found) if found else "an op that reads it as a positional argument"
+
+
+def _remedy(graph: Snapshot, profile: Profile, node: str) -> str:
+    """What would make ``node`` receive metadata, or why nothing can."""
+    rec = record(graph, node)
+    source = _first(rec)
+    if profile.is_dequantize(rec):
+        try:
+            walked = walk_to_producer(graph, profile, node, node)
+        except PlanError as exc:
+            return f"nothing can while the walk up from it fails ({exc})"
+        if len(walked) < 2 or not profile.is_quantize(record(graph, walked[1])):
+            return "nothing can: its args[0] is not a quantize op"
+        readers = _readers(graph, profile, node)
+        text = (
+            f"give {walked[-1]!r}, the node it dequantizes, a static spec in the annotation of "
+            f"{readers}, whose metadata it then receives"
+        )
+        if _in_dynamic_chain(graph, profile, record(graph, walked[1])) and len(walked) > 2:
+            text += (
+                f"; or, as it ends a choose_qparams chain, give {walked[2]!r} a dynamic spec there"
+            )
+        return text
+    if profile.is_quantize(rec):
+        if source is None:
+            return "nothing can: it has no producer node in args[0]"
+        dqs = [u for u in users(graph, node) if profile.is_dequantize(record(graph, u))]
+        reading = f"reads {' or '.join(map(repr, dqs))}" if dqs else "reads its dequantize"
+        weight = _weight_above(graph, profile, source)
+        if weight is not None:
+            return (
+                f"give {source!r}, the node it quantizes, a static spec in the annotation of "
+                f"a node that {reading}; it then receives the metadata of weight {weight!r}"
+            )
+        text = (
+            f"annotate {source!r}, the node it quantizes, with an output spec; as the last "
+            f"user of {source!r} that is not a sym-size node it then receives its metadata"
+        )
+        if _in_dynamic_chain(graph, profile, rec):
+            text += (
+                f"; or give {source!r} a dynamic spec in the annotation of a node that "
+                f"{reading}, whose choose_qparams search must reach this chain"
+            )
+        return text
+    if profile.is_choose_qparams(rec):
+        what = repr(source) if source is not None else "its input"
+        return (
+            f"give {what} a dynamic spec in the annotation of a node that reads the chain's "
+            f"dequantize; the search from the users of {what} must reach this node first"
+        )
+    if profile.is_view(rec):
+        weight = _weight_above(graph, profile, node)
+        if weight is None:
+            return "nothing can: no get_attr weight is above it through view ops"
+        q = _quantize_below(graph, profile, node)
+        if q is None:
+            return "nothing can: no quantize reads it through view ops"
+        return (
+            f"give {_first(record(graph, q))!r} a static spec in the annotation of a node that "
+            f"reads the dequantize of {q!r}; it then receives the metadata of weight {weight!r}"
+        )
+    if rec.op == "get_attr":
+        return (
+            "nothing can; a weight gives its own metadata to the quantize that reads it (and "
+            "the view ops between) when a consumer's static spec names that quantize's input"
+        )
+    if rec.op == "call_function":
+        if rec.annotation is not None:
+            return "nothing can; as an annotated node it gives its own metadata to q/dq nodes"
+        return (
+            "nothing can; annotated, it would give its own metadata to the dequantizes it "
+            "reads and the quantize after it"
+        )
+    return "nothing can"
+
+
+def _in_dynamic_chain(graph: Snapshot, profile: Profile, rec: NodeRecord) -> bool:
+    """Whether a quantize reads its scale or zero point from a choose_qparams node."""
+    for arg in rec.args[1:]:
+        if isinstance(arg, NodeRef) and arg.name in graph:
+            above = _first(record(graph, arg.name))
+            if above is not None and profile.is_choose_qparams(record(graph, above)):
+                return True
+    return False
 
 
 def _why_not_dequantize(graph: Snapshot, profile: Profile, node: str) -> list[str]:
@@ -208,9 +366,15 @@ def _why_not_dequantize(graph: Snapshot, profile: Profile, node: str) -> list[st
 
 def _why_not_quantize(graph: Snapshot, profile: Profile, node: str) -> list[str]:
     rec = record(graph, node)
-    if not rec.args or not isinstance(rec.args[0], NodeRef):
+    producer = _first(rec)
+    if producer is None:
         return ["it has no producer node in args[0]"]
-    producer = rec.args[0].name
+    weight = _weight_above(graph, profile, producer)
+    if weight is not None:  # only the static input rule writes a weight's quantize
+        return [
+            f"it quantizes weight {weight!r}, and no annotated node that reads its dequantize "
+            f"gives {producer!r} a static spec"
+        ]
     prec = record(graph, producer)
     reasons = []
     if prec.annotation is None or prec.annotation.output is None:
@@ -222,8 +386,8 @@ def _why_not_quantize(graph: Snapshot, profile: Profile, node: str) -> list[str]
                 f"the output rule of {producer!r} takes its last non-sym-size user, "
                 f"{kept[-1]!r}, not this node"
             )
-    reasons.append(
-        "no static input rule reached it: no annotated consumer reads it through a dequantize "
-        "with a weight (get_attr) above it"
-    )
+    if _in_dynamic_chain(graph, profile, rec):
+        reasons.append(
+            "no annotated node has a dynamic input whose choose_qparams search reaches its chain"
+        )
     return reasons

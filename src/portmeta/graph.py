@@ -53,10 +53,9 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    Snapshot: TypeAlias = nx.DiGraph[str]
+    _DiGraph: TypeAlias = nx.DiGraph[str]
 else:
-    Snapshot = nx.DiGraph
-    """The snapshot type: a frozen ``networkx.DiGraph`` keyed by node name."""
+    _DiGraph = nx.DiGraph
 
 __all__ = [
     "Snapshot",
@@ -77,6 +76,51 @@ __all__ = [
 
 GRAPH_FORMAT = "portmeta.graph"
 GRAPH_SCHEMA_VERSION = 1
+
+
+class Snapshot(_DiGraph):
+    """The snapshot type: a frozen ``networkx.DiGraph`` keyed by node name.
+
+    A plain subclass: it only adds a readable ``repr`` (node count, annotated nodes, the first
+    nodes), which pytest and hypothesis show in failure output. Copies, subgraph views,
+    ``reverse``, ``to_directed``, relabelled graphs and pickles stay snapshots (unfrozen where
+    networkx makes a new graph); ``to_undirected`` gives a ``networkx.Graph``.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder, static
+    >>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
+    >>> y = b.call("aten.relu.default", dq, name="relu"); b.annotate(y, inputs={x: static()})
+    >>> b.output(y); b.build()
+    <Snapshot 5 nodes, 1 annotated (relu): x, q, dq, relu, output>
+    """
+
+    #: How many node names the ``repr`` shows before ``...``.
+    REPR_NODES = 8
+
+    def to_directed_class(self) -> type[Snapshot]:
+        """``to_directed`` copies stay snapshots (networkx's hook for subclasses)."""
+        return Snapshot
+
+    def __repr__(self) -> str:
+        nodes = self._node  # type: ignore[attr-defined]
+        names = list(nodes)
+        annotated = []
+        for name in names:
+            rec = nodes[name].get("record")
+            if isinstance(rec, NodeRecord) and rec.annotation is not None and not rec.foreign:
+                annotated.append(name)
+        n = self.REPR_NODES
+        text = f"<{type(self).__name__} {len(names)} node{'' if len(names) == 1 else 's'}"
+        if annotated:
+            more = ", ..." if len(annotated) > n else ""
+            text += f", {len(annotated)} annotated ({', '.join(annotated[:n])}{more})"
+        elif names:
+            text += ", 0 annotated"
+        if names:
+            more = f", ... ({len(names) - n} more)" if len(names) > n else ""
+            text += f": {', '.join(names[:n])}{more}"
+        return text + ">"
 
 
 # --------------------------------------------------------------------------- building
@@ -202,7 +246,7 @@ def _assemble(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot:
         out = succ[name] = {}
         for user in rec.users:  # users order
             out[user] = pred[user][name] = {}
-    G: Snapshot = nx.DiGraph()
+    G = Snapshot()
     G._node = {rec.name: {"record": rec} for rec in recs}  # type: ignore[attr-defined]
     G._succ = succ  # type: ignore[attr-defined]
     G._pred = pred  # type: ignore[attr-defined]

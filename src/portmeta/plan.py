@@ -51,7 +51,7 @@ from .graph import (
     record,
     records,
 )
-from .profiles import TORCHAO, Profile
+from .profiles import PROFILES, TORCHAO, Profile, get_profile
 from .records import names
 from .rules import (
     Copy,
@@ -79,7 +79,9 @@ __all__ = [
 ]
 
 PLAN_FORMAT = "portmeta.plan"
-PLAN_SCHEMA_VERSION = 1
+#: Version 2 names the profile (version 1 wrote it out in full); both are read.
+PLAN_SCHEMA_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 
 @attrs.frozen(slots=True)
@@ -197,12 +199,27 @@ class Plan:
 
     # -- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The plan as JSON-ready data (values through :mod:`portmeta.codec`)."""
+        """The plan as JSON-ready data (values through :mod:`portmeta.codec`).
+
+        The profile is written by name when it is a built-in one (:data:`portmeta.PROFILES`),
+        else as the built-in it differs least from plus the fields that differ
+        (``{"base": "torchao", "name": ..., "keys": [...]}``).
+
+        Example
+        -------
+        >>> from portmeta import TORCHAO
+        >>> from portmeta.testing import GraphBuilder
+        >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+        >>> plan(g).to_dict()["profile"]
+        'torchao'
+        >>> plan(g, TORCHAO.extend(name="mine", keys=["custom"])).to_dict()["profile"]
+        {'base': 'torchao', 'name': 'mine', 'keys': ['stack_trace', 'quantization_tag', 'custom']}
+        """
         return {
             "format": PLAN_FORMAT,
             "version": PLAN_SCHEMA_VERSION,
             "fingerprint": self.fingerprint,
-            "profile": self.profile.to_dict(),
+            "profile": _profile_to_data(self.profile),
             "deltas": [
                 {
                     "target": d.target,
@@ -244,7 +261,10 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | None = None) -> Plan:
-        """Inverse of :meth:`to_dict`; raises :class:`GraphFormatError` on malformed data."""
+        """Inverse of :meth:`to_dict`; raises :class:`GraphFormatError` on malformed data.
+
+        Reads schema version 2 and version 1 (whose files hold the whole profile).
+        """
 
         def fail(problem: str) -> GraphFormatError:
             return GraphFormatError(problem, source)
@@ -256,13 +276,17 @@ class Plan:
                 f"not a portmeta plan file (format is {data.get('format')!r}, expected {PLAN_FORMAT!r})"
             )
         version = data.get("version")
-        if type(version) is not int or version != PLAN_SCHEMA_VERSION:
+        if type(version) is not int or version not in _READABLE_VERSIONS:
             raise fail(
                 f"unsupported plan schema version {version!r} "
-                f"(this portmeta reads version {PLAN_SCHEMA_VERSION})"
+                f"(this portmeta reads versions {' and '.join(map(str, _READABLE_VERSIONS))})"
             )
         try:
-            profile = Profile.from_dict(data["profile"])
+            profile = (
+                Profile.from_dict(data["profile"])
+                if version == 1
+                else _profile_from_data(data["profile"])
+            )
             deltas = [
                 MetaDelta(
                     target=_str(d["target"]),
@@ -313,6 +337,36 @@ class Plan:
     def load(cls, path: str) -> Plan:
         """Read a plan file written from :meth:`to_json`."""
         return cls.from_dict(read_json(path), source=str(path))
+
+
+def _profile_to_data(profile: Profile) -> str | dict[str, Any]:
+    """A built-in profile's name, or the nearest built-in and the fields that differ."""
+    for name, builtin in PROFILES.items():
+        if builtin == profile:
+            return name
+    fields = profile.to_dict()
+    diffs = []
+    for name, builtin in PROFILES.items():
+        base = builtin.to_dict()
+        diffs.append({"base": name, **{k: v for k, v in fields.items() if base.get(k) != v}})
+    return min(diffs, key=len)  # the first built-in on a tie
+
+
+def _profile_from_data(data: Any) -> Profile:
+    """Inverse of :func:`_profile_to_data`; raises :class:`ProfileError` on malformed data."""
+    if isinstance(data, str):
+        return get_profile(data)
+    if not isinstance(data, dict) or not isinstance(data.get("base"), str):
+        raise ProfileError(
+            f"malformed profile data: expected a built-in profile's name or an object with "
+            f"'base' and the fields that differ, got {data!r}"
+        )
+    fields = get_profile(data["base"]).to_dict()
+    unknown = sorted(set(data) - set(fields) - {"base"})
+    if unknown:
+        raise ProfileError(f"malformed profile data: unknown fields {unknown!r}")
+    fields.update((k, v) for k, v in data.items() if k != "base")
+    return Profile.from_dict(fields)
 
 
 def _str(value: Any) -> str:

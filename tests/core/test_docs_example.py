@@ -10,6 +10,7 @@ import ast
 import re
 from pathlib import Path
 
+import attrs
 import pytest
 
 import portmeta
@@ -46,10 +47,11 @@ def _run(code: str, name: str) -> dict:
 
 def test_doc_structure():
     blocks = _blocks()
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     free = _torch_free_blocks()
-    assert len(free) == 3  # the third, a pytest file with fixtures: test_testing_docs.py
+    assert len(free) == 4  # the third, a pytest file with fixtures: test_testing_docs.py
     assert free[0] == blocks[0]  # the first block is the complete GraphBuilder example
+    assert free[3] == blocks[-1] and "@given(graphs(" in free[3]  # section 5's property
     torch_blocks = [b for b in blocks if b not in free]
     for code in torch_blocks:
         compile(code, "torch-block", "exec")
@@ -58,7 +60,7 @@ def test_doc_structure():
     assert "portmeta.load_graph(SAVED)" in free[1]
 
 
-@pytest.mark.parametrize("index", [0, 1], ids=["graph-builder", "saved-graph"])
+@pytest.mark.parametrize("index", [0, 1, 3], ids=["graph-builder", "saved-graph", "property"])
 def test_doc_example_tests_pass(index):
     namespace = _run(_torch_free_blocks()[index], f"block{index}")
     tests = [fn for name, fn in namespace.items() if name.startswith("test_") and callable(fn)]
@@ -90,6 +92,21 @@ def test_doc_example_can_fail():
     ]
     state = portmeta.plan(portmeta.build_graph(recs)).final_state()
     assert set(state) == {"x_dq", "out_q"}
+
+
+def test_doc_property_can_fail(monkeypatch):
+    """Section 5's property, run on the section 1 graph with a plan that credits x_dq's write
+    to 'relu' (which does not read x_dq), must fail; with the true plan it passes."""
+    prop = _run(_torch_free_blocks()[3], "block3")
+    (test,) = [fn for name, fn in prop.items() if name.startswith("test_")]
+    graph = _run(_torch_free_blocks()[0], "block0")["conv_relu_graph"]()
+    test.hypothesis.inner_test(graph)
+    true_plan = portmeta.plan(graph)
+    wrong = [attrs.evolve(d, source="relu") if d.target == "x_dq" else d for d in true_plan.deltas]
+    fake = attrs.evolve(true_plan, deltas=wrong)
+    monkeypatch.setattr(portmeta, "plan", lambda g, *a, **k: fake)
+    with pytest.raises(AssertionError):
+        test.hypothesis.inner_test(graph)
 
 
 def test_saved_graph_is_the_doc_builder_graph():

@@ -30,7 +30,12 @@ def _graph():
         tag="C",
         stack_trace=None,
     )
-    b.annotate(conv, inputs={x: static(), w: static(), "ghost": dynamic()}, output=static())
+    b.annotate(
+        conv,
+        inputs={x: static(), w: static(), "ghost": dynamic()},
+        output=static(),
+        check_inputs=False,  # "ghost": an erased input, on purpose
+    )
     _oq, odq = b.qdq(conv)
     b.output(odq)
     return b.build(meta_keys=["stack_trace", "quantization_tag"])
@@ -371,8 +376,21 @@ PLAN_CASES = {
     ),
     "diag-rule-missing": (lambda d: d["diagnostics"][0].pop("rule"), "missing field 'rule'"),
     "profile-missing": (lambda d: d.pop("profile"), "missing field 'profile'"),
-    "profile-malformed": (lambda d: d["profile"].pop("keys"), "malformed profile data"),
+    "profile-malformed": (
+        lambda d: d.update(profile={"base": "torchao", "keys": 3}),
+        "malformed profile data",
+    ),
     "profile-mistyped": (lambda d: d.update(profile=[]), "malformed profile data"),
+    "profile-unknown-name": (lambda d: d.update(profile="nope"), "unknown profile 'nope'"),
+    "profile-unknown-base": (lambda d: d.update(profile={"base": "x"}), "unknown profile 'x'"),
+    "profile-unknown-field": (
+        lambda d: d.update(profile={"base": "torchao", "colour": 1}),
+        "unknown fields ['colour']",
+    ),
+    "v1-profile-malformed": (
+        lambda d: d.update(version=1, profile={"name": "torchao"}),
+        "malformed profile data",
+    ),
     "top-level-array": (lambda d: d.clear(), "not a portmeta plan file"),
 }
 

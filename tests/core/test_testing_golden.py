@@ -156,7 +156,7 @@ def test_names_may_have_subfolders_and_test_ids():
 
 
 def test_only_plans_are_compared(tmp_path):
-    with pytest.raises(TypeError, match="takes a Plan, got DiGraph"):
+    with pytest.raises(TypeError, match="takes a Plan, got Snapshot"):
         assert_matches_golden(graph(), "relu", directory=tmp_path)
 
 

@@ -155,15 +155,23 @@ def test_golden_missing_then_update_then_unchanged_then_changed(project: pytest.
     assert names == ["conv_relu.plan.json", "plain.plan.json", "test_default_name.plan.json"]
     assert json.loads((golden / "plain.plan.json").read_text())["format"] == "portmeta.plan"
     updated.stdout.fnmatch_lines(
-        ["*portmeta: wrote 3 golden plan file(s)*", "*conv_relu.plan.json"]
+        ["*portmeta: wrote 3 golden plan file(s), 0 unchanged*", "*conv_relu.plan.json"]
     )
 
     unchanged = project.runpytest(*ARGS)
     unchanged.assert_outcomes(passed=3)
-    assert "portmeta: wrote" not in unchanged.stdout.str()
+    assert "portmeta:" not in unchanged.stdout.str()  # no summary without the option
     again = project.runpytest(*ARGS, "--portmeta-update-golden")
     again.assert_outcomes(passed=3)
     assert "portmeta: wrote" not in again.stdout.str()  # identical files are not rewritten
+    again.stdout.fnmatch_lines(["*portmeta: all 3 golden plan file(s) unchanged, none written*"])
+    (golden / "plain.plan.json").unlink()
+    one = project.runpytest(*ARGS, "--portmeta-update-golden")
+    one.stdout.fnmatch_lines(
+        ["*portmeta: wrote 1 golden plan file(s), 2 unchanged*", "*plain.plan.json"]
+    )
+    none = project.runpytest(*ARGS, "--portmeta-update-golden", "-k", "nothing_matches")
+    none.stdout.fnmatch_lines(["*portmeta: no test checked a golden plan, none written*"])
 
     project.makepyfile(graph_lib=GRAPH.replace('TAG = "conv_relu_0"', 'TAG = "conv_relu_9"'))
     changed = project.runpytest(*ARGS, "-k", "test_fixture")

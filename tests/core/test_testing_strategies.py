@@ -88,8 +88,8 @@ def test_failing_graphs_include_errors_and_still_round_trip():
     [
         ({"static"}, {"dynamic", "weight", "view_chain", "output", "fan_out", "sym_size"}),
         ({"dynamic"}, {"static", "weight", "output", "fan_out", "sym_size"}),
-        ({"weight", "static"}, {"dynamic", "view_chain", "output", "sym_size"}),
-        ({"static", "output"}, {"dynamic", "weight", "sym_size"}),
+        ({"weight", "static"}, {"dynamic", "view_chain", "output", "fan_out", "sym_size"}),
+        ({"static", "output"}, {"dynamic", "weight", "fan_out", "sym_size"}),
     ],
 )
 def test_patterns_knob_limits_what_appears(patterns, absent):

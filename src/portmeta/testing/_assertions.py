@@ -26,7 +26,7 @@ import networkx as nx
 
 from .._text import did_you_mean, short_value
 from ..explain import explain
-from ..graph import Snapshot
+from ..graph import Snapshot, fingerprint
 from ..plan import MetaDelta, Plan, plan, same_value
 from ..profiles import TORCHAO, Profile
 
@@ -193,6 +193,14 @@ class _Report:
                 out.append(f"why: portmeta.explain(graph, {node!r})")
                 out += ["    " + line for line in explain(self.graph, node, plan=p).splitlines()]
                 out.append("")
+        elif self.unwritten:
+            names = ", ".join(map(repr, self.unwritten))
+            out += [
+                f"why: not shown for {names}: assert_ported was given a plan without its graph; "
+                "pass graph=the_graph (or the graph instead of the plan) for portmeta.explain "
+                "of those nodes and a check of node names",
+                "",
+            ]
         nodes = len(self.state)
         out.append(
             f"plan: profile {p.profile.name!r}, {len(p.deltas)} write"
@@ -215,6 +223,7 @@ def assert_ported(
     strict: bool = False,
     keys: Iterable[str] | None = None,
     profile: Profile = TORCHAO,
+    graph: Snapshot | None = None,
 ) -> Plan:
     """Assert what the pass writes on the nodes listed in ``expected``; return the plan.
 
@@ -240,6 +249,10 @@ def assert_ported(
     profile:
         The profile to plan a graph with (:data:`portmeta.TORCHAO` by default); ignored for
         a plan.
+    graph:
+        With a plan, the graph it was planned from: the failure message then has the same
+        "why" section (:func:`portmeta.explain`) and node-name check as when the graph itself
+        is given. Without it, the message says what it leaves out.
 
     Raises
     ------
@@ -250,6 +263,9 @@ def assert_ported(
         known), and every diagnostic of the plan.
     TypeError
         ``expected`` is not shaped ``{node: {key: value} | NOTHING}``.
+    ValueError
+        ``graph`` is not the graph the plan was made from (their fingerprints differ), or is
+        given with a graph instead of a plan.
 
     Example
     -------
@@ -261,10 +277,15 @@ def assert_ported(
     >>> _ = assert_ported(p, {"dq": {"quantization_tag": "P0"}}, strict=True, keys=["quantization_tag"])
     """
     __tracebackhide__ = True
-    graph: Snapshot | None = None
     if isinstance(plan_or_graph, Plan):
         p = plan_or_graph
+        if graph is not None and p.fingerprint and fingerprint(graph) != p.fingerprint:
+            raise ValueError(
+                "graph= is not the graph this plan was made from (their fingerprints differ)"
+            )
     elif isinstance(plan_or_graph, nx.DiGraph):
+        if graph is not None:
+            raise ValueError("graph= goes with a plan; a graph was given instead of a plan")
         graph = plan_or_graph
         p = plan(graph, profile)
     else:

@@ -345,13 +345,85 @@ class GraphBuilder:
         node: str,
         inputs: Mapping[str, QSpec | None] | Iterable[QInput] | None = None,
         output: QSpec | None = None,
+        *,
+        check_inputs: bool = True,
     ) -> None:
         """Set ``node``'s quantization annotation (replacing any earlier one).
 
-        ``inputs`` maps input node names (which need not be in the graph: a missing name is an
-        input that is no longer the graph's node) to specs or ``None``.
+        ``inputs`` maps input node names to specs or ``None``, as a quantizer's
+        ``input_qspec_map`` does: the names are the nodes ``node`` read before ``convert_pt2e``
+        put quantize / dequantize pairs in between, that is each node ``node`` reads, followed
+        up ``args[0]`` through the profile's quantize / dequantize ops (:meth:`inputs_of`).
+
+        Raises
+        ------
+        GraphBuildError
+            An input that is not one of ``node``'s inputs (the rules would silently skip it),
+            naming ``node``'s real inputs. Pass ``check_inputs=False`` to build such an
+            annotation on purpose: a name that is not in the graph stands for an erased node,
+            a node elsewhere for a stale annotation. ``QInput(..., is_node=False)`` entries are
+            never checked.
+
+        Example
+        -------
+        >>> b = GraphBuilder(); w = b.get_attr("w"); p = b.view(w, name="permute")
+        >>> _, w_dq = b.qdq(p); lin = b.call("aten.linear.default", w_dq, name="linear")
+        >>> b.annotate(lin, inputs={w: static()})
+        Traceback (most recent call last):
+        ...
+        portmeta.errors.GraphBuildError: annotate('linear'): 'w' is not an input of 'linear'; its inputs are 'permute' (read through q -> dq); pass check_inputs=False to build such an annotation on purpose
+        >>> b.annotate(lin, inputs={w: static()}, check_inputs=False)  # on purpose
+        >>> b.annotate(lin, inputs={p: static()})  # what the quantizer saw
         """
-        self._draft(node).annotation = Annotation(inputs if inputs is not None else {}, output)
+        annotation = Annotation(inputs if inputs is not None else {}, output)
+        if check_inputs:
+            real = self.inputs_of(node)
+            accepted = {name for end, via in real.items() for name in (end, *via)}
+            for entry in annotation.inputs:
+                if entry.is_node and entry.node not in accepted:
+                    raise GraphBuildError(self._not_an_input(node, entry.node, real))
+        self._draft(node).annotation = annotation
+
+    def inputs_of(self, node: str) -> dict[str, tuple[str, ...]]:
+        """``node``'s inputs as an annotation names them, each with the nodes read through.
+
+        Every node ``node`` reads (in its arguments, in order) is followed up ``args[0]`` while
+        its target is one of the profile's workflow ops (quantize, dequantize,
+        ``choose_qparams.tensor``: the nodes the static rule's walk passes through); where the
+        walk ends is an input, the key. The value lists the workflow nodes in between, in
+        data-flow order; :meth:`annotate` accepts them too (a dynamic input may name one).
+
+        Example
+        -------
+        >>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
+        >>> b.inputs_of(b.call("aten.add.Tensor", dq, x, name="add"))
+        {'x': ('q', 'dq')}
+        """
+        found: dict[str, tuple[str, ...]] = {}
+        draft = self._draft(node)
+        for ref in iter_node_refs((draft.args, draft.kwargs)):
+            walked: list[str] = []
+            cur: _Draft | None = self._drafts[ref]
+            while cur is not None and cur.target in self._profile.workflow_ops:
+                first = cur.args[0] if cur.args else None
+                walked.append(cur.name)
+                cur = self._drafts[first.name] if isinstance(first, NodeRef) else None
+            end = cur.name if cur is not None else walked.pop()  # a constant stops the walk
+            via = found.get(end, ())
+            found[end] = via + tuple(n for n in reversed(walked) if n not in via)
+        return found
+
+    def _not_an_input(self, node: str, name: str, real: Mapping[str, tuple[str, ...]]) -> str:
+        known = name in self._drafts
+        where = f"is not an input of {node!r}" if known else "is not a node of this graph"
+        listed = ", ".join(
+            f"{i!r} (read through {' -> '.join(via)})" if via else repr(i)
+            for i, via in real.items()
+        )
+        return (
+            f"annotate({node!r}): {name!r} {where}; its inputs are {listed or 'none'}; "
+            "pass check_inputs=False to build such an annotation on purpose"
+        )
 
     def set_annotation(self, node: str, annotation: Annotation | None) -> None:
         """Set ``node``'s annotation record as given (``None`` removes it), e.g. a malformed one."""

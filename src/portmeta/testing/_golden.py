@@ -1,9 +1,12 @@
 """Golden plans: compare a plan with a JSON plan file kept beside the test.
 
 A golden plan file is :meth:`portmeta.Plan.to_json` output, by default
-``<folder of the test file>/golden/<name>.plan.json``. A plan *matches* its golden file when
-:func:`portmeta.diff.diff_plans` finds them in agreement: the same final value, source,
-origin and rule for every node and key written, and the same diagnostics. The write order,
+``<folder of the test file>/golden/<name>.plan.json``: the writes, the diagnostics, the
+snapshot's fingerprint and the profile's name (a derived profile: its base and the fields that
+differ). Files written by earlier versions, which held the whole profile, still load. A plan
+*matches* its golden file when :func:`portmeta.diff.diff_plans` finds them in agreement: the
+same final value, source, origin and rule for every node and key written, and the same
+diagnostics. The write order,
 the annotated node and path of each write, the profile and the snapshot fingerprint may
 differ (a change there is no change in what lands where; rewriting the file refreshes them).
 
@@ -65,6 +68,7 @@ class _Context:
     test_file: Path
     test_name: str
     written: Callable[[Path], None]
+    unchanged: Callable[[Path], None] = lambda path: None
 
 
 _CONTEXTS: list[_Context] = []  # innermost last: pytester runs a session inside a session
@@ -249,6 +253,8 @@ def assert_matches_golden(
             atomic_write_text(path, text)
             if ctx is not None and ctx.update:  # listed in the --portmeta-update-golden summary
                 ctx.written(path)
+        elif ctx is not None and ctx.update:  # counted in that summary
+            ctx.unchanged(path)
         return path
     if not path.is_file():
         raise AssertionError(

@@ -19,7 +19,7 @@ Option
 ------
 ``--portmeta-update-golden``
     Write golden plan files from the plans under test instead of comparing; the terminal
-    summary lists the files written.
+    summary lists the files written and counts the ones left unchanged.
 
 :func:`portmeta.testing.assert_matches_golden` called without ``directory=`` also finds the
 running test's folder and the option through this plugin.
@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _WRITTEN_PROPERTY = "portmeta_golden_written"
+_UNCHANGED_PROPERTY = "portmeta_golden_unchanged"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,26 +63,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 class _GoldenRecorder:
-    """Collects the golden files one session wrote (from xdist workers too, via reports)."""
+    """Collects the golden files one session wrote or left unchanged (from xdist workers too,
+    via reports), for the summary of a ``--portmeta-update-golden`` session."""
 
-    def __init__(self) -> None:
+    def __init__(self, update: bool) -> None:
+        self.update = update
         self.written: list[str] = []
+        self.unchanged: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
-            self.written += [str(v) for k, v in report.user_properties if k == _WRITTEN_PROPERTY]
+            for key, value in report.user_properties:
+                if key == _WRITTEN_PROPERTY:
+                    self.written.append(str(value))
+                elif key == _UNCHANGED_PROPERTY:
+                    self.unchanged.append(str(value))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.update:
+            return
         files = list(dict.fromkeys(self.written))
+        same = len(set(self.unchanged) - set(files))
         if files:
-            terminalreporter.write_sep("-", f"portmeta: wrote {len(files)} golden plan file(s)")
-            for f in files:
-                terminalreporter.write_line(f)
+            title = f"portmeta: wrote {len(files)} golden plan file(s), {same} unchanged"
+        elif same:
+            title = f"portmeta: all {same} golden plan file(s) unchanged, none written"
+        else:
+            title = "portmeta: no test checked a golden plan, none written"
+        terminalreporter.write_sep("-", title)
+        for f in files:
+            terminalreporter.write_line(f)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Record the golden files this session writes, for the terminal summary."""
-    config.pluginmanager.register(_GoldenRecorder(), "portmeta-golden-recorder")
+    config.pluginmanager.register(_GoldenRecorder(_update(config)), "portmeta-golden-recorder")
 
 
 def _update(config: pytest.Config) -> bool:
@@ -95,7 +111,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     def written(path: Path) -> None:
         item.user_properties.append((_WRITTEN_PROPERTY, str(path)))
 
-    context = _golden._Context(_update(item.config), Path(item.path), item.name, written)
+    def unchanged(path: Path) -> None:
+        item.user_properties.append((_UNCHANGED_PROPERTY, str(path)))
+
+    context = _golden._Context(_update(item.config), Path(item.path), item.name, written, unchanged)
     _golden._CONTEXTS.append(context)
     try:
         yield

@@ -8,18 +8,28 @@ a small quantized model and hypothesis shrinks a failure to a few blocks with FX
 =============  ===========================================================================
 pattern        block
 =============  ===========================================================================
-``static``     static ``q -> dq`` pairs feeding an annotated op (one or two inputs)
+``static``     static ``q -> dq`` pairs of activations feeding an annotated op (one or two
+               inputs)
 ``dynamic``    ``choose_qparams -> getitem -> q -> dq`` feeding an annotated linear
 ``weight``     a ``get_attr`` weight through ``q -> dq`` into an annotated conv / linear
 ``view_chain`` (with ``weight``) view ops between the weight and its quantize
 ``output``     (modifier) annotated ops also get an output spec and a ``q -> dq`` after them
-``fan_out``    one dequantize read by two annotated ops, or an annotated output with a
-               second, unannotated user (the pass's overwrite / user-count cases)
-``sym_size``   sym-size users (filtered and unfiltered ones) of values and annotated outputs
+``fan_out``    one dequantize read by two annotated ops, or (with ``output``) an annotated
+               output with a second, unannotated user (the pass's overwrite / user-count
+               cases)
+``sym_size``   sym-size users of values (filtered and unfiltered ones), and filtered ones of
+               annotated outputs (with ``fan_out``, unfiltered ones too: a second user)
 =============  ===========================================================================
 
+A graph drawn with ``patterns=S`` contains only the patterns of ``S`` (as :func:`patterns_in`
+finds them), with two exceptions, both ``static``: a ``fan_out`` block's dequantizes are
+static pairs of activations; and ``view_chain`` also draws ``aten.t.default``, a view the
+profiles do not list, which cuts the weight off its quantize: to the pass, and to
+:func:`patterns_in`, what is above that quantize is then an activation.
+
 ``holes=`` adds blocks where the porting rules leave a partition's q/dq nodes without its
-values, each one a finding of :func:`portmeta.check` (see :data:`HOLES`).
+values, each one a finding of :func:`portmeta.check` (see :data:`HOLES`); they are not
+limited by ``patterns``.
 
 Annotations use every kind of spec (:data:`SPEC_KINDS`); nodes carry ``quantization_tag``
 and ``stack_trace`` present, absent or ``None`` (:func:`node_meta`). :func:`patterns_in`
@@ -55,8 +65,8 @@ except ImportError as exc:  # pragma: no cover - exercised without hypothesis on
 from ..graph import Snapshot, annotated_nodes, records, users
 from ..plan import plan
 from ..profiles import TORCHAO, Profile
-from ..records import NodeRef, QSpec
-from ._builder import GraphBuilder, derived, dynamic, fixed, shared, static
+from ..records import NodeRecord, NodeRef, QSpec
+from ._builder import GraphBuilder, derived, dynamic, fixed, shared, static, target
 
 __all__ = [
     "HOLES",
@@ -229,7 +239,8 @@ class _Drawer:
     def fan_out(self) -> None:
         src = self.pick()
         _, dq = self.b.qdq(src)
-        if self.draw(st.booleans()):  # one dequantize, two annotated readers: overwrites
+        if "output" not in self.patterns or self.draw(st.booleans()):
+            # one dequantize, two annotated readers: overwrites
             for _ in range(2):
                 node = self.b.call(self.draw(st.sampled_from(_UNARY)), dq, **self.draw(node_meta()))
                 self.b.annotate(node, inputs={src: self.spec()})
@@ -249,7 +260,14 @@ class _Drawer:
     def sym_size(self) -> None:
         candidates = self.pool + self.outputs
         node = candidates[-1 - self.draw(st.integers(0, len(candidates) - 1))]
-        self.b.sym_size(node, op=self.draw(st.sampled_from(_SYMS)))
+        ops: tuple[str, ...] = _SYMS
+        if node in self.outputs and "fan_out" not in self.patterns:
+            # a sym-size user the profile does not filter is a second user: that is fan_out
+            p = self.b_profile
+            ops = tuple(
+                op for op in _SYMS if target(op) in p.sym_size_call_function | p.sym_size_any_op
+            )
+        self.b.sym_size(node, op=self.draw(st.sampled_from(ops)))
 
     def no_choose_qparams(self) -> None:
         src = self.pick()
@@ -352,7 +370,10 @@ def graphs(
         How many pattern blocks a graph has (its size: a block is 3 to 12 nodes).
     patterns:
         Which patterns may appear (names from :data:`PATTERNS`): ``patterns={"static"}``
-        draws only static q/dq pairs around unary and binary ops.
+        draws only static q/dq pairs around unary and binary ops. No other pattern appears
+        (as :func:`patterns_in` finds them), except ``static`` with ``fan_out`` or
+        ``view_chain`` (see the module docstring); ``holes`` blocks come on top of these and
+        may show any pattern.
     profile:
         The op names the builder uses, and (unless ``failing``) the profile the graph must
         plan under.
@@ -420,8 +441,37 @@ def _first_ref(args: tuple[Any, ...]) -> str | None:
     return args[0].name if args and isinstance(args[0], NodeRef) else None
 
 
+def _walk(recs: dict[str, NodeRecord], profile: Profile, start: str) -> list[str]:
+    """``start`` and the nodes up its ``args[0]`` through workflow ops (as the static rule)."""
+    walked = [start]
+    cur = _first_ref(recs[start].args) if profile.is_workflow_op(recs[start]) else None
+    while cur is not None and cur in recs and cur not in walked:
+        walked.append(cur)
+        cur = _first_ref(recs[cur].args) if profile.is_workflow_op(recs[cur]) else None
+    return walked
+
+
+def _is_weight(recs: dict[str, NodeRecord], profile: Profile, name: str) -> bool:
+    """Whether ``name`` is a ``get_attr`` node, or a view op chain above one."""
+    cur: str | None = name
+    seen: set[str] = set()
+    while cur is not None and cur in recs and cur not in seen and profile.is_view(recs[cur]):
+        seen.add(cur)
+        cur = _first_ref(recs[cur].args)
+    return cur is not None and cur in recs and recs[cur].op == "get_attr"
+
+
 def patterns_in(graph: Snapshot, profile: Profile = TORCHAO) -> frozenset[str]:
     """The patterns of :data:`PATTERNS` ``graph`` contains, found by its structure.
+
+    ``static``: an annotated node reads a dequantize whose walk up (through quantize and
+    dequantize ops, as the static rule's) passes a node the annotation gives a static spec,
+    and ends at an activation (not a ``get_attr`` weight, nor a view of one). ``fan_out``: a
+    dequantize two annotated nodes read that way (with any spec), or an annotated node with an
+    output spec and more than one user the profile does not filter as sym-size. ``output``:
+    an annotated node with an output spec and a quantize among those users. ``weight``: a
+    quantize reading a ``get_attr`` (``view_chain``: through view ops). ``dynamic``: a
+    dynamic input spec and a choose_qparams node. ``sym_size``: an ``aten.sym_*`` node.
 
     Also ``"spec:<kind>"`` for every kind of :data:`SPEC_KINDS` an annotation uses, and
     ``"error"`` when planning under ``profile`` fails for some annotated node.
@@ -437,15 +487,24 @@ def patterns_in(graph: Snapshot, profile: Profile = TORCHAO) -> frozenset[str]:
     found: set[str] = set()
     kind_of = {spec: name for name, spec in SPEC_KINDS.items()}
     recs = {rec.name: rec for rec in records(graph)}
+    readers: dict[str, int] = {}  # dequantize -> annotated nodes that read and annotate it
     for name in annotated_nodes(graph):
         ann = recs[name].annotation
         if ann is None or ann.malformed is not None:
             continue
         specs_used = [inp.qspec for inp in ann.inputs] + [ann.output]
         found.update(f"spec:{kind_of[s]}" for s in specs_used if s in kind_of)
-        arg_dqs = [a for a in recs[name].input_names() if profile.is_dequantize(recs[a])]
-        if arg_dqs and any(i.qspec is not None and not i.qspec.dynamic for i in ann.inputs):
-            found.add("static")
+        named = {i.node: i.qspec for i in ann.inputs if i.is_node and i.qspec is not None}
+        for arg in dict.fromkeys(recs[name].input_names()):
+            if not profile.is_dequantize(recs[arg]):
+                continue
+            walk = _walk(recs, profile, arg)
+            given = [named[n] for n in walk if n in named]
+            if not given:
+                continue
+            readers[arg] = readers.get(arg, 0) + 1
+            if any(not s.dynamic for s in given) and not _is_weight(recs, profile, walk[-1]):
+                found.add("static")
         if any(i.qspec is not None and i.qspec.dynamic for i in ann.inputs) and any(
             profile.is_choose_qparams(r) for r in recs.values()
         ):
@@ -456,9 +515,9 @@ def patterns_in(graph: Snapshot, profile: Profile = TORCHAO) -> frozenset[str]:
                 found.add("output")
             if len(kept) > 1:
                 found.add("fan_out")
+    if any(n > 1 for n in readers.values()):
+        found.add("fan_out")
     for rec in recs.values():
-        if profile.is_dequantize(rec) and len(users(graph, rec.name)) > 1:
-            found.add("fan_out")
         if rec.target.name.startswith("aten.sym_"):
             found.add("sym_size")
         if profile.is_quantize(rec):
