@@ -253,10 +253,23 @@ def _remedy(graph: Snapshot, profile: Profile, node: str) -> str:
                 f"give {source!r}, the node it quantizes, a static spec in the annotation of "
                 f"a node that {reading}; it then receives the metadata of weight {weight!r}"
             )
-        text = (
-            f"annotate {source!r}, the node it quantizes, with an output spec; as the last "
-            f"user of {source!r} that is not a sym-size node it then receives its metadata"
-        )
+        kept = non_sym_users(graph, profile, source)
+        if kept and kept[-1] != node:
+            last = kept[-1]
+            what = (
+                "writes that quantize instead"
+                if profile.is_quantize(record(graph, last))
+                else "writes nothing, as it is not a quantize"
+            )
+            text = (
+                f"nothing can while {last!r} is the last user of {source!r} that is not a "
+                f"sym-size node: an output spec on {source!r} {what}"
+            )
+        else:
+            text = (
+                f"annotate {source!r}, the node it quantizes, with an output spec; as the last "
+                f"user of {source!r} that is not a sym-size node it then receives its metadata"
+            )
         if _in_dynamic_chain(graph, profile, rec):
             text += (
                 f"; or give {source!r} a dynamic spec in the annotation of a node that "

@@ -74,6 +74,54 @@ def test_an_activation_quantize_is_told_to_annotate_its_producer():
     }
 
 
+def _two_users(quantize_last: bool, annotated: bool = False):
+    """x -> h, h read by q (-> dq -> sig) and by neg; ``quantize_last`` puts q after neg."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    h = b.call("aten.relu.default", x, name="h", tag="H")
+    if quantize_last:
+        b.call("aten.neg.default", h, name="neg")
+    _q, dq = b.qdq(h)
+    if not quantize_last:
+        b.call("aten.neg.default", h, name="neg")
+    b.call("aten.sigmoid.default", dq, name="sig")
+    if annotated:
+        b.annotate(h, output=static())
+    b.output("sig", "neg")
+    return b.build()
+
+
+def test_a_quantize_that_is_not_its_producers_last_user_is_told_nothing_can():
+    g = _two_users(quantize_last=False)
+    assert _remedy(g, "q") == (
+        "nothing can while 'neg' is the last user of 'h' that is not a sym-size node: "
+        "an output spec on 'h' writes nothing, as it is not a quantize"
+    )
+    assert _written(_two_users(quantize_last=False, annotated=True), "q") == {}  # it is so
+    # with the quantize last, the advice to annotate 'h' is given, and following it works
+    g = _two_users(quantize_last=True)
+    assert _remedy(g, "q").startswith("annotate 'h', the node it quantizes, with an output spec")
+    assert _written(_two_users(quantize_last=True, annotated=True), "q") == {
+        "quantization_tag": "H"
+    }
+
+
+def test_a_quantize_behind_another_quantize_of_the_same_producer_is_told_which_one_wins():
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    h = b.call("aten.relu.default", x, name="h", tag="H")
+    b.qdq(h, names=("q_a", "dq_a"))
+    b.qdq(h, names=("q_b", "dq_b"))
+    b.output("dq_a", "dq_b")
+    assert _remedy(b.build(), "q_a") == (
+        "nothing can while 'q_b' is the last user of 'h' that is not a sym-size node: "
+        "an output spec on 'h' writes that quantize instead"
+    )
+    b.annotate(h, output=static())
+    assert _written(b.build(), "q_a") == {}
+    assert _written(b.build(), "q_b") == {"quantization_tag": "H"}
+
+
 def test_a_dequantize_is_told_which_annotation_to_give_which_spec():
     g = _activation()
     assert _remedy(g, "dq") == (
