@@ -97,7 +97,12 @@ def test_did_you_mean() -> None:
 
 @pytest.mark.parametrize(
     ("name", "old_home"),
-    [("CodecError", "codec"), ("OptionError", "plan"), ("RenderError", "draw")],
+    [
+        ("CodecError", "codec"),
+        ("OptionError", "plan"),
+        ("RenderError", "draw"),
+        ("CliError", "cli"),
+    ],
 )
 def test_error_classes_live_in_errors_and_still_import_from_their_old_module(
     name: str, old_home: str
@@ -106,6 +111,20 @@ def test_error_classes_live_in_errors_and_still_import_from_their_old_module(
     assert cls.__module__ == "portmeta.errors" and name in errors.__all__
     assert getattr(importlib.import_module(f"portmeta.{old_home}"), name) is cls
     assert issubclass(cls, errors.PortmetaError)
+
+
+def test_every_exception_class_of_the_core_lives_in_errors() -> None:
+    import pkgutil
+
+    homes = {}
+    for info in pkgutil.walk_packages(portmeta.__path__, "portmeta."):
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseException):
+                if value.__module__.startswith("portmeta"):
+                    homes[value.__name__] = value.__module__
+    assert "CliError" in homes and "PortingCheckError" in homes
+    assert {n: m for n, m in homes.items() if m != "portmeta.errors"} == {}
 
 
 def test_codec_error_is_a_portmeta_error_and_still_a_value_error() -> None:
