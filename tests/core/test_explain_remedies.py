@@ -175,3 +175,46 @@ def test_nodes_the_pass_never_writes_say_so_in_words():
 def test_a_node_that_receives_metadata_has_no_remedy_line():
     g = _activation(relu_input=True)
     assert "to receive metadata" not in portmeta.explain(g, "dq")
+
+
+TRACE = (
+    'File "/tmp/run/adapter.py", line 3, in call\n    g()\n'
+    'File "/tmp/run/demo.py", line 70, in forward\n    x = x.view(x.size(0), -1)'
+)
+
+
+def _scaled(q_trace: bool = True):
+    """x -> q -> dq -> relu, the q/dq reading scale and zero point get_attrs; traces on relu/q."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    scale, zp = b.get_attr("_scale_0"), b.get_attr("_zero_point_0")
+    q = b.call("quantized_decomposed.quantize_per_tensor.tensor", x, scale, zp, -128, 127, name="q")
+    b.call("quantized_decomposed.dequantize_per_tensor.tensor", q, scale, zp, -128, 127, name="dq")
+    relu = b.call("aten.relu.default", "dq", name="relu", tag="R", stack_trace=TRACE)
+    b.annotate(relu, inputs={x: static()})
+    if q_trace:
+        b.set_meta(q, stack_trace=TRACE)
+    b.output(relu)
+    return b.build()
+
+
+def test_values_explain_shows_are_stack_traces_in_their_short_form_as_plan_shows_them():
+    g = _scaled()
+    assert "  stack_trace: demo.py:70 in forward" in portmeta.explain(g, "dq").splitlines()
+    assert "keeps its own demo.py:70 in forward)" in portmeta.explain(g, "q")
+    for node in ("dq", "q"):
+        assert "File " not in portmeta.explain(g, node)
+
+
+def test_a_get_attr_is_named_by_what_it_is():
+    g = _scaled()
+    text = portmeta.explain(g, "_scale_0")
+    assert text.splitlines()[0] == (
+        "node '_scale_0': get_attr _scale_0 (quantization parameter (get_attr))"
+    )
+    assert "weight" not in text.replace("between a weight and its quantize", "")
+    assert _remedy(g, "_scale_0").startswith("nothing can: the pass writes only quantize")
+    assert "(weight (get_attr))" in portmeta.explain(_weight(), "w").splitlines()[0]
+    b = GraphBuilder()
+    b.output(b.get_attr("table"))
+    assert "(attribute (get_attr))" in portmeta.explain(b.build(), "table").splitlines()[0]
