@@ -145,9 +145,9 @@ def test_every_exception_class_of_the_core_lives_in_errors() -> None:
     for info in pkgutil.walk_packages(portmeta.__path__, "portmeta."):
         module = importlib.import_module(info.name)
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, BaseException):
-                if value.__module__.startswith("portmeta"):
-                    homes[value.__name__] = value.__module__
+            own = isinstance(value, type) and value.__module__.startswith("portmeta")
+            if own and issubclass(value, BaseException):
+                homes[value.__name__] = value.__module__
     assert "CliError" in homes and "PortingCheckError" in homes
     assert {n: m for n, m in homes.items() if m != "portmeta.errors"} == {}
 
