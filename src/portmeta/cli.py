@@ -32,7 +32,7 @@ from .check import check, findings_to_json, format_findings
 from .check import summary as check_summary
 from .diff import diff_plans, format_diff
 from .draw import FORMATS, write_drawing
-from .errors import GraphFormatError, PlanError, PortmetaError, UnknownNodeError
+from .errors import CliError, GraphFormatError, PlanError, PortmetaError, UnknownNodeError
 from .explain import explain
 from .graph import GRAPH_FORMAT, Snapshot, fingerprint, graph_from_dict, load_graph
 from .plan import PLAN_FORMAT, Plan, plan
@@ -45,10 +45,6 @@ PROG = "portmeta"
 
 #: The picture formats ``portmeta draw -o`` accepts, as the help shows them.
 _SUFFIXES = ", ".join(FORMATS)
-
-
-class CliError(Exception):
-    """A problem with the user's input, reported as ``portmeta: error: ...`` with exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,31 +165,88 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_plan_or_graph(path: str, args: argparse.Namespace) -> Plan:
-    """A plan file as it is, or a graph file planned now (saying so on stderr)."""
+def _plan_to_use(
+    args: argparse.Namespace,
+    graph_path: str,
+    graph: Snapshot | None,
+    plan_file: str | Plan | None,
+    *,
+    verb: str,
+    aside: str = "",
+    say_planned: bool = False,
+) -> Plan:
+    """The plan a command works with; for every command that takes ``--plan``.
+
+    ``plan_file`` (a path, or a plan already read from one) is used as saved, with a note on
+    stderr when it was planned from another snapshot than ``graph`` ("... than G.json{aside};
+    {verb} it anyway"). Without it, ``graph`` is planned now under ``--profile`` / ``--keys``
+    with errors collected (so a graph where upstream raises still gives a plan); with
+    ``say_planned`` a note says so.
+    """
+    if plan_file is None:
+        if graph is None:
+            raise CliError(f"{graph_path}: no graph to plan")
+        profile = _profile(args)
+        if say_planned:
+            print(
+                f"{PROG}: note: {graph_path} is a graph file; {verb} the plan made from it now "
+                f"(profile {profile.name}, errors collected)",
+                file=sys.stderr,
+            )
+        return _plan_graph(graph_path, graph, profile, "collect")
+    p = Plan.load(plan_file) if isinstance(plan_file, str) else plan_file
+    if graph is not None and p.fingerprint != fingerprint(graph):
+        where = plan_file if isinstance(plan_file, str) else "the plan"
+        print(
+            f"{PROG}: note: {where} was planned from a different snapshot than "
+            f"{graph_path}{aside}; {verb} it anyway",
+            file=sys.stderr,
+        )
+    return p
+
+
+def _json_kind(data: object) -> str:
+    """What a JSON document that is not an object is, in words."""
+    if isinstance(data, list):
+        return "a JSON list"
+    if isinstance(data, str):
+        return "a JSON string"
+    if isinstance(data, bool):
+        return f"JSON {str(data).lower()}"
+    if isinstance(data, (int, float)):
+        return "a JSON number"
+    return "JSON null" if data is None else f"a JSON {type(data).__name__}"
+
+
+def _read_plan_or_graph(path: str) -> Plan | Snapshot:
+    """A plan file or a graph file, read and checked (nothing is planned yet)."""
     data = read_json(path)
-    fmt = data.get("format") if isinstance(data, dict) else None
-    if fmt not in (PLAN_FORMAT, GRAPH_FORMAT):
+    expected = f"expected {PLAN_FORMAT!r} or {GRAPH_FORMAT!r}"
+    if not isinstance(data, dict):
         raise GraphFormatError(
-            f"not a portmeta plan or graph file (format is {fmt!r}, expected "
-            f"{PLAN_FORMAT!r} or {GRAPH_FORMAT!r})",
+            f"not a portmeta plan or graph file (it holds {_json_kind(data)}; {expected} "
+            "in an object's 'format')",
             path,
         )
+    fmt = data.get("format")
     if fmt == PLAN_FORMAT:
         return Plan.from_dict(data, source=path)
-    graph = graph_from_dict(data, source=path)
-    profile = _profile(args)
-    print(
-        f"{PROG}: note: {path} is a graph file; comparing the plan made from it now "
-        f"(profile {profile.name}, --errors collect)",
-        file=sys.stderr,
+    if fmt == GRAPH_FORMAT:
+        return graph_from_dict(data, source=path)
+    raise GraphFormatError(
+        f"not a portmeta plan or graph file (format is {fmt!r}, {expected})", path
     )
-    return _plan_graph(path, graph, profile, "collect")
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    a = _load_plan_or_graph(args.plan_a, args)
-    b = _load_plan_or_graph(args.plan_b, args)
+    paths = (args.plan_a, args.plan_b)
+    read = [_read_plan_or_graph(path) for path in paths]  # both files, before planning either
+    a, b = (
+        _plan_to_use(args, path, None, item, verb="comparing")
+        if isinstance(item, Plan)
+        else _plan_to_use(args, path, item, None, verb="comparing", say_planned=True)
+        for path, item in zip(paths, read, strict=True)
+    )
     d = diff_plans(a, b)
     if args.json:
         _print(json.dumps(d.to_dict(), indent=1))
@@ -204,19 +257,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_draw(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph)
-    inputs = [args.graph]
-    if args.plan:
-        p = Plan.load(args.plan)
-        inputs.append(args.plan)
-        if p.fingerprint != fingerprint(graph):
-            print(
-                f"{PROG}: note: {args.plan} was planned from a different snapshot than "
-                f"{args.graph}; drawing it anyway",
-                file=sys.stderr,
-            )
-    else:
-        p = _plan_graph(args.graph, graph, _profile(args), "collect")
-    _check_output(args.output, *inputs)
+    p = _plan_to_use(args, args.graph, graph, args.plan, verb="drawing")
+    _check_output(args.output, args.graph, *([args.plan] if args.plan else []))
     try:
         fmt = write_drawing(graph, p, args.output)
     except OSError as exc:

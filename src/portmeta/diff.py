@@ -104,15 +104,20 @@ class PlanDiff:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data (values shortened to text)."""
 
-        def write(d: MetaDelta | None) -> Any:
+        def write(d: MetaDelta | None, shown: str | None = None) -> Any:
             if d is None:
                 return None
             return {
-                "value": short_value(d.value, 200),
+                "value": short_value(d.value, 200) if shown is None else shown,
                 "source": d.source,
                 "origin": d.origin,
                 "rule": d.rule.value,
             }
+
+        def _pair(c: WriteChange) -> tuple[str | None, str | None]:
+            if c.a is None or c.b is None:
+                return None, None
+            return _shown_pair(c.a.value, c.b.value, 200)
 
         def diag(k: _DiagKey) -> dict[str, str]:
             return {"kind": k[0], "severity": k[1], "node": k[2], "message": k[3]}
@@ -126,15 +131,28 @@ class PlanDiff:
                     "target": c.target,
                     "key": c.key,
                     "fields": list(c.fields),
-                    "a": write(c.a),
-                    "b": write(c.b),
+                    "a": write(c.a, shown[0]),
+                    "b": write(c.b, shown[1]),
                 }
-                for c in self.changed
+                for c, shown in zip(self.changed, map(_pair, self.changed), strict=True)
             ],
             "diagnostics_only_a": [diag(k) for k in self.diagnostics_only_a],
             "diagnostics_only_b": [diag(k) for k in self.diagnostics_only_b],
             "notes": list(self.notes),
         }
+
+
+def _shown_pair(a: Any, b: Any, width: int) -> tuple[str, str]:
+    """Two different values as text that tells them apart: their short forms, or, when those
+    are equal (two stack traces that differ only in an outer frame), both in full."""
+    short_a, short_b = short_value(a, width), short_value(b, width)
+    if short_a != short_b or same_value(a, b):
+        return short_a, short_b
+    return short_value(a, _IN_FULL, trace=False), short_value(b, _IN_FULL, trace=False)
+
+
+#: Wide enough for any stack trace: a value shown "in full" is not cut.
+_IN_FULL = 1 << 20
 
 
 def _diag_keys(p: Plan) -> Counter[_DiagKey]:
@@ -176,8 +194,9 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
 def format_diff(d: PlanDiff, name_a: str = "A", name_b: str = "B") -> str:
     """The diff as text; ends with ``plans agree`` or ``plans differ: ...``."""
 
-    def w(x: MetaDelta) -> str:
-        return f"{short_value(x.value)} from {x.source} ({x.rule.value})"
+    def w(x: MetaDelta, shown: str | None = None) -> str:
+        value = short_value(x.value) if shown is None else shown
+        return f"{value} from {x.source} ({x.rule.value})"
 
     lines: list[str] = []
     for x in d.only_a:
@@ -186,9 +205,10 @@ def format_diff(d: PlanDiff, name_a: str = "A", name_b: str = "B") -> str:
         lines.append(f"only in {name_b}: {x.target}.{x.key} = {w(x)}")
     for c in d.changed:
         assert c.a is not None and c.b is not None
+        va, vb = _shown_pair(c.a.value, c.b.value, 40)
         lines.append(
             f"differs ({', '.join(c.fields)}): {c.target}.{c.key}: "
-            f"{name_a} {w(c.a)} | {name_b} {w(c.b)}"
+            f"{name_a} {w(c.a, va)} | {name_b} {w(c.b, vb)}"
         )
     for name, keys in ((name_a, d.diagnostics_only_a), (name_b, d.diagnostics_only_b)):
         for kind, severity, node, message in keys:

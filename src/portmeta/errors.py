@@ -31,6 +31,7 @@ __all__ = [
     "OptionError",
     "UnknownNodeError",
     "RenderError",
+    "CliError",
     "StalePlanError",
     "PlanError",
     "NoChooseQParamsError",
@@ -148,6 +149,17 @@ class RenderError(PortmetaError):
     Example
     -------
     >>> isinstance(RenderError("dot not found"), PortmetaError)
+    True
+    """
+
+
+class CliError(PortmetaError):
+    """A problem with the ``portmeta`` command's input, reported as ``portmeta: error: ...``
+    with exit status 2 (it never escapes :func:`portmeta.cli.main`).
+
+    Example
+    -------
+    >>> isinstance(CliError("out.svg: is a directory"), PortmetaError)
     True
     """
 

@@ -28,14 +28,33 @@ from .rules import Severity, non_sym_users, static_input, walk_to_producer
 __all__ = ["explain", "role"]
 
 
-def role(profile: Profile, rec: NodeRecord) -> str:
+def role(profile: Profile, rec: NodeRecord, graph: Snapshot | None = None) -> str:
     """The part a node plays for the rules: quantize, dequantize, choose_qparams, view, ...
+
+    Parameters
+    ----------
+    profile:
+        Where the op vocabularies come from.
+    rec:
+        The node's record.
+    graph:
+        The snapshot ``rec`` belongs to; with it a ``get_attr`` is told apart by its users as a
+        weight (a quantize reads it, through view ops), a quantization parameter (a quantize,
+        dequantize or choose_qparams reads it as a scale, zero point, ...) or another
+        attribute. Without it a ``get_attr`` is an "attribute".
+
+    Returns
+    -------
+    str
+        A few words, e.g. ``'dequantize'``, ``'annotated op'``, ``'weight (get_attr)'``.
 
     Example
     -------
     >>> from portmeta.records import Target
-    >>> role(TORCHAO, NodeRecord("w", "get_attr", Target.named("w")))
-    'weight (get_attr)'
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); w = b.get_attr("w"); _ = b.qdq(w); g = b.build()
+    >>> role(TORCHAO, record(g, "w"), g), role(TORCHAO, record(g, "w"))
+    ('weight (get_attr)', 'attribute (get_attr)')
     """
     if profile.is_quantize(rec):
         return "quantize"
@@ -48,7 +67,8 @@ def role(profile: Profile, rec: NodeRecord) -> str:
     if profile.is_sym_size(rec):
         return "sym-size (ignored as a user)"
     if rec.op == "get_attr":
-        return "weight (get_attr)"
+        kind = _get_attr_kind(graph, profile, rec.name) if graph is not None else "attribute"
+        return f"{kind} (get_attr)"
     if rec.op == "placeholder":
         return "graph input"
     if rec.op == "output":
@@ -92,17 +112,17 @@ def explain(
     p = plan if plan is not None else make_plan(graph, profile, errors="collect")
     profile = p.profile
     rec = record(graph, node)
-    lines = [f"node {node!r}: {rec.op} {rec.target} ({role(profile, rec)})"]
+    lines = [f"node {node!r}: {rec.op} {rec.target} ({role(profile, rec, graph)})"]
     received = p.writes_to(node)
     reasons = _why_not(graph, profile, node, p) if not received else []
     own = rec.meta_dict()
     for key in profile.keys:
         writes = [d for d in received if d.key == key]
         if writes:
-            lines.append(f"  {key}: {short_value(writes[-1].value, 60, trace=False)}")
+            lines.append(f"  {key}: {short_value(writes[-1].value, 60)}")
             lines.extend(_describe(d, i, len(writes)) for i, d in enumerate(writes))
             continue
-        kept = f" (keeps its own {short_value(own[key], 60, trace=False)})" if key in own else ""
+        kept = f" (keeps its own {short_value(own[key], 60)})" if key in own else ""
         if received:
             sources = sorted({d.source for d in received})
             why = f"source {', '.join(map(repr, sources))} has no {key!r}"
@@ -149,7 +169,7 @@ def _why_not(graph: Snapshot, profile: Profile, node: str, p: Plan) -> list[str]
     elif profile.is_view(rec):
         reasons.append("it is not on a get_attr -> view ops -> quantize chain of a ported weight")
     else:
-        reasons.append(_never_written(rec))
+        reasons.append(_never_written(graph, profile, rec))
     return reasons
 
 
@@ -160,16 +180,28 @@ _WRITTEN = (
 )
 
 
-def _never_written(rec: NodeRecord) -> str:
+def _never_written(graph: Snapshot, profile: Profile, rec: NodeRecord) -> str:
     """Why a node the rules never write gets nothing, in words."""
     if rec.op == "call_function":
         return f"{rec.target.name} is not one of the ops the pass writes: {_WRITTEN}"
     kind = {
         "placeholder": "a graph input (placeholder)",
-        "get_attr": "a weight (get_attr)",
+        "get_attr": f"a {_get_attr_kind(graph, profile, rec.name)} (get_attr)",
         "output": "the graph output",
     }.get(rec.op, f"a {rec.op} node")
     return f"the pass never writes {kind}: it writes only {_WRITTEN}"
+
+
+def _get_attr_kind(graph: Snapshot, profile: Profile, name: str) -> str:
+    """What a ``get_attr`` is to the rules, in words, from the nodes that read it."""
+    if _quantize_below(graph, profile, name) is not None:
+        return "weight"
+    for user in users(graph, name):
+        urec = record(graph, user)
+        workflow = profile.is_quantize(urec) or profile.is_dequantize(urec)
+        if (workflow or profile.is_choose_qparams(urec)) and _first(urec) != name:
+            return "quantization parameter"
+    return "attribute"
 
 
 def _first(rec: NodeRecord) -> str | None:
@@ -253,10 +285,23 @@ def _remedy(graph: Snapshot, profile: Profile, node: str) -> str:
                 f"give {source!r}, the node it quantizes, a static spec in the annotation of "
                 f"a node that {reading}; it then receives the metadata of weight {weight!r}"
             )
-        text = (
-            f"annotate {source!r}, the node it quantizes, with an output spec; as the last "
-            f"user of {source!r} that is not a sym-size node it then receives its metadata"
-        )
+        kept = non_sym_users(graph, profile, source)
+        if kept and kept[-1] != node:
+            last = kept[-1]
+            what = (
+                "writes that quantize instead"
+                if profile.is_quantize(record(graph, last))
+                else "writes nothing, as it is not a quantize"
+            )
+            text = (
+                f"nothing can while {last!r} is the last user of {source!r} that is not a "
+                f"sym-size node: an output spec on {source!r} {what}"
+            )
+        else:
+            text = (
+                f"annotate {source!r}, the node it quantizes, with an output spec; as the last "
+                f"user of {source!r} that is not a sym-size node it then receives its metadata"
+            )
         if _in_dynamic_chain(graph, profile, rec):
             text += (
                 f"; or give {source!r} a dynamic spec in the annotation of a node that "
@@ -281,6 +326,8 @@ def _remedy(graph: Snapshot, profile: Profile, node: str) -> str:
             f"reads the dequantize of {q!r}; it then receives the metadata of weight {weight!r}"
         )
     if rec.op == "get_attr":
+        if _get_attr_kind(graph, profile, node) != "weight":
+            return f"nothing can: the pass writes only {_WRITTEN}"
         return (
             "nothing can; a weight gives its own metadata to the quantize that reads it (and "
             "the view ops between) when a consumer's static spec names that quantize's input"

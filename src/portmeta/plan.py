@@ -41,6 +41,7 @@ from .errors import (
     ProfileError,
 )
 from .graph import (
+    GRAPH_FORMAT,
     Snapshot,
     annotated_nodes,
     canonical_line,
@@ -272,8 +273,14 @@ class Plan:
         if not isinstance(data, dict):
             raise fail("expected a JSON object at the top level")
         if data.get("format") != PLAN_FORMAT:
+            hint = (
+                f" (make one with `portmeta plan {source or 'GRAPH.json'} -o PLAN.json`)"
+                if data.get("format") == GRAPH_FORMAT
+                else ""
+            )
             raise fail(
-                f"not a portmeta plan file (format is {data.get('format')!r}, expected {PLAN_FORMAT!r})"
+                f"not a portmeta plan file (format is {data.get('format')!r}, expected "
+                f"{PLAN_FORMAT!r}){hint}"
             )
         version = data.get("version")
         if type(version) is not int or version not in _READABLE_VERSIONS:

@@ -107,7 +107,7 @@ def clean_graph() -> Any:
     _, rdq = b.qdq(relu)
     chain = b.dynamic_qdq(rdq)
     lin = b.call("aten.linear.default", chain.dq, name="lin", tag="lin_0", stack_trace="m:3")
-    b.annotate(lin, inputs={rdq: dynamic()})
+    b.annotate(lin, inputs={rdq: dynamic()}, check_inputs=False)  # keyed on the dq on purpose
     b.output(lin)
     return b.build()
 
@@ -224,7 +224,7 @@ def test_connectivity_walk_goes_past_an_input_that_is_a_dequantize() -> None:
     _, cdq = b.qdq(conv)
     _, dq = b.qdq(cdq, names=("q2", "dq2"))
     relu = b.call("aten.relu.default", dq, name="relu", tag="relu_0")
-    b.annotate(relu, inputs={cdq: static()})
+    b.annotate(relu, inputs={cdq: static()}, check_inputs=False)  # the mistake, on purpose
     b.output(relu)
     found = same_before_after(b.build())
     assert kinds(found) == [("unported_input", "dq2", "relu", "walk_past")]

@@ -204,7 +204,7 @@ def test_diff_of_graph_files_plans_them_and_says_so(tmp_path: Path) -> None:
     assert r.stdout.strip() == "plans agree"
     assert r.stderr.splitlines() == [
         f"portmeta: note: {p} is a graph file; comparing the plan made from it now "
-        "(profile torchao, --errors collect)"
+        "(profile torchao, errors collected)"  # diff has no --errors option to name
         for p in (a, b)
     ]
     # --profile applies to the graphs: the legacy pass does not know torchao's affine ops
@@ -231,6 +231,40 @@ def test_diff_of_a_file_that_is_neither_plan_nor_graph(tmp_path: Path) -> None:
     assert r.stderr == (
         f"portmeta: error: {other}: not a portmeta plan or graph file (format is "
         "'something.else', expected 'portmeta.plan' or 'portmeta.graph')\n"
+    )
+
+
+def test_diff_reads_both_files_before_planning_either(tmp_path: Path) -> None:
+    g = tmp_path / "g.json"
+    portmeta.dump_graph(conv_graph(), g)
+    missing = tmp_path / "missing.json"
+    before = snapshot_dir(tmp_path)
+    for args in ((g, missing), (missing, g)):
+        r = run("diff", *map(str, args))
+        assert_clean_failure(r, [str(missing)], tmp_path, before)
+        assert r.stderr == f"portmeta: error: {missing}: no such file\n"  # no note: nothing planned
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        ("[1]", "a JSON list"),
+        ('"x"', "a JSON string"),
+        ("3", "a JSON number"),
+        ("null", "JSON null"),
+    ],
+)
+def test_diff_of_json_that_is_not_an_object_says_what_it_is(
+    tmp_path: Path, content: str, kind: str
+) -> None:
+    other = tmp_path / "other.json"
+    other.write_text(content)
+    before = snapshot_dir(tmp_path)
+    r = run("diff", str(other), str(other))
+    assert_clean_failure(r, [str(other)], tmp_path, before)
+    assert r.stderr == (
+        f"portmeta: error: {other}: not a portmeta plan or graph file (it holds {kind}; "
+        "expected 'portmeta.plan' or 'portmeta.graph' in an object's 'format')\n"
     )
 
 
@@ -481,11 +515,33 @@ def test_missing_file(tmp_path: Path) -> None:
         assert "no such file" in r.stderr
 
 
-def test_graph_given_where_plan_expected(graph_file: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["draw", "check"])
+def test_graph_given_where_plan_expected(graph_file: Path, tmp_path: Path, command: str) -> None:
     before = snapshot_dir(tmp_path)
-    r = run("draw", str(graph_file), "--plan", str(graph_file), "-o", str(tmp_path / "x.dot"))
+    out = ("-o", str(tmp_path / "x.dot")) if command == "draw" else ()
+    r = run(command, str(graph_file), "--plan", str(graph_file), *out)
     assert_clean_failure(r, [str(graph_file)], tmp_path, before)
-    assert "not a portmeta plan file" in r.stderr
+    assert r.stderr == (
+        f"portmeta: error: {graph_file}: not a portmeta plan file (format is 'portmeta.graph', "
+        f"expected 'portmeta.plan') (make one with `portmeta plan {graph_file} -o PLAN.json`)\n"
+    )
+    # the command it suggests makes a plan the same command accepts
+    plan_file = tmp_path / "plan.json"
+    assert run("plan", str(graph_file), "-o", str(plan_file)).returncode == 0
+    assert run(command, str(graph_file), "--plan", str(plan_file), *out).returncode == 0
+
+
+def test_draw_notes_a_plan_made_from_another_snapshot(graph_file: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    portmeta.dump_graph(affine_graph(), other)
+    plan_file = tmp_path / "plan.json"
+    assert run("plan", str(other), "-o", str(plan_file)).returncode == 0
+    r = run("draw", str(graph_file), "--plan", str(plan_file), "-o", str(tmp_path / "x.dot"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[0] == (
+        f"portmeta: note: {plan_file} was planned from a different snapshot than {graph_file}; "
+        "drawing it anyway"
+    )
 
 
 def test_unknown_node(graph_file: Path, tmp_path: Path) -> None:

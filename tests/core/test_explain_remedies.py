@@ -74,6 +74,54 @@ def test_an_activation_quantize_is_told_to_annotate_its_producer():
     }
 
 
+def _two_users(quantize_last: bool, annotated: bool = False):
+    """x -> h, h read by q (-> dq -> sig) and by neg; ``quantize_last`` puts q after neg."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    h = b.call("aten.relu.default", x, name="h", tag="H")
+    if quantize_last:
+        b.call("aten.neg.default", h, name="neg")
+    _q, dq = b.qdq(h)
+    if not quantize_last:
+        b.call("aten.neg.default", h, name="neg")
+    b.call("aten.sigmoid.default", dq, name="sig")
+    if annotated:
+        b.annotate(h, output=static())
+    b.output("sig", "neg")
+    return b.build()
+
+
+def test_a_quantize_that_is_not_its_producers_last_user_is_told_nothing_can():
+    g = _two_users(quantize_last=False)
+    assert _remedy(g, "q") == (
+        "nothing can while 'neg' is the last user of 'h' that is not a sym-size node: "
+        "an output spec on 'h' writes nothing, as it is not a quantize"
+    )
+    assert _written(_two_users(quantize_last=False, annotated=True), "q") == {}  # it is so
+    # with the quantize last, the advice to annotate 'h' is given, and following it works
+    g = _two_users(quantize_last=True)
+    assert _remedy(g, "q").startswith("annotate 'h', the node it quantizes, with an output spec")
+    assert _written(_two_users(quantize_last=True, annotated=True), "q") == {
+        "quantization_tag": "H"
+    }
+
+
+def test_a_quantize_behind_another_quantize_of_the_same_producer_is_told_which_one_wins():
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    h = b.call("aten.relu.default", x, name="h", tag="H")
+    b.qdq(h, names=("q_a", "dq_a"))
+    b.qdq(h, names=("q_b", "dq_b"))
+    b.output("dq_a", "dq_b")
+    assert _remedy(b.build(), "q_a") == (
+        "nothing can while 'q_b' is the last user of 'h' that is not a sym-size node: "
+        "an output spec on 'h' writes that quantize instead"
+    )
+    b.annotate(h, output=static())
+    assert _written(b.build(), "q_a") == {}
+    assert _written(b.build(), "q_b") == {"quantization_tag": "H"}
+
+
 def test_a_dequantize_is_told_which_annotation_to_give_which_spec():
     g = _activation()
     assert _remedy(g, "dq") == (
@@ -127,3 +175,46 @@ def test_nodes_the_pass_never_writes_say_so_in_words():
 def test_a_node_that_receives_metadata_has_no_remedy_line():
     g = _activation(relu_input=True)
     assert "to receive metadata" not in portmeta.explain(g, "dq")
+
+
+TRACE = (
+    'File "/tmp/run/adapter.py", line 3, in call\n    g()\n'
+    'File "/tmp/run/demo.py", line 70, in forward\n    x = x.view(x.size(0), -1)'
+)
+
+
+def _scaled(q_trace: bool = True):
+    """x -> q -> dq -> relu, the q/dq reading scale and zero point get_attrs; traces on relu/q."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    scale, zp = b.get_attr("_scale_0"), b.get_attr("_zero_point_0")
+    q = b.call("quantized_decomposed.quantize_per_tensor.tensor", x, scale, zp, -128, 127, name="q")
+    b.call("quantized_decomposed.dequantize_per_tensor.tensor", q, scale, zp, -128, 127, name="dq")
+    relu = b.call("aten.relu.default", "dq", name="relu", tag="R", stack_trace=TRACE)
+    b.annotate(relu, inputs={x: static()})
+    if q_trace:
+        b.set_meta(q, stack_trace=TRACE)
+    b.output(relu)
+    return b.build()
+
+
+def test_values_explain_shows_are_stack_traces_in_their_short_form_as_plan_shows_them():
+    g = _scaled()
+    assert "  stack_trace: demo.py:70 in forward" in portmeta.explain(g, "dq").splitlines()
+    assert "keeps its own demo.py:70 in forward)" in portmeta.explain(g, "q")
+    for node in ("dq", "q"):
+        assert "File " not in portmeta.explain(g, node)
+
+
+def test_a_get_attr_is_named_by_what_it_is():
+    g = _scaled()
+    text = portmeta.explain(g, "_scale_0")
+    assert text.splitlines()[0] == (
+        "node '_scale_0': get_attr _scale_0 (quantization parameter (get_attr))"
+    )
+    assert "weight" not in text.replace("between a weight and its quantize", "")
+    assert _remedy(g, "_scale_0").startswith("nothing can: the pass writes only quantize")
+    assert "(weight (get_attr))" in portmeta.explain(_weight(), "w").splitlines()[0]
+    b = GraphBuilder()
+    b.output(b.get_attr("table"))
+    assert "(attribute (get_attr))" in portmeta.explain(b.build(), "table").splitlines()[0]

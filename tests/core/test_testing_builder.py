@@ -69,10 +69,43 @@ def test_inputs_of_follows_workflow_ops_and_dynamic_chains():
     _q2, dq2 = b.qdq(dq)  # two pairs in a row: the walk goes through both
     add = b.call("aten.add.Tensor", chain.dq, dq2, y, name="add")
     assert b.inputs_of(add) == {"x": ("q", "dq"), "y": ("q_1", "dq_1", "q_2", "dq_2")}
-    # every node on those walks may be named (a dynamic input may name a dequantize)
-    b.annotate(add, inputs={x: dynamic(), dq: dynamic(), y: static()})
+    b.annotate(add, inputs={x: dynamic(), y: static()})  # the walk ends are the inputs
     with pytest.raises(GraphBuildError, match="'choose_qparams' is not an input of 'add'"):
         b.annotate(add, inputs={chain.choose_qparams: dynamic()})
+    # a node on a walk is refused too, static or dynamic, with the name to use instead
+    with pytest.raises(GraphBuildError, match="name 'y', the node before q_1 -> dq_1 -> q_2"):
+        b.annotate(add, inputs={dq: static()})
+    with pytest.raises(GraphBuildError, match="name 'x', the node before q -> dq,"):
+        b.annotate(add, inputs={chain.dq: dynamic()})
+
+
+def _relu_after_a_pair() -> tuple[GraphBuilder, str, str, str, str]:
+    """x -> q -> dq -> relu, relu tagged."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    q, dq = b.qdq(x)
+    relu = b.call("aten.relu.default", dq, name="relu", tag="R")
+    b.output(relu)
+    return b, x, q, dq, relu
+
+
+@pytest.mark.parametrize("spec", [static(), dynamic()], ids=["static", "dynamic"])
+@pytest.mark.parametrize("via", ["q", "dq"])
+def test_a_quantize_or_dequantize_on_the_way_is_refused_with_the_input_to_name(spec, via):
+    b, x, _q, _dq, relu = _relu_after_a_pair()
+    with pytest.raises(GraphBuildError) as info:
+        b.annotate(relu, inputs={via: spec})
+    assert str(info.value) == (
+        f"annotate('relu'): {via!r} is not an input of 'relu' but a node on the way to one; "
+        "name 'x', the node before q -> dq, as the quantizer saw it before q/dq nodes were "
+        "put in between; pass check_inputs=False to build such an annotation on purpose"
+    )
+    assert portmeta.record(b.build(), relu).annotation is None  # nothing was set
+    # built on purpose, the annotation plans nothing for either rule: that is why it is refused
+    b.annotate(relu, inputs={via: static()}, check_inputs=False)
+    assert portmeta.plan(b.build()).deltas == ()
+    b.annotate(relu, inputs={x: static()})  # the name the hint gives does plan the dq
+    assert portmeta.plan(b.build()).final_state() == {"dq": {"quantization_tag": "R"}}
 
 
 def test_the_check_uses_the_builders_profile():

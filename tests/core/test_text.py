@@ -87,6 +87,31 @@ def test_every_view_of_a_value_uses_the_one_shortener() -> None:
     assert show(LONG) == short_value(LONG, 60, trace=False)
 
 
+def _traced(trace: str) -> portmeta.Plan:
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _, dq = b.qdq(x)
+    y = b.call("aten.relu.default", dq, name="relu", tag="P0", stack_trace=trace)
+    b.annotate(y, inputs={x: static()})
+    b.output(y)
+    return portmeta.plan(b.build())
+
+
+def test_diff_tells_apart_two_traces_whose_short_forms_are_equal() -> None:
+    inner = 'File "/a/m.py", line 7, in forward\n  x'
+    train, evaluate = (f'File "/a/{f}.py", line 3, in main\n  m()\n{inner}' for f in "te")
+    d = diff_plans(_traced(train), _traced(evaluate))
+    (line,) = (ln for ln in format_diff(d).splitlines() if ln.startswith("differs"))
+    assert f"A {short_value(train, 1000, trace=False)} from relu" in line
+    assert f"B {short_value(evaluate, 1000, trace=False)} from relu" in line
+    (changed,) = d.to_dict()["changed"]
+    assert changed["a"]["value"] != changed["b"]["value"]
+    # traces whose short forms differ keep the short form
+    other = _traced(inner.replace("line 7", "line 8"))
+    line = format_diff(diff_plans(_traced(inner), other)).splitlines()[0]
+    assert "A m.py:7 in forward from relu (static_input) | B m.py:8 in forward" in line
+
+
 def test_did_you_mean() -> None:
     assert did_you_mean("w_dqq", ["x", "w_dq", "q"]) == " (did you mean 'w_dq'?)"
     assert did_you_mean("zzz", ["x", "w_dq"]) == ""
@@ -97,7 +122,12 @@ def test_did_you_mean() -> None:
 
 @pytest.mark.parametrize(
     ("name", "old_home"),
-    [("CodecError", "codec"), ("OptionError", "plan"), ("RenderError", "draw")],
+    [
+        ("CodecError", "codec"),
+        ("OptionError", "plan"),
+        ("RenderError", "draw"),
+        ("CliError", "cli"),
+    ],
 )
 def test_error_classes_live_in_errors_and_still_import_from_their_old_module(
     name: str, old_home: str
@@ -106,6 +136,20 @@ def test_error_classes_live_in_errors_and_still_import_from_their_old_module(
     assert cls.__module__ == "portmeta.errors" and name in errors.__all__
     assert getattr(importlib.import_module(f"portmeta.{old_home}"), name) is cls
     assert issubclass(cls, errors.PortmetaError)
+
+
+def test_every_exception_class_of_the_core_lives_in_errors() -> None:
+    import pkgutil
+
+    homes = {}
+    for info in pkgutil.walk_packages(portmeta.__path__, "portmeta."):
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            own = isinstance(value, type) and value.__module__.startswith("portmeta")
+            if own and issubclass(value, BaseException):
+                homes[value.__name__] = value.__module__
+    assert "CliError" in homes and "PortingCheckError" in homes
+    assert {n: m for n, m in homes.items() if m != "portmeta.errors"} == {}
 
 
 def test_codec_error_is_a_portmeta_error_and_still_a_value_error() -> None:

@@ -359,7 +359,8 @@ class GraphBuilder:
         ------
         GraphBuildError
             An input that is not one of ``node``'s inputs (the rules would silently skip it),
-            naming ``node``'s real inputs. Pass ``check_inputs=False`` to build such an
+            naming ``node``'s real inputs; a quantize / dequantize between an input and
+            ``node`` (the rules key on the input the walk ends at), naming that input. Pass ``check_inputs=False`` to build such an
             annotation on purpose: a name that is not in the graph stands for an erased node,
             a node elsewhere for a stale annotation. ``QInput(..., is_node=False)`` entries are
             never checked.
@@ -374,13 +375,16 @@ class GraphBuilder:
         portmeta.errors.GraphBuildError: annotate('linear'): 'w' is not an input of 'linear'; its inputs are 'permute' (read through q -> dq); pass check_inputs=False to build such an annotation on purpose
         >>> b.annotate(lin, inputs={w: static()}, check_inputs=False)  # on purpose
         >>> b.annotate(lin, inputs={p: static()})  # what the quantizer saw
+        >>> b.annotate(lin, inputs={w_dq: static()})
+        Traceback (most recent call last):
+        ...
+        portmeta.errors.GraphBuildError: annotate('linear'): 'dq' is not an input of 'linear' but a node on the way to one; name 'permute', the node before q -> dq, as the quantizer saw it before q/dq nodes were put in between; pass check_inputs=False to build such an annotation on purpose
         """
         annotation = Annotation(inputs if inputs is not None else {}, output)
         if check_inputs:
             real = self.inputs_of(node)
-            accepted = {name for end, via in real.items() for name in (end, *via)}
             for entry in annotation.inputs:
-                if entry.is_node and entry.node not in accepted:
+                if entry.is_node and entry.node not in real:
                     raise GraphBuildError(self._not_an_input(node, entry.node, real))
         self._draft(node).annotation = annotation
 
@@ -391,7 +395,8 @@ class GraphBuilder:
         its target is one of the profile's workflow ops (quantize, dequantize,
         ``choose_qparams.tensor``: the nodes the static rule's walk passes through); where the
         walk ends is an input, the key. The value lists the workflow nodes in between, in
-        data-flow order; :meth:`annotate` accepts them too (a dynamic input may name one).
+        data-flow order; :meth:`annotate` refuses them, with a hint to name the key instead
+        (neither the static nor the dynamic rule finds anything from a quantize / dequantize).
 
         Example
         -------
@@ -402,18 +407,45 @@ class GraphBuilder:
         found: dict[str, tuple[str, ...]] = {}
         draft = self._draft(node)
         for ref in iter_node_refs((draft.args, draft.kwargs)):
-            walked: list[str] = []
-            cur: _Draft | None = self._drafts[ref]
-            while cur is not None and cur.target in self._profile.workflow_ops:
-                first = cur.args[0] if cur.args else None
-                walked.append(cur.name)
-                cur = self._drafts[first.name] if isinstance(first, NodeRef) else None
-            end = cur.name if cur is not None else walked.pop()  # a constant stops the walk
+            end, walked = self._walk_up(ref)
             via = found.get(end, ())
-            found[end] = via + tuple(n for n in reversed(walked) if n not in via)
+            found[end] = via + tuple(n for n in walked if n not in via)
         return found
 
+    def input_key(self, value: str) -> str:
+        """The name an annotation gives an input read through ``value``: the node the walk up
+        from ``value`` (through the profile's quantize / dequantize ops) ends at.
+
+        Example
+        -------
+        >>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
+        >>> b.input_key(dq), b.input_key(x)
+        ('x', 'x')
+        """
+        self._draft(value)
+        return self._walk_up(value)[0]
+
+    def _walk_up(self, start: str) -> tuple[str, tuple[str, ...]]:
+        """Where the walk up ``args[0]`` from ``start`` ends, and the workflow nodes passed
+        (in data-flow order)."""
+        walked: list[str] = []
+        cur: _Draft | None = self._drafts[start]
+        while cur is not None and cur.target in self._profile.workflow_ops:
+            first = cur.args[0] if cur.args else None
+            walked.append(cur.name)
+            cur = self._drafts[first.name] if isinstance(first, NodeRef) else None
+        end = cur.name if cur is not None else walked.pop()  # a constant stops the walk
+        return end, tuple(reversed(walked))
+
     def _not_an_input(self, node: str, name: str, real: Mapping[str, tuple[str, ...]]) -> str:
+        for end, via in real.items():
+            if name in via:  # a q/dq node on the way: the rules key on where the walk ends
+                return (
+                    f"annotate({node!r}): {name!r} is not an input of {node!r} but a node on the "
+                    f"way to one; name {end!r}, the node before {' -> '.join(via)}, as the "
+                    "quantizer saw it before q/dq nodes were put in between; pass "
+                    "check_inputs=False to build such an annotation on purpose"
+                )
         known = name in self._drafts
         where = f"is not an input of {node!r}" if known else "is not a node of this graph"
         listed = ", ".join(

@@ -209,13 +209,13 @@ class _Drawer:
         dqs = [self.b.qdq(src)[1] for src in srcs]
         op = self.draw(st.sampled_from(_UNARY if n == 1 else _BINARY))
         node = self.b.call(op, *dqs, **self.draw(node_meta()))
-        self.finish(node, {src: self.spec() for src in srcs})
+        self.finish(node, {self.b.input_key(src): self.spec() for src in srcs})
 
     def dynamic(self) -> None:
         src = self.pick()
         chain = self.b.dynamic_qdq(src, symmetric=self.draw(st.booleans()))
         node = self.b.call("aten.linear.default", chain.dq, **self.draw(node_meta()))
-        self.b.annotate(node, inputs={src: self.spec(dynamic=True)})
+        self.b.annotate(node, inputs={self.b.input_key(src): self.spec(dynamic=True)})
         self.pool.append(node)
 
     def weight(self) -> None:
@@ -229,7 +229,7 @@ class _Drawer:
         a_in = act
         if "static" in self.patterns:
             a_in = self.b.qdq(act)[1]
-            inputs[act] = self.spec()
+            inputs[self.b.input_key(act)] = self.spec()
         _, w_dq = self.b.qdq(cur, per_channel=self.draw(st.booleans()))
         inputs[cur] = self.spec()
         op = self.draw(st.sampled_from(_WEIGHTED))
@@ -243,12 +243,12 @@ class _Drawer:
             # one dequantize, two annotated readers: overwrites
             for _ in range(2):
                 node = self.b.call(self.draw(st.sampled_from(_UNARY)), dq, **self.draw(node_meta()))
-                self.b.annotate(node, inputs={src: self.spec()})
+                self.b.annotate(node, inputs={self.b.input_key(src): self.spec()})
                 self.pool.append(node)
             return
         # an annotated output with a second, unannotated user before or after its quantize
         node = self.b.call(self.draw(st.sampled_from(_UNARY)), dq, **self.draw(node_meta()))
-        self.b.annotate(node, inputs={src: self.spec()}, output=self.spec())
+        self.b.annotate(node, inputs={self.b.input_key(src): self.spec()}, output=self.spec())
         self.outputs.append(node)
         other_first = self.draw(st.booleans())
         if other_first:
@@ -273,7 +273,7 @@ class _Drawer:
         src = self.pick()
         _, dq = self.b.qdq(src)
         node = self.b.call("aten.linear.default", dq, **self.draw(node_meta()))
-        self.b.annotate(node, inputs={src: self.spec(dynamic=True)})
+        self.b.annotate(node, inputs={self.b.input_key(src): self.spec(dynamic=True)})
         self.pool.append(node)
 
     def dynamic_fan_out(self) -> None:
@@ -281,7 +281,7 @@ class _Drawer:
         chain = self.b.dynamic_qdq(src)
         node = self.b.call("aten.linear.default", chain.dq, **self.draw(node_meta()))
         self.b.call("aten.relu.default", chain.q)  # a second user of the dynamic quantize
-        self.b.annotate(node, inputs={src: self.spec(dynamic=True)})
+        self.b.annotate(node, inputs={self.b.input_key(src): self.spec(dynamic=True)})
         self.pool.append(node)
 
     # -- holes (``holes=``): each gives the finding HOLES names ---------------------------------
