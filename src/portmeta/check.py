@@ -330,19 +330,28 @@ def _feeds(graph: Snapshot, profile: Profile, anchor: str) -> list[_Feed]:
     return out
 
 
-def _output_quantizes(graph: Snapshot, profile: Profile, anchor: str) -> list[str]:
-    """The static quantize nodes right after ``anchor`` (reading it as ``args[0]``)."""
+def _output_quantizes(graph: Snapshot, profile: Profile, anchor: str) -> list[tuple[str, bool]]:
+    """The quantize nodes right after ``anchor`` (reading it as ``args[0]``), each with whether
+    it is dynamic (its scale comes from a choose_qparams node).
+
+    The output rule writes the quantize right after the node whether or not it is dynamic
+    (X86Inductor's dynamic config gives ``cat`` or ``max_pool2d`` an output spec while the
+    consumer's chain is dynamic), so every one belongs to ``anchor``; only a static one is
+    expected to *keep* ``anchor``'s values (a dynamic one is then written by its consumer's
+    search too).
+    """
     ann = record(graph, anchor).annotation
     if ann is None or ann.malformed is not None or ann.output is None:
         return []
     out = []
     for u in users(graph, anchor):
         r = record(graph, u)
-        if not profile.is_quantize(r) or not r.args or r.args[0] != NodeRef(anchor):
+        if not profile.is_quantize(r) or not r.args:
             continue
-        if _qparams_nodes(graph, profile, u):
-            continue  # a dynamic quantize: it belongs to its consumer's chain
-        out.append(u)
+        first = r.args[0]
+        if not isinstance(first, NodeRef) or first.name != anchor:
+            continue
+        out.append((u, bool(_qparams_nodes(graph, profile, u))))
     return out
 
 
@@ -427,8 +436,9 @@ class _Checker:
                 self.feeds.append(feed)
                 for n in feed.chain:
                     self._own(n, anchor)
-            for q in _output_quantizes(self.graph, self.profile, anchor):
-                self.outputs.append((anchor, q))
+            for q, dynamic in _output_quantizes(self.graph, self.profile, anchor):
+                if not dynamic:
+                    self.outputs.append((anchor, q))
                 self._own(q, anchor)
 
     def _own(self, node: str, anchor: str) -> None:

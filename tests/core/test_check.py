@@ -132,6 +132,24 @@ def test_split_qdq_pair_between_two_partitions_is_not_a_finding() -> None:
     assert check(g) == ()
 
 
+def test_output_spec_before_a_dynamic_chain_is_clean() -> None:
+    """X86Inductor's dynamic config: max_pool2d has an output spec, its consumer's chain is
+    dynamic. The output rule writes the quantize right after the op with the op's values, the
+    consumer's rules write the rest: an ordinary flow, not a foreign_write."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    pool = b.call("aten.max_pool2d.default", x, name="pool", tag="pool_0", stack_trace="m:1")
+    b.annotate(pool, output=static())
+    c = b.dynamic_qdq(pool)
+    relu = b.call("aten.relu.default", c.dq, name="relu", tag="relu_0", stack_trace="m:2")
+    b.annotate(relu, inputs={pool: shared()})
+    b.output(relu)
+    g = b.build()
+    p = portmeta.plan(g)
+    assert any(d.target == c.q and d.anchor == "pool" for d in p.deltas)
+    assert same_before_after(g) == ()
+
+
 def test_untagged_annotated_node_has_nothing_to_port() -> None:
     b = GraphBuilder()
     x, y = b.placeholder("x"), b.placeholder("y")

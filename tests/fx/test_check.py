@@ -132,6 +132,19 @@ def test_cat_of_inputs_sharing_a_spec(fold: bool) -> None:
 # --------------------------------------------------------------------------- ordinary flows
 
 
+@pytest.mark.parametrize("fold", [False, True], ids=["nofold", "fold"])
+def test_cat_through_x86_dynamic_output_quantize_is_not_foreign(fold: bool) -> None:
+    """X86Inductor's dynamic config gives the cat (and the convs) an output spec while the
+    consumers' chains are dynamic: the quantize right after an op carries the op's tag, as the
+    output rule writes it; that is not a foreign_write."""
+    converted, p = convert(CatNet(), (torch.randn(1, 3, 4, 4),), x86_dynamic, fold=fold)
+    found = before_and_after(converted, p)
+    assert all(f.kind != "foreign_write" for f in found), found
+    assert p.last_plan is not None
+    assert any(d.rule.value == "static_output" for d in p.last_plan.deltas)
+
+
+
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
 def test_demo_has_no_findings(dynamic: bool) -> None:
     prepared = prepared_model(dynamic=dynamic)
