@@ -110,6 +110,8 @@ CAUSES: dict[str, str] = {
     "not_last_user": "the output rule takes the annotated node's last non-sym-size user, which "
     "is not this quantize",
     "planning_error": "the rules of the annotated node fail, so none of its writes are made",
+    "anchor_changed": "the annotated node's own values were changed by a later write (to it, "
+    "or to a node sharing its meta dict) after its writes copied them",
     "unexplained": "no rule of this graph explains the values (a pass after porting may have "
     "copied them)",
 }
@@ -486,6 +488,11 @@ class _Checker:
                 if not dynamic:
                     self.outputs.append((anchor, q))
                 self._own(q, anchor)
+        for d in state.deltas:
+            # A static input write targets an argument of its annotated node: on its chain even
+            # when the input it quantizes is gone (a weight convert_pt2e folded after porting).
+            if d.rule is Rule.STATIC_INPUT and d.target in _arg_places(record(self.graph, d.anchor)):
+                self._own(d.target, d.anchor)
 
     def _own(self, node: str, anchor: str) -> None:
         owners = self.owners.setdefault(self.state.owner(node), [])
@@ -528,6 +535,19 @@ class _Checker:
         else:
             how, related = f"a later {last.rule.value} write for {other!r}", (other,)
         return _Cause("overwritten", f"{how} and wrote it last", related)
+
+    def _anchor_changed(self, anchor: str, keys: Sequence[str]) -> _Cause | None:
+        writes = self.state.history(anchor, keys)
+        if not writes:
+            return None
+        last = writes[-1]
+        where = "it" if last.target == anchor else f"{last.target!r} (they share one meta dict)"
+        return _Cause(
+            "anchor_changed",
+            f"a later {last.rule.value} write for {last.anchor!r} changed the values of "
+            f"{anchor!r} itself, through {where}, after its own writes copied them",
+            (last.target, last.anchor),
+        )
 
     def _static_cause(self, feed: _Feed) -> _Cause:
         a = feed.anchor
@@ -613,6 +633,7 @@ class _Checker:
             cause = (
                 self._error(feed.anchor)
                 or self._overwritten(first, feed.anchor, keys)
+                or self._anchor_changed(feed.anchor, keys)
                 or (
                     self._dynamic_cause(feed, list(lacking))
                     if feed.dynamic
@@ -659,7 +680,11 @@ class _Checker:
             keys = self.state.differ(want, self.state.values(q))
             if not keys:
                 continue
-            cause = self._error(anchor) or self._overwritten(q, anchor, keys)
+            cause = (
+                self._error(anchor)
+                or self._overwritten(q, anchor, keys)
+                or self._anchor_changed(anchor, keys)
+            )
             if cause is None:
                 kept = non_sym_users(self.graph, self.profile, anchor)
                 if kept and kept[-1] != q:

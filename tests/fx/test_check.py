@@ -93,6 +93,9 @@ def before_and_after(converted: torch.fx.GraphModule, p: PortNodeMetaForQDQ) -> 
     after_snapshot = from_fx(converted)
     assert portmeta.fingerprint(after_snapshot) != portmeta.fingerprint(p.last_snapshot)
     assert check(after_snapshot) == before
+    assert check(after_snapshot, ported=True) == before
+    assert check(after_snapshot, plan=p.last_plan, ported=True) == before
+    assert check(after_snapshot, plan=p.last_plan) == before
     return before
 
 
@@ -321,7 +324,7 @@ def test_random_fx_graphs_same_findings_before_and_after_porting() -> None:
             warnings.simplefilter("ignore", portmeta.PortingWarning)
             p(gm)
         assert p.last_snapshot is not None and p.last_findings is not None
-        assert check(from_fx(gm)) == p.last_findings == check(p.last_snapshot)
+        assert check(from_fx(gm), ported=True) == p.last_findings == check(p.last_snapshot)
         counts["graphs"] += 1
         counts["with_findings"] += bool(p.last_findings)
 
