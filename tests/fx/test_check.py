@@ -289,6 +289,56 @@ def test_convert_pt2e_with_check_raise() -> None:
     assert len(cause.findings) == 2
 
 
+def test_convert_pt2e_with_check_warn_points_at_the_caller() -> None:
+    """Inside convert_pt2e the warning points at the line calling convert_pt2e, not at torch's
+    pass manager, and says where all the findings are."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, p = convert(QKV(), (torch.randn(2, 4, 8),), xnn(True, True), fold=False, check_mode="warn")
+    ours = [w for w in caught if issubclass(w.category, portmeta.PortingWarning)]
+    assert len(ours) == 1
+    assert ours[0].filename == __file__
+    assert "see the pass's last_findings" in str(ours[0].message)
+    assert p.last_findings is not None and len(p.last_findings) == 2
+
+
+def one_tag_chain() -> torch.fx.GraphModule:
+    """Q/K/V linears tagged as one partition, each with its own stack trace."""
+    h = Hand()
+    x = h.placeholder("x")
+    c = h.dynamic_qdq(x)
+    lins = []
+    for i in range(3):
+        lin = h.call(
+            ATEN.linear.default, c["dq"], h.get_attr(f"w{i}"), name=f"lin{i}", tag="QKV",
+            stack_trace=f"model.py:{i}",
+        )
+        annotate(lin, {x: dynamic_spec()})
+        lins.append(lin)
+    return h.output(*lins)
+
+
+def test_check_keys_of_the_drop_in() -> None:
+    """One partition (one tag): a stack_trace difference alone is not reported by default;
+    check_keys=["stack_trace"] reports it."""
+    p = PortNodeMetaForQDQ(check="raise")
+    p(one_tag_chain())
+    assert p.last_findings == ()
+    strict = PortNodeMetaForQDQ(check="warn", check_keys=["stack_trace", "quantization_tag"])
+    with pytest.warns(portmeta.PortingWarning, match="2 findings"):
+        strict(one_tag_chain())
+    assert strict.last_findings is not None
+    assert {f.keys for f in strict.last_findings} == {("stack_trace",)}
+    with pytest.raises(portmeta.OptionError, match="check_keys must be some of"):
+        PortNodeMetaForQDQ(check="warn", check_keys=["nope"])
+    with pytest.raises(portmeta.OptionError, match="not the string"):
+        PortNodeMetaForQDQ(check="warn", check_keys="stack_trace")  # type: ignore[arg-type]
+    with patch_convert_pt2e(check="warn", check_keys=["quantization_tag"]):
+        from torchao.quantization.pt2e import quantize_pt2e
+
+        assert quantize_pt2e.PortNodeMetaForQDQ().check_keys == ("quantization_tag",)
+
+
 def test_last_findings_are_those_of_the_last_call() -> None:
     """A call that fails to plan leaves no findings behind from the call before it."""
     p = PortNodeMetaForQDQ(check="warn")
