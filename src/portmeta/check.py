@@ -286,8 +286,11 @@ def _qparams_nodes(graph: Snapshot, profile: Profile, q: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _feeds(graph: Snapshot, profile: Profile, anchor: str) -> list[_Feed]:
-    """The dequantize nodes feeding ``anchor`` through the inputs its annotation quantizes."""
+def _feeds(
+    graph: Snapshot, profile: Profile, anchor: str, places: dict[str, str]
+) -> list[_Feed]:
+    """The dequantize nodes feeding ``anchor`` (reading ``places``, its :func:`_arg_places`)
+    through the inputs its annotation quantizes."""
     rec = record(graph, anchor)
     ann = rec.annotation
     if ann is None or ann.malformed is not None or not ann.is_valid:
@@ -299,7 +302,7 @@ def _feeds(graph: Snapshot, profile: Profile, anchor: str) -> list[_Feed]:
     if not specs:
         return []
     out = []
-    for name, place in _arg_places(rec).items():
+    for name, place in places.items():
         if name not in graph or not profile.is_dequantize(record(graph, name)):
             continue
         walk = walk_to_producer_lenient(graph, profile, name)
@@ -368,11 +371,11 @@ class _State:
         self.ported = ported
         #: The keys compared, and those of them a finding must differ on.
         self.keys, self.required = _compared_keys(profile, keys)
+        known = set(graph)
         for d in deltas:
-            if d.anchor not in graph:  # annotated nodes outlive porting: another graph's plan
+            if d.anchor not in known:  # annotated nodes outlive porting: another graph's plan
                 raise UnknownNodeError(d.anchor, "the graph (the plan names it as annotated)")
-        kept = [d for d in deltas if d.target in graph and d.source in graph]
-        self.skipped = len(deltas) - len(kept)
+        kept = [d for d in deltas if d.target in known and d.source in known]
         self.deltas = kept
         self.writes: dict[tuple[str, str], list[MetaDelta]] = {}
         for d in kept:
@@ -479,8 +482,9 @@ class _Checker:
         self.feeds: list[_Feed] = []
         self.outputs: list[tuple[str, str]] = []  # (anchor, static quantize)
         self.owners: dict[str, list[str]] = {}  # chain node -> annotated nodes owning it
-        for anchor in annotated_nodes(self.graph):
-            for feed in _feeds(self.graph, self.profile, anchor):
+        places = {a: _arg_places(record(self.graph, a)) for a in annotated_nodes(self.graph)}
+        for anchor, arg_places in places.items():
+            for feed in _feeds(self.graph, self.profile, anchor, arg_places):
                 self.feeds.append(feed)
                 for n in feed.chain:
                     self._own(n, anchor)
@@ -491,7 +495,7 @@ class _Checker:
         for d in state.deltas:
             # A static input write targets an argument of its annotated node: on its chain even
             # when the input it quantizes is gone (a weight convert_pt2e folded after porting).
-            if d.rule is Rule.STATIC_INPUT and d.target in _arg_places(record(self.graph, d.anchor)):
+            if d.rule is Rule.STATIC_INPUT and d.target in places.get(d.anchor, ()):
                 self._own(d.target, d.anchor)
 
     def _own(self, node: str, anchor: str) -> None:
