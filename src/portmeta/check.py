@@ -286,9 +286,7 @@ def _qparams_nodes(graph: Snapshot, profile: Profile, q: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _feeds(
-    graph: Snapshot, profile: Profile, anchor: str, places: dict[str, str]
-) -> list[_Feed]:
+def _feeds(graph: Snapshot, profile: Profile, anchor: str, places: dict[str, str]) -> list[_Feed]:
     """The dequantize nodes feeding ``anchor`` (reading ``places``, its :func:`_arg_places`)
     through the inputs its annotation quantizes."""
     rec = record(graph, anchor)
@@ -364,7 +362,7 @@ class _State:
         diagnostics: Sequence[Diagnostic],
         *,
         ported: bool,
-        keys: tuple[str, ...] | None,
+        keys: Iterable[str] | None,
     ) -> None:
         self.graph = graph
         self.profile = profile

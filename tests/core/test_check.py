@@ -720,16 +720,34 @@ def folded_weight_graph(folded: bool) -> Any:
     if folded:
         fw = b.get_attr("_frozen_param0", tag="w_tag")
         dqw = b.call(
-            "quantized_decomposed.dequantize_per_channel.default", fw, 0.1, 0, 0, -127, 127,
+            "quantized_decomposed.dequantize_per_channel.default",
+            fw,
+            0.1,
+            0,
+            0,
+            -127,
+            127,
             name="dqw",
         )
     else:
         qw = b.call(
-            "quantized_decomposed.quantize_per_channel.default", w, 0.1, 0, 0, -127, 127,
+            "quantized_decomposed.quantize_per_channel.default",
+            w,
+            0.1,
+            0,
+            0,
+            -127,
+            127,
             name="qw",
         )
         dqw = b.call(
-            "quantized_decomposed.dequantize_per_channel.default", qw, 0.1, 0, 0, -127, 127,
+            "quantized_decomposed.dequantize_per_channel.default",
+            qw,
+            0.1,
+            0,
+            0,
+            -127,
+            127,
             name="dqw",
         )
     lin = b.call("aten.linear.default", dqx, dqw, name="lin", tag="lin_0")

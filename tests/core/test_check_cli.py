@@ -182,7 +182,9 @@ def test_options_that_do_not_apply_with_a_plan_are_refused(run, tmp_path: Path) 
         assert "--profile cannot be used with --plan" in r.stderr
     r = run("check", path, "--plan", str(plan_path), "--keys", "nope")
     assert r.returncode == 2 and "--keys" in r.stderr
-    assert run("check", path, "--plan", str(plan_path), "--keys", "quantization_tag").returncode == 1
+    assert (
+        run("check", path, "--plan", str(plan_path), "--keys", "quantization_tag").returncode == 1
+    )
 
 
 def test_writes_to_nodes_the_graph_lacks_are_skipped_with_a_note(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -190,12 +192,16 @@ def test_writes_to_nodes_the_graph_lacks_are_skipped_with_a_note(run, tmp_path: 
     (one naming an annotated node the graph lacks is another graph's: test_bad_input_exit_2)."""
     g = clean_graph()
     p = portmeta.plan(g)
-    gone = portmeta.MetaDelta("gone", "quantization_tag", "relu_0", "relu", "relu", "static_input", "relu", ())
+    gone = portmeta.MetaDelta(
+        "gone", "quantization_tag", "relu_0", "relu", "relu", "static_input", "relu", ()
+    )
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(attrs.evolve(p, deltas=(*p.deltas, gone)).to_json())
     r = run("check", save(tmp_path, "g.json", g), "--plan", str(plan_path))
     assert r.returncode == 0, r.stderr
     assert "note: skipped 1 write of" in r.stderr
+
+
 def test_as_a_command(tmp_path: Path) -> None:
     """One real run: the installed command's exit status and help."""
     g = save(tmp_path, "g.json", cat_graph())

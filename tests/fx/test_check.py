@@ -156,7 +156,6 @@ def test_cat_through_x86_dynamic_output_quantize_is_not_foreign(fold: bool) -> N
     assert q.startswith("quantize_per_tensor_tensor")  # dynamic: its scale is computed
 
 
-
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
 def test_demo_has_no_findings(dynamic: bool) -> None:
     prepared = prepared_model(dynamic=dynamic)
@@ -303,7 +302,9 @@ def test_convert_pt2e_with_check_warn_points_at_the_caller() -> None:
     pass manager, and says where all the findings are."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, p = convert(QKV(), (torch.randn(2, 4, 8),), xnn(True, True), fold=False, check_mode="warn")
+        _, p = convert(
+            QKV(), (torch.randn(2, 4, 8),), xnn(True, True), fold=False, check_mode="warn"
+        )
     ours = [w for w in caught if issubclass(w.category, portmeta.PortingWarning)]
     assert len(ours) == 1
     assert ours[0].filename == __file__
@@ -319,7 +320,11 @@ def one_tag_chain() -> torch.fx.GraphModule:
     lins = []
     for i in range(3):
         lin = h.call(
-            ATEN.linear.default, c["dq"], h.get_attr(f"w{i}"), name=f"lin{i}", tag="QKV",
+            ATEN.linear.default,
+            c["dq"],
+            h.get_attr(f"w{i}"),
+            name=f"lin{i}",
+            tag="QKV",
             stack_trace=f"model.py:{i}",
         )
         annotate(lin, {x: dynamic_spec()})
