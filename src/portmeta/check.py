@@ -19,14 +19,17 @@ nobody. :func:`check` finds them, as :class:`Finding` records:
 The check reasons from the annotations and the graph structure: which dequantize feeds which
 annotated node through which quantized input, which quantize follows which annotated output,
 which choose_qparams chain a dynamic dequantize hangs from. It compares those expectations with
-the *final* values (the snapshot's values overlaid with the plan's writes), and takes causes
-and anchors from the plan, whose rules are structural. So a snapshot taken before porting (the
-pass's ``last_snapshot``) and one taken after (``portmeta_fx.from_fx`` of the converted model)
-give the same findings. It never changes the writes.
+the *final* values and takes causes and anchors from the plan, whose rules are structural. For
+a snapshot taken before porting (the pass's ``last_snapshot``) the final values are the
+snapshot's overlaid with the plan's writes; for one taken after (``portmeta_fx.from_fx`` of
+the converted model, maybe edited by later passes), ``ported=True`` takes the snapshot's values
+as final. The two give the same findings (docs/check.md says where they are defined apart).
+It never changes the writes.
 
 A quantize carrying its producer's values and the dequantize after it carrying its consumer's
 is how the pass splits a q/dq pair between two partitions: that is not a finding. An annotated
-node with none of the profile's keys has nothing to port and gives no finding.
+node with none of the profile's keys has nothing to port and gives no finding. By default a
+finding needs a :data:`PARTITION_KEY` difference (``keys=`` chooses the keys compared).
 
 Example
 -------

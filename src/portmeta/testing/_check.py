@@ -61,7 +61,8 @@ def assert_no_findings(
     Parameters
     ----------
     graph:
-        A snapshot (before or after porting, a :class:`~portmeta.testing.GraphBuilder` graph or
+        A snapshot (before porting, or after it with ``ported=True``; a
+        :class:`~portmeta.testing.GraphBuilder` graph or
         a saved one).
     allow:
         Findings to accept: a string allows every finding whose kind (:data:`portmeta.check.KINDS`),
