@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 import torch
-from parity import ATEN, Hand, TaggingQuantizer, annotate, dynamic_spec, port_keys_state
+from parity import (
+    ATEN,
+    Hand,
+    TaggingQuantizer,
+    annotate,
+    dynamic_spec,
+    port_keys_state,
+    static_spec,
+)
 from test_parity_models import MLP, x86_dynamic, x86_static, xnn
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -214,6 +222,32 @@ def test_two_dynamic_chains_of_one_input_foreign_write() -> None:
         ("foreign_write", "dequantize_per_tensor_tensor", "lin_b"),
         ("unported_input", "dequantize_per_tensor_tensor_1", "lin_b"),
     ]
+
+
+def test_annotated_node_sharing_meta_with_a_written_dequantize() -> None:
+    """FX ``A.meta = dqb.meta``: B's rule writes dqb, which changes A after A's rule copied
+    A's values. The pass's findings and the ported check of the converted model agree."""
+    h = Hand()
+    x, y = h.placeholder("x"), h.placeholder("y")
+    _, dqb = h.qdq(y)
+    _, dqa = h.qdq(x)
+    a = h.call(ATEN.relu.default, dqa, name="A")
+    dqb.meta["quantization_tag"] = "A"
+    dqb.meta["stack_trace"] = "sA"
+    a.meta = dqb.meta
+    annotate(a, {x: static_spec()})
+    b = h.call(ATEN.relu.default, dqb, name="B", quantization_tag="B", stack_trace="sB")
+    annotate(b, {y: static_spec()})
+    gm = h.output(a, b)
+    p = PortNodeMetaForQDQ(check="warn")
+    with pytest.warns(portmeta.PortingWarning, match="1 finding"):
+        p(gm)
+    assert p.last_findings is not None
+    assert [(f.kind, f.node, f.anchor, f.cause) for f in p.last_findings] == [
+        ("unported_input", dqa.name, "A", "anchor_changed")
+    ]
+    assert check(from_fx(gm), ported=True) == p.last_findings
+    assert a.meta["quantization_tag"] == "B" and dqa.meta["quantization_tag"] == "A"
 
 
 # --------------------------------------------------------------------------- the drop-in option
