@@ -439,7 +439,7 @@ def unmatched_writes(graph: Snapshot, deltas: Iterable[MetaDelta]) -> tuple[Meta
     -------
     >>> from portmeta.testing import GraphBuilder
     >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
-    >>> d = portmeta.MetaDelta("gone", "quantization_tag", "t", "x", "x", "static_input", "x", ())
+    >>> d = MetaDelta("gone", "quantization_tag", "t", "x", "x", "static_input", "x", ())
     >>> [w.target for w in unmatched_writes(g, [d])]
     ['gone']
     """
