@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import types
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -265,12 +266,12 @@ def _user_stacklevel(start: int) -> int:
     """The ``stacklevel`` (for a ``warnings.warn`` made by this function's caller) of the first
     frame, ``start`` levels out or further, whose module is not in torch, torchao or portmeta."""
     level = 1
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None:
         module = str(frame.f_globals.get("__name__", ""))
         if level >= start and module.split(".")[0] not in _LIBRARIES:
             return level
-        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+        frame, level = frame.f_back, level + 1
     return start
 
 
