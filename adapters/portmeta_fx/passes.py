@@ -31,6 +31,8 @@ True
 from __future__ import annotations
 
 import contextlib
+import sys
+import types
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -103,7 +105,13 @@ class PortNodeMetaForQDQ(PassBase):
         ``"off"`` (default, upstream's behaviour), ``"warn"`` (one
         :class:`portmeta.PortingWarning` per call with findings: their count and the first
         ones) or ``"raise"`` (:class:`portmeta.PortingCheckError` before anything is written).
-        See :func:`portmeta.check`; the writes are the same whatever the setting.
+        See :func:`portmeta.check`; the writes are the same whatever the setting. Inside
+        ``convert_pt2e``, torch's ``PassManager`` wraps the :class:`portmeta.PortingCheckError`
+        of ``"raise"`` in a bare ``Exception`` whose ``__cause__`` it is.
+    check_keys:
+        The keys the check compares (``keys=`` of :func:`portmeta.check`): ``None`` (default)
+        compares them all but needs a ``quantization_tag`` difference for a finding; a list
+        makes any difference on those keys one.
 
     Attributes
     ----------
@@ -133,6 +141,7 @@ class PortNodeMetaForQDQ(PassBase):
         keys: Sequence[str] | None = None,
         errors: Literal["raise", "collect"] = "raise",
         check: Literal["off", "warn", "raise"] = "off",
+        check_keys: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if errors not in ("raise", "collect"):
@@ -140,8 +149,21 @@ class PortNodeMetaForQDQ(PassBase):
         if check not in ("off", "warn", "raise"):
             raise portmeta.OptionError(f"check must be 'off', 'warn' or 'raise', got {check!r}")
         self.check: Literal["off", "warn", "raise"] = check
+        self.check_keys: tuple[str, ...] | None = None
         self._findings: tuple[_Writes | None, tuple[Finding, ...] | None] = (None, None)
         self.profile = resolve_profile(profile, keys)
+        if check_keys is not None:
+            if isinstance(check_keys, str):
+                raise portmeta.OptionError(
+                    f"check_keys must be a list of keys, not the string {check_keys!r}"
+                )
+            self.check_keys = tuple(check_keys)
+            unknown = [k for k in self.check_keys if k not in self.profile.keys]
+            if unknown or not self.check_keys:
+                raise portmeta.OptionError(
+                    f"check_keys must be some of the ported keys {list(self.profile.keys)!r}, "
+                    f"got {list(self.check_keys)!r}"
+                )
         self.errors: Literal["raise", "collect"] = errors
         self._snapshot: Snapshot | None = None
         self._writes_made: _Writes | None = None
@@ -205,17 +227,25 @@ class PortNodeMetaForQDQ(PassBase):
         return found if writes is not None and writes is self._writes_made else None
 
     def _check(self, stacklevel: int) -> None:
-        """With ``check`` on: find, remember, and warn about or raise on the last writes."""
+        """With ``check`` on: find, remember, and warn about or raise on the last writes.
+
+        ``stacklevel`` is the caller's level for a direct call of the pass; the warning points
+        at the first frame out of torch, torchao and portmeta from there (the user's
+        ``convert_pt2e`` call when the pass runs inside it).
+        """
         if self.check == "off" or self._snapshot is None or self._writes_made is None:
             return
         deltas, diagnostics = self._writes_made
-        found = check_writes(self._snapshot, deltas, diagnostics, self.profile)
+        found = check_writes(
+            self._snapshot, deltas, diagnostics, self.profile, keys=self.check_keys
+        )
         self._findings = (self._writes_made, found)
         if not found:
             return
         if self.check == "raise":
             raise portmeta.PortingCheckError(found)
-        warnings.warn(portmeta.PortingWarning(found), stacklevel=stacklevel)
+        warning = portmeta.PortingWarning(found, where="the pass's last_findings")
+        warnings.warn(warning, stacklevel=_user_stacklevel(stacklevel))
 
     @without_gc
     def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
@@ -229,20 +259,43 @@ class PortNodeMetaForQDQ(PassBase):
         return PassResult(graph_module, True)
 
 
+_LIBRARIES = ("torch", "torchao", "portmeta", "portmeta_fx")
+
+
+def _user_stacklevel(start: int) -> int:
+    """The ``stacklevel`` (for a ``warnings.warn`` made by this function's caller) of the first
+    frame, ``start`` levels out or further, whose module is not in torch, torchao or portmeta."""
+    level = 1
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if level >= start and module.split(".")[0] not in _LIBRARIES:
+            return level
+        frame, level = frame.f_back, level + 1
+    return start
+
+
 @contextlib.contextmanager
 def patch_convert_pt2e(
     profile: portmeta.Profile = portmeta.TORCHAO,
     keys: Sequence[str] | None = None,
     errors: Literal["raise", "collect"] = "raise",
     check: Literal["off", "warn", "raise"] = "off",
+    check_keys: Sequence[str] | None = None,
 ) -> Iterator[list[PortNodeMetaForQDQ]]:
     """Make torchao's ``convert_pt2e`` run portmeta's pass instead of its own, for a while.
 
     Swaps ``torchao.quantization.pt2e.quantize_pt2e.PortNodeMetaForQDQ`` (which ``convert_pt2e``
     looks up by name and calls with no arguments) for a factory of :class:`PortNodeMetaForQDQ`
-    with the given ``profile`` / ``keys`` / ``errors`` / ``check``, and restores the original on exit, also
-    when the block raises. Yields the list of passes created inside the block (their
-    ``last_plan`` tells what each conversion wrote).
+    with the given ``profile`` / ``keys`` / ``errors`` / ``check`` / ``check_keys``, and restores
+    the original on exit, also when the block raises. Yields the list of passes created inside
+    the block (their ``last_plan`` tells what each conversion wrote, their ``last_findings``
+    what the check found).
+
+    With ``check="warn"`` the :class:`portmeta.PortingWarning` points at the line calling
+    ``convert_pt2e``. With ``check="raise"``, torch's ``PassManager`` (which ``convert_pt2e``
+    runs the pass in) wraps the :class:`portmeta.PortingCheckError` in a bare ``Exception``:
+    catch ``Exception`` and look at its ``__cause__`` (or read ``passes[0].last_findings``).
 
     Example
     -------
@@ -263,9 +316,9 @@ def patch_convert_pt2e(
         if args or kwargs:
             raise TypeError(
                 "the patched PortNodeMetaForQDQ takes no arguments "
-                "(pass profile/keys/errors/check to patch_convert_pt2e)"
+                "(pass profile/keys/errors/check/check_keys to patch_convert_pt2e)"
             )
-        instance = PortNodeMetaForQDQ(profile, keys, errors, check)
+        instance = PortNodeMetaForQDQ(profile, keys, errors, check, check_keys)
         created.append(instance)
         return instance
 

@@ -19,14 +19,17 @@ nobody. :func:`check` finds them, as :class:`Finding` records:
 The check reasons from the annotations and the graph structure: which dequantize feeds which
 annotated node through which quantized input, which quantize follows which annotated output,
 which choose_qparams chain a dynamic dequantize hangs from. It compares those expectations with
-the *final* values (the snapshot's values overlaid with the plan's writes), and takes causes
-and anchors from the plan, whose rules are structural. So a snapshot taken before porting (the
-pass's ``last_snapshot``) and one taken after (``portmeta_fx.from_fx`` of the converted model)
-give the same findings. It never changes the writes.
+the *final* values and takes causes and anchors from the plan, whose rules are structural. For
+a snapshot taken before porting (the pass's ``last_snapshot``) the final values are the
+snapshot's overlaid with the plan's writes; for one taken after (``portmeta_fx.from_fx`` of
+the converted model, maybe edited by later passes), ``ported=True`` takes the snapshot's values
+as final. The two give the same findings (docs/check.md says where they are defined apart).
+It never changes the writes.
 
 A quantize carrying its producer's values and the dequantize after it carrying its consumer's
 is how the pass splits a q/dq pair between two partitions: that is not a finding. An annotated
-node with none of the profile's keys has nothing to port and gives no finding.
+node with none of the profile's keys has nothing to port and gives no finding. By default a
+finding needs a :data:`PARTITION_KEY` difference (``keys=`` chooses the keys compared).
 
 Example
 -------
@@ -52,19 +55,22 @@ from typing import Any
 import attrs
 
 from ._io import read_json
-from .errors import GraphFormatError, UnknownNodeError
+from .errors import GraphFormatError, OptionError, PortmetaError, UnknownNodeError
 from .graph import Snapshot, annotated_nodes, record, users
-from .plan import MetaDelta, Plan, plan_writes, same_value
+from .plan import MetaDelta, Plan, final_meta, plan_writes, same_value
 from .profiles import TORCHAO, Profile
 from .records import NodeRecord, NodeRef, names
 from .report import short_value
 from .rules import Diagnostic, Rule, Severity, non_sym_users
+from .rules.static_input import walk_to_producer_lenient
+from .rules.view_chain import view_chain
 
 __all__ = [
     "FINDINGS_FORMAT",
     "FINDINGS_SCHEMA_VERSION",
     "KINDS",
     "CAUSES",
+    "PARTITION_KEY",
     "Finding",
     "check",
     "check_writes",
@@ -75,10 +81,15 @@ __all__ = [
     "load_findings",
     "format_findings",
     "summary",
+    "unmatched_writes",
 ]
 
 FINDINGS_FORMAT = "portmeta.findings"
 FINDINGS_SCHEMA_VERSION = 1
+
+#: The key backends find a partition by. By default a finding needs a difference on it when the
+#: profile copies it (a ``stack_trace`` that differs within one partition is noise to them).
+PARTITION_KEY = "quantization_tag"
 
 #: The kinds of finding, in the order they are reported for one node.
 KINDS: tuple[str, ...] = ("unported_input", "unported_output", "foreign_write")
@@ -102,6 +113,8 @@ CAUSES: dict[str, str] = {
     "not_last_user": "the output rule takes the annotated node's last non-sym-size user, which "
     "is not this quantize",
     "planning_error": "the rules of the annotated node fail, so none of its writes are made",
+    "anchor_changed": "the annotated node's own values were changed by a later write (to it, "
+    "or to a node sharing its meta dict) after its writes copied them",
     "unexplained": "no rule of this graph explains the values (a pass after porting may have "
     "copied them)",
 }
@@ -217,22 +230,6 @@ class _Feed:
     chain: tuple[str, ...]  # every node of the q/dq chain that belongs to ``anchor``
 
 
-def _walk(graph: Snapshot, profile: Profile, start: str) -> tuple[str, ...]:
-    """The connectivity walk (``args[0]`` through quant-workflow ops) that never raises.
-
-    Stops where the rule's walk would raise (a constant or missing ``args[0]``, a cycle).
-    """
-    walked = [start]
-    cur = record(graph, start)
-    while profile.is_workflow_op(cur):
-        first = cur.args[0] if cur.args else None
-        if not isinstance(first, NodeRef) or first.name in walked or first.name not in graph:
-            break
-        walked.append(first.name)
-        cur = record(graph, first.name)
-    return tuple(walked)
-
-
 def _arg_places(rec: NodeRecord) -> dict[str, str]:
     """Every node ``rec`` reads, with where: a top-level positional arg, inside a container
     positional arg, or a keyword argument (first place wins, positional args first)."""
@@ -263,20 +260,13 @@ def _refs(value: Any) -> list[str]:
     return out
 
 
-def _view_chain(graph: Snapshot, profile: Profile, q: str) -> list[str]:
+def _view_chain(graph: Snapshot, profile: Profile, anchor: str, q: str) -> list[str]:
     """The view ops between quantize ``q`` and a get_attr weight (empty when not a weight)."""
-    chain: list[str] = []
-    rec = record(graph, q)
-    cur = rec.args[0] if rec.args else None
-    while isinstance(cur, NodeRef) and cur.name in graph and cur.name not in chain:
-        r = record(graph, cur.name)
-        if r.op == "get_attr":
-            return chain
-        if not profile.is_view(r):
-            return []
-        chain.append(cur.name)
-        cur = r.args[0] if r.args else None
-    return []
+    try:
+        copies = view_chain(graph, profile, anchor, q).copies
+    except PortmetaError:
+        return []
+    return [c.target for c in copies if c.target != q]
 
 
 def _qparams_nodes(graph: Snapshot, profile: Profile, q: str) -> list[str]:
@@ -299,8 +289,9 @@ def _qparams_nodes(graph: Snapshot, profile: Profile, q: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _feeds(graph: Snapshot, profile: Profile, anchor: str) -> list[_Feed]:
-    """The dequantize nodes feeding ``anchor`` through the inputs its annotation quantizes."""
+def _feeds(graph: Snapshot, profile: Profile, anchor: str, places: dict[str, str]) -> list[_Feed]:
+    """The dequantize nodes feeding ``anchor`` (reading ``places``, its :func:`_arg_places`)
+    through the inputs its annotation quantizes."""
     rec = record(graph, anchor)
     ann = rec.annotation
     if ann is None or ann.malformed is not None or not ann.is_valid:
@@ -312,10 +303,10 @@ def _feeds(graph: Snapshot, profile: Profile, anchor: str) -> list[_Feed]:
     if not specs:
         return []
     out = []
-    for name, place in _arg_places(rec).items():
+    for name, place in places.items():
         if name not in graph or not profile.is_dequantize(record(graph, name)):
             continue
-        walk = _walk(graph, profile, name)
+        walk = walk_to_producer_lenient(graph, profile, name)
         hits = [i for i, n in enumerate(walk) if i > 0 and n in specs]
         if not hits:
             continue
@@ -325,24 +316,33 @@ def _feeds(graph: Snapshot, profile: Profile, anchor: str) -> list[_Feed]:
         q = walk[1] if len(walk) > 2 else None
         if q is not None and profile.is_quantize(record(graph, q)):
             chain += _qparams_nodes(graph, profile, q) if specs[inp] else []
-            chain += _view_chain(graph, profile, q)
+            chain += _view_chain(graph, profile, anchor, q)
         out.append(_Feed(name, anchor, inp, specs[inp], place, walk, tuple(chain)))
     return out
 
 
-def _output_quantizes(graph: Snapshot, profile: Profile, anchor: str) -> list[str]:
-    """The static quantize nodes right after ``anchor`` (reading it as ``args[0]``)."""
+def _output_quantizes(graph: Snapshot, profile: Profile, anchor: str) -> list[tuple[str, bool]]:
+    """The quantize nodes right after ``anchor`` (reading it as ``args[0]``), each with whether
+    it is dynamic (its scale comes from a choose_qparams node).
+
+    The output rule writes the quantize right after the node whether or not it is dynamic
+    (X86Inductor's dynamic config gives ``cat`` or ``max_pool2d`` an output spec while the
+    consumer's chain is dynamic), so every one belongs to ``anchor``; only a static one is
+    expected to *keep* ``anchor``'s values (a dynamic one is then written by its consumer's
+    search too).
+    """
     ann = record(graph, anchor).annotation
     if ann is None or ann.malformed is not None or ann.output is None:
         return []
     out = []
     for u in users(graph, anchor):
         r = record(graph, u)
-        if not profile.is_quantize(r) or not r.args or r.args[0] != NodeRef(anchor):
+        if not profile.is_quantize(r) or not r.args:
             continue
-        if _qparams_nodes(graph, profile, u):
-            continue  # a dynamic quantize: it belongs to its consumer's chain
-        out.append(u)
+        first = r.args[0]
+        if not isinstance(first, NodeRef) or first.name != anchor:
+            continue
+        out.append((u, bool(_qparams_nodes(graph, profile, u))))
     return out
 
 
@@ -350,7 +350,12 @@ def _output_quantizes(graph: Snapshot, profile: Profile, anchor: str) -> list[st
 
 
 class _State:
-    """Final values and write history, per meta dict (nodes sharing one count as one)."""
+    """Final values and write history, per meta dict (nodes sharing one count as one).
+
+    ``ported=False``: the final values are the snapshot's with the writes over them (a
+    snapshot taken before porting). ``ported=True``: the snapshot's values are final (taken
+    after porting, maybe edited by later passes); the writes only give the history (causes).
+    """
 
     def __init__(
         self,
@@ -358,16 +363,26 @@ class _State:
         profile: Profile,
         deltas: Sequence[MetaDelta],
         diagnostics: Sequence[Diagnostic],
+        *,
+        ported: bool,
+        keys: Iterable[str] | None,
     ) -> None:
         self.graph = graph
         self.profile = profile
-        self.writes: dict[tuple[str, str], list[MetaDelta]] = {}
+        self.ported = ported
+        #: The keys compared, and those of them a finding must differ on.
+        self.keys, self.required = _compared_keys(profile, keys)
+        known = set(graph)
         for d in deltas:
-            for name in (d.target, d.anchor, d.source):
-                if name not in graph:
-                    raise UnknownNodeError(name, "the graph (the plan names it)")
+            if d.anchor not in known:  # annotated nodes outlive porting: another graph's plan
+                raise UnknownNodeError(d.anchor, "the graph (the plan names it as annotated)")
+        kept = [d for d in deltas if d.target in known and d.source in known]
+        self.deltas = kept
+        self.writes: dict[tuple[str, str], list[MetaDelta]] = {}
+        for d in kept:
             self.writes.setdefault((self.owner(d.target), d.key), []).append(d)
-        self.deltas = deltas
+        final = Plan((), (), "", profile) if ported else Plan(kept, (), "", profile)
+        self.final = final_meta(graph, final)
         self.errors: dict[str, Diagnostic] = {}
         for diag in diagnostics:
             if diag.severity is Severity.ERROR:
@@ -377,17 +392,15 @@ class _State:
         return record(self.graph, name).meta_owner or name
 
     def values(self, name: str) -> dict[str, Any]:
-        """The final values of the profile's keys on ``name`` (present keys only)."""
-        owner = self.owner(name)
-        own = record(self.graph, owner).meta_dict()
-        out = {}
-        for key in self.profile.keys:
-            writes = self.writes.get((owner, key))
-            if writes:
-                out[key] = writes[-1].value
-            elif key in own:
-                out[key] = own[key]
-        return out
+        """The final values of the compared keys on ``name`` (present keys only)."""
+        own = self.final[name]
+        return {k: own[k] for k in self.keys if k in own}
+
+    def differ(self, want: dict[str, Any], have: dict[str, Any]) -> list[str]:
+        """The compared keys on which ``have`` lacks ``want``'s values, or ``[]`` when none of
+        them is a required key (a difference on the others alone is not a finding)."""
+        keys = [k for k, v in want.items() if k not in have or not same_value(have[k], v)]
+        return keys if any(k in self.required for k in keys) else []
 
     def history(self, name: str, keys: Iterable[str]) -> list[MetaDelta]:
         """The writes to ``name`` on ``keys``, in write order."""
@@ -397,8 +410,40 @@ class _State:
         return sorted(found, key=lambda d: order.get(id(d), 0))
 
 
-def _missing(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
-    return [k for k, v in want.items() if k not in have or not same_value(have[k], v)]
+def _compared_keys(
+    profile: Profile, keys: Iterable[str] | None
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    if keys is None:
+        required = {PARTITION_KEY} if PARTITION_KEY in profile.keys else set(profile.keys)
+        return profile.keys, frozenset(required)
+    if isinstance(keys, str):
+        raise OptionError(f"keys must be a collection of key names, not the string {keys!r}")
+    chosen = tuple(dict.fromkeys(keys))
+    unknown = [k for k in chosen if k not in profile.keys]
+    if unknown or not chosen:
+        raise OptionError(
+            f"keys must be some of the profile's keys {list(profile.keys)!r}, got {list(chosen)!r}"
+        )
+    ordered = tuple(k for k in profile.keys if k in chosen)
+    return ordered, frozenset(ordered)
+
+
+def unmatched_writes(graph: Snapshot, deltas: Iterable[MetaDelta]) -> tuple[MetaDelta, ...]:
+    """The writes whose target or source ``graph`` lacks (the check skips them).
+
+    A snapshot taken after ``convert_pt2e(fold_quantize=True)`` lacks the weight quantize nodes
+    the pass wrote before folding them: checked with the plan of the snapshot before porting,
+    those writes are skipped.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> d = MetaDelta("gone", "quantization_tag", "t", "x", "x", "static_input", "x", ())
+    >>> [w.target for w in unmatched_writes(g, [d])]
+    ['gone']
+    """
+    return tuple(d for d in deltas if d.target not in graph or d.source not in graph)
 
 
 def _q(names_: Iterable[str]) -> str:
@@ -414,22 +459,45 @@ def _has(state: _State, node: str, keys: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
+@attrs.frozen(slots=True)
+class _Cause:
+    """Why: a cause of :data:`CAUSES`, the words, and the other nodes the words name."""
+
+    cause: str
+    text: str
+    related: tuple[str, ...] = ()
+
+
+_UNEXPLAINED = _Cause(
+    "unexplained",
+    "no rule of this graph explains its values (a pass after porting may have copied them "
+    "onto it); portmeta's explain shows what the rules do for it",
+)
+
+
 class _Checker:
     def __init__(self, state: _State) -> None:
         self.state = state
         self.graph = state.graph
         self.profile = state.profile
         self.feeds: list[_Feed] = []
-        self.outputs: list[tuple[str, str]] = []  # (anchor, quantize)
+        self.outputs: list[tuple[str, str]] = []  # (anchor, static quantize)
         self.owners: dict[str, list[str]] = {}  # chain node -> annotated nodes owning it
-        for anchor in annotated_nodes(self.graph):
-            for feed in _feeds(self.graph, self.profile, anchor):
+        places = {a: _arg_places(record(self.graph, a)) for a in annotated_nodes(self.graph)}
+        for anchor, arg_places in places.items():
+            for feed in _feeds(self.graph, self.profile, anchor, arg_places):
                 self.feeds.append(feed)
                 for n in feed.chain:
                     self._own(n, anchor)
-            for q in _output_quantizes(self.graph, self.profile, anchor):
-                self.outputs.append((anchor, q))
+            for q, dynamic in _output_quantizes(self.graph, self.profile, anchor):
+                if not dynamic:
+                    self.outputs.append((anchor, q))
                 self._own(q, anchor)
+        for d in state.deltas:
+            # A static input write targets an argument of its annotated node: on its chain even
+            # when the input it quantizes is gone (a weight convert_pt2e folded after porting).
+            if d.rule is Rule.STATIC_INPUT and d.target in places.get(d.anchor, ()):
+                self._own(d.target, d.anchor)
 
     def _own(self, node: str, anchor: str) -> None:
         owners = self.owners.setdefault(self.state.owner(node), [])
@@ -440,16 +508,17 @@ class _Checker:
         return self.owners.get(self.state.owner(node), [])
 
     # -- causes ---------------------------------------------------------------------------
-    def _error(self, anchor: str) -> tuple[str, str] | None:
+    def _error(self, anchor: str) -> _Cause | None:
         diag = self.state.errors.get(anchor)
         if diag is None:
             return None
         cls = f"{diag.error_class}: " if diag.error_class else ""
-        return "planning_error", (
-            f"the rules of {anchor!r} fail ({cls}{diag.message}), so none of its writes are made"
+        return _Cause(
+            "planning_error",
+            f"the rules of {anchor!r} fail ({cls}{diag.message}), so none of its writes are made",
         )
 
-    def _overwritten(self, node: str, anchor: str, keys: Sequence[str]) -> tuple[str, str] | None:
+    def _overwritten(self, node: str, anchor: str, keys: Sequence[str]) -> _Cause | None:
         writes = self.state.history(node, keys)
         if not any(d.anchor == anchor for d in writes):
             return None
@@ -459,34 +528,53 @@ class _Checker:
         other = last.anchor
         owners = self.owners_of(node)
         if other in owners:
-            return "shared", (
+            return _Cause(
+                "shared",
                 f"it is on the q/dq chain of {len(owners)} annotated consumers ({_q(owners)}); "
-                f"each writes it and the last write, for {other!r}, won"
+                f"each writes it and the last write, for {other!r}, won",
+                tuple(owners),
             )
-        how = (
-            f"the dynamic search from input {last.path[0]!r} of {other!r} reached this chain too"
-            if last.rule is Rule.DYNAMIC_INPUT
-            else f"a later {last.rule.value} write for {other!r}"
-        )
-        return "overwritten", f"{how} and wrote it last"
+        if last.rule is Rule.DYNAMIC_INPUT:
+            how = f"the dynamic search from input {last.path[0]!r} of {other!r} reached this chain too"
+            related: tuple[str, ...] = (last.path[0], other)
+        else:
+            how, related = f"a later {last.rule.value} write for {other!r}", (other,)
+        return _Cause("overwritten", f"{how} and wrote it last", related)
 
-    def _static_cause(self, feed: _Feed) -> tuple[str, str]:
+    def _anchor_changed(self, anchor: str, keys: Sequence[str]) -> _Cause | None:
+        writes = self.state.history(anchor, keys)
+        if not writes:
+            return None
+        last = writes[-1]
+        where = "it" if last.target == anchor else f"{last.target!r} (they share one meta dict)"
+        return _Cause(
+            "anchor_changed",
+            f"a later {last.rule.value} write for {last.anchor!r} changed the values of "
+            f"{anchor!r} itself, through {where}, after its own writes copied them",
+            (last.target, last.anchor),
+        )
+
+    def _static_cause(self, feed: _Feed) -> _Cause:
         a = feed.anchor
         if feed.place == "keyword":
-            return "keyword", (
+            return _Cause(
+                "keyword",
                 f"it reaches {a!r} as a keyword argument; the static input rule searches only "
-                "top-level positional arguments"
+                "top-level positional arguments",
             )
         if feed.place == "container":
-            return "container", (
+            return _Cause(
+                "container",
                 f"it reaches {a!r} inside a list or tuple argument; the static input rule "
-                "searches only top-level positional arguments"
+                "searches only top-level positional arguments",
             )
-        full = _walk(self.graph, self.profile, feed.dq)
+        full = walk_to_producer_lenient(self.graph, self.profile, feed.dq)
         if len(full) > len(feed.walk):
-            return "walk_past", (
+            return _Cause(
+                "walk_past",
                 f"the connectivity walk from it goes on through {feed.input!r} (a quant-workflow "
-                f"op) up to {full[-1]!r}, so it never counts as connected to input {feed.input!r}"
+                f"op) up to {full[-1]!r}, so it never counts as connected to input {feed.input!r}",
+                (full[-1],),
             )
         for arg in record(self.graph, a).args:
             if not isinstance(arg, NodeRef):
@@ -495,41 +583,41 @@ class _Checker:
                 break
             if not self.profile.is_dequantize(record(self.graph, arg.name)):
                 continue
-            if _walk(self.graph, self.profile, arg.name)[-1] == feed.input:
-                return "not_first", (
+            if walk_to_producer_lenient(self.graph, self.profile, arg.name)[-1] == feed.input:
+                return _Cause(
+                    "not_first",
                     f"an earlier positional argument {arg.name!r} of {a!r} also dequantizes "
-                    f"{feed.input!r} and is the one written"
+                    f"{feed.input!r} and is the one written",
+                    (arg.name,),
                 )
         above = feed.walk[1]
         if not self.profile.is_quantize(record(self.graph, above)):
-            return "no_quantize", (
+            return _Cause(
+                "no_quantize",
                 f"args[0] of it ({above!r}) is not a quantize op, so the static input rule of "
-                f"{a!r} writes nothing"
+                f"{a!r} writes nothing",
+                (above,),
             )
-        return self._unexplained(feed.dq, a)
+        return _UNEXPLAINED
 
-    def _dynamic_cause(self, feed: _Feed, node: str) -> tuple[str, str]:
+    def _dynamic_cause(self, feed: _Feed, nodes: Sequence[str]) -> _Cause:
         a = feed.anchor
         mine = [
             d
             for d in self.state.deltas
             if d.anchor == a and d.rule is Rule.DYNAMIC_INPUT and d.path[:1] == (feed.input,)
         ]
-        if mine and all(d.target != node for d in mine):
+        if mine and not any(d.target in nodes for d in mine):
             cq = mine[0].target
             owners = [o for o in self.owners_of(cq) if o != a]
             where = f"the chain of {_q(owners)}" if owners else "no annotated node's chain"
-            return "search_elsewhere", (
+            return _Cause(
+                "search_elsewhere",
                 f"the dynamic search from input {feed.input!r} of {a!r} reaches choose_qparams "
-                f"{cq!r} first (on {where}) and writes that chain, not this one"
+                f"{cq!r} first (on {where}) and writes that chain, not this one",
+                (cq, *owners),
             )
-        return self._unexplained(node, a)
-
-    def _unexplained(self, node: str, anchor: str) -> tuple[str, str]:
-        return "unexplained", (
-            f"no rule of this graph explains its values (a pass after porting may have copied "
-            f"them onto it); explain({node!r}) shows what the rules do"
-        )
+        return _UNEXPLAINED
 
     # -- findings -------------------------------------------------------------------------
     def unported_inputs(self) -> list[Finding]:
@@ -541,35 +629,47 @@ class _Checker:
             nodes = [feed.dq]
             if feed.dynamic:
                 nodes += [n for n in feed.chain if n != feed.dq and self._ported_by_dynamic(n)]
-            lacking = {n: _missing(want, self.state.values(n)) for n in nodes}
+            lacking = {n: self.state.differ(want, self.state.values(n)) for n in nodes}
             lacking = {n: ks for n, ks in lacking.items() if ks}
             if not lacking:
                 continue
-            node = next(iter(lacking))
+            first = next(iter(lacking))
             keys = [k for k in self.profile.keys if any(k in ks for ks in lacking.values())]
             cause = (
                 self._error(feed.anchor)
-                or self._overwritten(node, feed.anchor, keys)
-                or (self._dynamic_cause(feed, node) if feed.dynamic else self._static_cause(feed))
+                or self._overwritten(first, feed.anchor, keys)
+                or self._anchor_changed(feed.anchor, keys)
+                or (
+                    self._dynamic_cause(feed, list(lacking))
+                    if feed.dynamic
+                    else self._static_cause(feed)
+                )
             )
-            also = [n for n in lacking if n != node]
-            tail = f" (so do {_q(also)} on its chain)" if also else ""
             what = "dynamically quantized" if feed.dynamic else "quantized"
-            message = (
-                f"{node!r} feeds {feed.anchor!r} through its {what} input {feed.input!r} but "
-                f"ends without its {', '.join(keys)} (it has {_has(self.state, node, keys)})"
-                f"{tail}: {cause[1]}"
-            )
-            related = [feed.input, *also, *self._named(cause[1], node, feed.anchor)]
+            if feed.dq in lacking:
+                also = [n for n in lacking if n != feed.dq]
+                tail = f" (so do {_q(also)} on its chain)" if also else ""
+                head = (
+                    f"{feed.dq!r} feeds {feed.anchor!r} through its {what} input {feed.input!r} "
+                    f"but ends without its {', '.join(keys)} "
+                    f"(it has {_has(self.state, feed.dq, keys)}){tail}"
+                )
+            else:
+                also = list(lacking)
+                head = (
+                    f"{feed.dq!r} feeds {feed.anchor!r} through its {what} input {feed.input!r}; "
+                    f"{_q(also)} on its chain end{'s' if len(also) == 1 else ''} without its "
+                    f"{', '.join(keys)} (has {_has(self.state, first, keys)})"
+                )
             out.append(
                 Finding(
                     "unported_input",
-                    node,
+                    feed.dq,
                     feed.anchor,
                     keys,
-                    cause[0],
-                    message,
-                    _unique(related, node, feed.anchor),
+                    cause.cause,
+                    f"{head}: {cause.text}",
+                    _unique([feed.input, *also, *cause.related], feed.dq, feed.anchor),
                 )
             )
         return out
@@ -582,10 +682,14 @@ class _Checker:
         out = []
         for anchor, q in self.outputs:
             want = self.state.values(anchor)
-            keys = _missing(want, self.state.values(q))
+            keys = self.state.differ(want, self.state.values(q))
             if not keys:
                 continue
-            cause = self._error(anchor) or self._overwritten(q, anchor, keys)
+            cause = (
+                self._error(anchor)
+                or self._overwritten(q, anchor, keys)
+                or self._anchor_changed(anchor, keys)
+            )
             if cause is None:
                 kept = non_sym_users(self.graph, self.profile, anchor)
                 if kept and kept[-1] != q:
@@ -596,42 +700,51 @@ class _Checker:
                         note = ", which is not a quantize op (upstream's hidden warning)"
                     if lrec.target.name.startswith("aten.sym_"):
                         note += f"; {lrec.target.name} is not filtered as a sym-size user"
-                    cause = (
+                    cause = _Cause(
                         "not_last_user",
-                        (
-                            f"the output rule of {anchor!r} takes its last non-sym-size user, "
-                            f"{last!r}{note}"
-                        ),
+                        f"the output rule of {anchor!r} takes its last non-sym-size user, "
+                        f"{last!r}{note}",
+                        (last,),
                     )
                 else:
-                    cause = self._unexplained(q, anchor)
+                    cause = _UNEXPLAINED
             message = (
                 f"{q!r} quantizes the output of {anchor!r} but ends without its "
-                f"{', '.join(keys)} (it has {_has(self.state, q, keys)}): {cause[1]}"
+                f"{', '.join(keys)} (it has {_has(self.state, q, keys)}): {cause.text}"
             )
-            related = self._named(cause[1], q, anchor)
             out.append(
                 Finding(
                     "unported_output",
                     q,
                     anchor,
                     keys,
-                    cause[0],
+                    cause.cause,
                     message,
-                    _unique(related, q, anchor),
+                    _unique(cause.related, q, anchor),
                 )
             )
         return out
 
     def foreign_writes(self) -> list[Finding]:
+        state = self.state
         found: dict[tuple[str, str], list[MetaDelta]] = {}
-        for writes in self.state.writes.values():
+        for (_, key), writes in state.writes.items():
             last = writes[-1]
-            if last.anchor in self.owners_of(last.target):
+            if key not in state.keys or last.anchor in self.owners_of(last.target):
                 continue
+            have = state.final[last.target]
+            if key not in have:
+                continue
+            if state.ported and not same_value(have[key], state.final[last.anchor].get(key)):
+                continue  # values set after porting, not the ones this write made
+            owners = self.owners_of(last.target)
+            if any(same_value(have[key], state.final[o].get(key)) for o in owners):
+                continue  # carries the value of an annotated node it belongs to
             found.setdefault((last.target, last.anchor), []).append(last)
         out = []
         for (node, anchor), lasts in found.items():
+            if not any(d.key in state.required for d in lasts):
+                continue
             keys = [k for k in self.profile.keys if any(d.key == k for d in lasts)]
             d = lasts[0]
             owners = self.owners_of(node)
@@ -663,14 +776,6 @@ class _Checker:
             )
         return out
 
-    def _named(self, text: str, *skip: str) -> list[str]:
-        """Node names quoted in ``text`` (graph nodes only), in order."""
-        out = []
-        for part in text.split("'")[1::2]:
-            if part in self.graph and part not in skip:
-                out.append(part)
-        return out
-
 
 def _unique(items: Iterable[str], *skip: str) -> tuple[str, ...]:
     return tuple(n for n in dict.fromkeys(items) if n not in skip)
@@ -681,10 +786,14 @@ def check_writes(
     deltas: Sequence[MetaDelta],
     diagnostics: Sequence[Diagnostic] = (),
     profile: Profile = TORCHAO,
+    *,
+    ported: bool = False,
+    keys: Iterable[str] | None = None,
 ) -> tuple[Finding, ...]:
     """:func:`check` for writes already planned (what :func:`portmeta.plan.plan_writes` returns).
 
     For callers that hold the writes without a :class:`~portmeta.Plan` (the drop-in pass).
+    ``ported`` and ``keys`` are as for :func:`check`.
 
     Example
     -------
@@ -694,7 +803,7 @@ def check_writes(
     >>> check_writes(g, *plan_writes(g))
     ()
     """
-    state = _State(graph, profile, deltas, diagnostics)
+    state = _State(graph, profile, deltas, diagnostics, ported=ported, keys=keys)
     c = _Checker(state)
     findings = c.unported_inputs() + c.unported_outputs() + c.foreign_writes()
     position = {name: i for i, name in enumerate(graph.nodes)}
@@ -708,7 +817,12 @@ def check_writes(
 
 
 def check(
-    graph: Snapshot, profile: Profile = TORCHAO, plan: Plan | None = None
+    graph: Snapshot,
+    profile: Profile = TORCHAO,
+    plan: Plan | None = None,
+    *,
+    ported: bool = False,
+    keys: Iterable[str] | None = None,
 ) -> tuple[Finding, ...]:
     """Find where the pass leaves a partition's q/dq nodes without its values, or with another's.
 
@@ -716,14 +830,27 @@ def check(
     ----------
     graph:
         A snapshot taken before porting (``PortNodeMetaForQDQ.last_snapshot``, a
-        :class:`~portmeta.testing.GraphBuilder` graph) or after it (``portmeta_fx.from_fx`` of
-        the converted model); both give the same findings.
+        :class:`~portmeta.testing.GraphBuilder` graph), or, with ``ported=True``, one taken
+        after it (``portmeta_fx.from_fx`` of the converted model, maybe edited by later passes).
     profile:
         The profile to plan with when ``plan`` is not given (with ``errors="collect"``: an
         annotated node whose rules fail gives ``planning_error`` findings instead of raising).
     plan:
-        A plan of ``graph`` (or of the same graph before porting) to check instead; its
-        profile is used.
+        A plan of ``graph``, or of the same graph before porting, to take the writes from
+        instead; its profile is used. Writes to or from nodes ``graph`` lacks (weight
+        quantize nodes ``convert_pt2e`` folded after porting) are skipped
+        (:func:`unmatched_writes` lists them).
+    ported:
+        ``False`` (default): the final values are the snapshot's with the plan's writes over
+        them. ``True``: the snapshot's values are final, as a converted model holds them; the
+        plan only gives the causes, and a ``foreign_write`` needs the node to still hold the
+        value that write copied. A graph whose chains a later pass split and re-tagged is then
+        clean once the tags are right.
+    keys:
+        The profile keys to compare. ``None`` (default): all of them, but a finding needs a
+        difference on :data:`PARTITION_KEY` when the profile copies it (a ``stack_trace`` that
+        differs within one partition alone is not reported). Given: a difference on any of
+        them is a finding.
 
     Returns
     -------
@@ -735,8 +862,10 @@ def check(
     ------
     ProfileError
         The snapshot did not record a key the profile copies.
+    OptionError
+        ``keys`` names a key the profile does not copy, or none.
     UnknownNodeError
-        ``plan`` names a node the graph does not have.
+        ``plan`` names an annotated node the graph does not have (it is another graph's plan).
 
     Example
     -------
@@ -746,11 +875,15 @@ def check(
     >>> b.annotate(y, inputs={x: static()}); b.output(y)
     >>> check(b.build())
     ()
+    >>> check(b.build(), ported=True, keys=["quantization_tag"])[0].cause
+    'unexplained'
     """
     if plan is not None:
-        return check_writes(graph, plan.deltas, plan.diagnostics, plan.profile)
+        return check_writes(
+            graph, plan.deltas, plan.diagnostics, plan.profile, ported=ported, keys=keys
+        )
     deltas, diagnostics = plan_writes(graph, profile, errors="collect")
-    return check_writes(graph, deltas, diagnostics, profile)
+    return check_writes(graph, deltas, diagnostics, profile, ported=ported, keys=keys)
 
 
 # --------------------------------------------------------------------------- JSON and text

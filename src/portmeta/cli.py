@@ -28,7 +28,7 @@ import attrs
 
 from . import __version__
 from ._io import atomic_write_text, read_json
-from .check import check, findings_to_json, format_findings
+from .check import check, findings_to_json, format_findings, unmatched_writes
 from .check import summary as check_summary
 from .diff import diff_plans, format_diff
 from .draw import FORMATS, write_drawing
@@ -274,21 +274,39 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``portmeta check``: the findings of :func:`portmeta.check`; exit 1 when there are any."""
     graph = load_graph(args.graph)
     if args.plan:
+        if args.profile is not None:
+            raise CliError(
+                f"{args.plan}: --profile cannot be used with --plan (the plan's profile is used)"
+            )
         p = Plan.load(args.plan)
         if p.fingerprint != fingerprint(graph):
+            if args.ported:
+                how = "fine with --ported, for a snapshot taken after porting"
+            else:
+                how = "add --ported if the graph was taken after porting"
             print(
                 f"{PROG}: note: {args.plan} was planned from a different snapshot than "
-                f"{args.graph} (fine for a snapshot taken after porting); checking it anyway",
+                f"{args.graph} ({how}); checking it anyway",
                 file=sys.stderr,
             )
     else:
-        p = _plan_graph(args.graph, graph, _profile(args), "collect")
+        plain = argparse.Namespace(graph=args.graph, profile=args.profile or "torchao", keys=None)
+        p = _plan_graph(args.graph, graph, _profile(plain), "collect")
+    keys = _check_keys(args, p.profile)
     try:
-        found = check(graph, plan=p)
+        found = check(graph, plan=p, ported=args.ported, keys=keys)
     except UnknownNodeError as exc:
         raise CliError(f"{args.plan}: {exc}") from None
     except PortmetaError as exc:
         raise CliError(f"{args.graph}: {exc}") from None
+    skipped = unmatched_writes(graph, p.deltas)
+    if skipped:
+        n = len(skipped)
+        print(
+            f"{PROG}: note: skipped {n} write{'s' if n != 1 else ''} of {args.plan} to or from "
+            f"nodes {args.graph} lacks (weight quantize nodes folded after porting, say)",
+            file=sys.stderr,
+        )
     if args.format == "json":
         _print(findings_to_json(found))
     else:
@@ -298,6 +316,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
+def _check_keys(args: argparse.Namespace, profile: Profile) -> tuple[str, ...] | None:
+    """The keys ``--keys`` asks the check to compare (``None``: the check's default)."""
+    if args.keys is None:
+        return None
+    keys = tuple(k.strip() for k in args.keys.split(",") if k.strip())
+    unknown = [k for k in keys if k not in profile.keys]
+    if not keys or unknown:
+        raise CliError(
+            f"{args.graph}: --keys: give some of the profile's keys "
+            f"{','.join(profile.keys)} (got {args.keys!r})"
+        )
+    return keys
+
+
 def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "check",
@@ -305,14 +337,15 @@ def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         description="Find where the porting rules leave a partition's quantize / dequantize / "
         "choose_qparams nodes without the values of the annotated node they belong to "
         "(unported_input, unported_output), or with the values of an annotated node whose "
-        "q/dq chain they are not on (foreign_write). Works on a snapshot taken before or after "
-        "porting.",
+        "q/dq chain they are not on (foreign_write). Works on a snapshot taken before porting, or with --ported on one "
+        "taken after it.",
         formatter_class=_formatter,
         epilog=_epilog(
             """
             examples:
               portmeta check graph.json
               portmeta check graph.json --plan plan.json --format json
+              portmeta check converted.json --ported --keys stack_trace,quantization_tag
 
             output (a table, each finding's message, then a summary line):
               node  kind            anchor  cause      keys
@@ -333,7 +366,24 @@ def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         default="text",
         help="a table and a summary line (text, default) or a JSON document (json)",
     )
-    _add_profile_options(p)
+    p.add_argument(
+        "--ported",
+        action="store_true",
+        help="the graph was taken after porting (from_fx of the converted model, maybe edited "
+        "by later passes): its values are final; the plan only explains them",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="{" + ",".join(PROFILES) + "}",
+        help="upstream version to plan with (default: torchao; not with --plan, whose "
+        "profile is used)",
+    )
+    p.add_argument(
+        "--keys",
+        metavar="K1,K2",
+        help="comma-separated keys to compare, any difference on them being a finding "
+        "(default: all the profile's keys, a finding needing a quantization_tag difference)",
+    )
     p.set_defaults(func=cmd_check)
 
 

@@ -470,20 +470,24 @@ class PortingWarning(UserWarning):
     """The drop-in pass (``check="warn"``) found partitions whose q/dq nodes miss their values.
 
     ``findings`` holds the :class:`portmeta.check.Finding` records; the message gives their
-    count and the first ones.
+    count and the first ones, then where to find them all (``where``, when given).
 
     Example
     -------
+    >>> str(PortingWarning(("f1",), where="the pass's last_findings"))
+    "portmeta check: 1 finding: f1 (see the pass's last_findings)"
     >>> w = PortingWarning(("f1", "f2"))
     >>> w.findings, str(w)
     (('f1', 'f2'), 'portmeta check: 2 findings: f1; f2')
     """
 
-    def __init__(self, findings: tuple[object, ...]) -> None:
+    def __init__(self, findings: tuple[object, ...], where: str | None = None) -> None:
         self.findings = tuple(findings)
         n = len(self.findings)
+        see = f" (see {where})" if where else ""
         super().__init__(
-            f"portmeta check: {n} finding{'s' if n != 1 else ''}: {_first_findings(self.findings)}"
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}: "
+            f"{_first_findings(self.findings)}{see}"
         )
 
 

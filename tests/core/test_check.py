@@ -22,6 +22,7 @@ from portmeta.check import (
     format_findings,
     load_findings,
     summary,
+    unmatched_writes,
 )
 from portmeta.errors import GraphFormatError
 from portmeta.graph import build_graph, meta_keys, records
@@ -55,8 +56,9 @@ def kinds(found: tuple[Finding, ...]) -> list[tuple[str, str, str | None, str]]:
 def same_before_after(graph: Any) -> tuple[Finding, ...]:
     """check() of ``graph`` and of its ported snapshot: asserts they are equal."""
     before = check(graph)
-    after = check(ported(graph))
-    assert before == after
+    after = ported(graph)
+    assert check(after) == before
+    assert check(after, ported=True) == before
     return before
 
 
@@ -130,6 +132,24 @@ def test_split_qdq_pair_between_two_partitions_is_not_a_finding() -> None:
     assert final["q_2"]["quantization_tag"] == "conv_0"
     assert final["dq_2"]["quantization_tag"] == "relu_0"
     assert check(g) == ()
+
+
+def test_output_spec_before_a_dynamic_chain_is_clean() -> None:
+    """X86Inductor's dynamic config: max_pool2d has an output spec, its consumer's chain is
+    dynamic. The output rule writes the quantize right after the op with the op's values, the
+    consumer's rules write the rest: an ordinary flow, not a foreign_write."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    pool = b.call("aten.max_pool2d.default", x, name="pool", tag="pool_0", stack_trace="m:1")
+    b.annotate(pool, output=static())
+    c = b.dynamic_qdq(pool)
+    relu = b.call("aten.relu.default", c.dq, name="relu", tag="relu_0", stack_trace="m:2")
+    b.annotate(relu, inputs={pool: shared()})
+    b.output(relu)
+    g = b.build()
+    p = portmeta.plan(g)
+    assert any(d.target == c.q and d.anchor == "pool" for d in p.deltas)
+    assert same_before_after(g) == ()
 
 
 def test_untagged_annotated_node_has_nothing_to_port() -> None:
@@ -499,6 +519,7 @@ def test_before_and_after_porting_give_the_same_findings() -> None:
         after = ported(graph, p)
         found = check(graph)
         assert check(after) == found == check(after, plan=p)
+        assert check(after, ported=True) == found == check(after, plan=p, ported=True)
         seen.append((bool(found), portmeta.fingerprint(after) != portmeta.fingerprint(graph)))
 
     run()
@@ -631,3 +652,240 @@ def test_legacy_profile() -> None:
     assert check(g, portmeta.LEGACY_TORCH_AO) == check(g)
     p = portmeta.plan(g, portmeta.LEGACY_TORCH_AO)
     assert check(g, plan=p) == check(g)
+
+
+# --------------------------------------------------------------------------- after porting
+
+
+def test_an_annotated_node_sharing_meta_with_a_written_dequantize() -> None:
+    """A.meta is dqb.meta (FX ``A.meta = dqb.meta``) and B's rule writes dqb after A's rule
+    copied A's values onto dqa: A ends with B's values, dqa with A's old ones. The before
+    check and the ported check of the after snapshot agree (anchor_changed); the default
+    check of the after snapshot replays writes from already-changed values and does not."""
+    b = GraphBuilder()
+    x, y = b.placeholder("x"), b.placeholder("y")
+    _, dqb = b.qdq(y, names=("qb", "dqb"))
+    _, dqa = b.qdq(x, names=("qa", "dqa"))
+    b.set_meta(dqb, tag="A", stack_trace="sA")
+    a = b.call("aten.relu.default", dqa, name="A")
+    b.share_meta(a, dqb)
+    b.annotate(a, inputs={x: static()})
+    bb = b.call("aten.relu.default", dqb, name="B", tag="B", stack_trace="sB")
+    b.annotate(bb, inputs={y: static()})
+    b.output(a, bb)
+    g = b.build()
+    before = check(g)
+    assert kinds(before) == [("unported_input", "dqa", "A", "anchor_changed")]
+    assert "through 'dqb' (they share one meta dict)" in before[0].message
+    after = ported(g)
+    assert check(after, ported=True) == before
+    assert check(after) == ()  # documented: replaying over changed sources hides it
+
+
+def test_an_annotated_node_written_by_another_nodes_dynamic_search() -> None:
+    """D is annotated and on C's dynamic search path: C's search writes D itself after D's
+    rules copied D's values. unported_input's node is the dequantize even when only its
+    quantize lacks the values."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    c = b.dynamic_qdq(x)
+    d = b.call("aten.linear.default", c.dq, name="D", tag="D")
+    b.annotate(d, inputs={x: dynamic()}, output=static())
+    _, dqo = b.qdq(d, names=("q_out", "dq_out"))
+    cc = b.call("aten.linear.default", x, name="C", tag="C", stack_trace="sC")
+    b.annotate(cc, inputs={x: dynamic()})
+    b.reorder_users(c.zero_point, [c.dq, c.q])
+    b.output(dqo, cc)
+    g = b.build()
+    before = check(g)
+    assert kinds(before) == [
+        ("unported_input", c.dq, "D", "anchor_changed"),
+        ("foreign_write", "D", "C", "search_reached"),
+        ("unported_output", "q_out", "D", "anchor_changed"),
+    ]
+    assert f"{c.q!r} on its chain ends without" in before[0].message
+    assert check(ported(g), ported=True) == before
+    for f in before:
+        if f.kind == "unported_input":
+            assert portmeta.record(g, f.node).target.name.startswith("quantized_decomposed.dequant")
+
+
+def folded_weight_graph(folded: bool) -> Any:
+    """A linear whose rules fail (dynamic input, static chain), with its weight chain as
+    convert_pt2e leaves it before (folded=False) and after (folded=True) folding."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _, dqx = b.qdq(x, names=("qx", "dqx"))
+    w = b.get_attr("w", tag="w_tag")
+    if folded:
+        fw = b.get_attr("_frozen_param0", tag="w_tag")
+        dqw = b.call(
+            "quantized_decomposed.dequantize_per_channel.default",
+            fw,
+            0.1,
+            0,
+            0,
+            -127,
+            127,
+            name="dqw",
+        )
+    else:
+        qw = b.call(
+            "quantized_decomposed.quantize_per_channel.default",
+            w,
+            0.1,
+            0,
+            0,
+            -127,
+            127,
+            name="qw",
+        )
+        dqw = b.call(
+            "quantized_decomposed.dequantize_per_channel.default",
+            qw,
+            0.1,
+            0,
+            0,
+            -127,
+            127,
+            name="dqw",
+        )
+    lin = b.call("aten.linear.default", dqx, dqw, name="lin", tag="lin_0")
+    b.annotate(lin, inputs={x: dynamic(), w: static()})
+    b.output(lin)
+    return b.build()
+
+
+def test_folded_weight_dequantize_is_not_linked_to_its_input_after_folding() -> None:
+    """Documented: after folding, the weight's dequantize no longer reaches the annotated
+    weight, so only the snapshot before porting reports it."""
+    assert kinds(check(folded_weight_graph(False))) == [
+        ("unported_input", "dqx", "lin", "planning_error"),
+        ("unported_input", "dqw", "lin", "planning_error"),
+    ]
+    folded = folded_weight_graph(True)
+    assert kinds(check(folded)) == kinds(check(folded, ported=True))
+    assert kinds(check(folded)) == [("unported_input", "dqx", "lin", "planning_error")]
+
+
+def test_a_plan_from_before_folding_skips_the_folded_writes() -> None:
+    """The plan of the snapshot before porting, checked against the snapshot after folding:
+    the writes to the folded weight quantize are skipped, the dequantize is still the
+    linear's, and the findings are those of the before check."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _, dq = b.qdq(x)
+    w = b.get_attr("w", tag="w_tag")
+    _, wdq = b.qdq(w, per_channel=True, names=("wq", "wdq"))
+    lin = b.call("aten.linear.default", dq, wdq, name="lin", tag="lin_0", stack_trace="m:1")
+    b.annotate(lin, inputs={x: static(), w: static()})
+    b.output(lin)
+    g = b.build()
+    p = portmeta.plan(g)
+    assert any(d.target == "wq" for d in p.deltas)
+    folded = []
+    for rec in records(ported(g, p)):
+        if rec.name == wdq:  # the dequantize now reads the (folded) weight directly
+            rec = attrs.evolve(rec, args=(portmeta.NodeRef("w"), *rec.args[1:]))
+        elif rec.name == "w":
+            rec = attrs.evolve(rec, users=(wdq,))
+        if rec.name != "wq":
+            folded.append(rec)
+    after = build_graph(folded, meta_keys=meta_keys(g), check=False)
+    skipped = unmatched_writes(after, p.deltas)
+    assert {d.target for d in skipped} == {"wq"}
+    assert check(after, plan=p) == check(after, plan=p, ported=True) == check(g) == ()
+    with pytest.raises(portmeta.UnknownNodeError, match="names it as annotated"):
+        check(after, plan=portmeta.plan(qkv_graph()))
+
+
+def split_and_retagged() -> Any:
+    """Q/K/V chains split after convert, each copy re-tagged with its consumer's values."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    lins = []
+    for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
+        c = b.dynamic_qdq(x)
+        for n in (c.choose_qparams, c.q, c.dq):
+            b.set_meta(n, tag=f"{name}_0", stack_trace=f"m:{i}")
+        lin = b.call("aten.linear.default", c.dq, name=name, tag=f"{name}_0", stack_trace=f"m:{i}")
+        b.annotate(lin, inputs={x: dynamic()})
+        lins.append(lin)
+    b.output(*lins)
+    return b.build()
+
+
+def test_ported_takes_the_graphs_values_as_final() -> None:
+    """A fix made after porting (chains split and re-tagged) checks clean with ported=True;
+    the default judges the graph as if the pass ran on it again."""
+    g = split_and_retagged()
+    assert check(g, ported=True) == ()
+    assert_no_findings(g, ported=True)
+    assert {f.cause for f in check(g)} >= {"search_reached"}
+    # a wrong fix is still found, with the plan's cause
+    wrong = GraphBuilder()
+    x = wrong.placeholder("x")
+    c = wrong.dynamic_qdq(x)
+    lins = []
+    for name in ("q_proj", "k_proj"):
+        lin = wrong.call("aten.linear.default", c.dq, name=name, tag=f"{name}_0")
+        wrong.annotate(lin, inputs={x: dynamic()})
+        lins.append(lin)
+    wrong.output(*lins)
+    g = ported(wrong.build())
+    assert kinds(check(g, ported=True)) == [("unported_input", c.dq, "q_proj", "shared")]
+
+
+def one_partition_graph() -> Any:
+    """Q/K/V linears tagged as one partition, each with its own stack trace."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    c = b.dynamic_qdq(x)
+    lins = []
+    for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
+        lin = b.call("aten.linear.default", c.dq, name=name, tag="qkv_0", stack_trace=f"m:{i}")
+        b.annotate(lin, inputs={x: dynamic()})
+        lins.append(lin)
+    b.output(*lins)
+    return b.build()
+
+
+def test_keys_default_needs_a_tag_difference() -> None:
+    g = one_partition_graph()
+    assert check(g) == ()
+    found = check(g, keys=["stack_trace", "quantization_tag"])
+    assert kinds(found) == [
+        ("unported_input", "dq", "q_proj", "shared"),
+        ("unported_input", "dq", "k_proj", "shared"),
+    ]
+    assert {f.keys for f in found} == {("stack_trace",)}
+    assert check(g, keys=["stack_trace"]) == found
+    assert check(g, keys=["quantization_tag"]) == ()
+    assert assert_no_findings(g) == ()
+    with pytest.raises(AssertionError, match="2 findings"):
+        assert_no_findings(g, keys=["stack_trace"])
+    # a tag difference reports the stack trace difference with it
+    assert {f.keys for f in check(qkv_graph())} == {("stack_trace", "quantization_tag")}
+    # a profile without the tag key: every key counts
+    tagless = attrs.evolve(TORCHAO, name="st", keys=("stack_trace",))
+    assert kinds(check(g, tagless)) == kinds(found)
+
+
+@pytest.mark.parametrize("keys", [["nope"], [], "stack_trace"])
+def test_keys_are_validated(keys: Any) -> None:
+    with pytest.raises(portmeta.OptionError, match="keys must be"):
+        check(cat_graph(), keys=keys)
+
+
+def test_unexplained_message_is_neutral() -> None:
+    """The message reads the same in Python and on the command line."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _, dq = b.qdq(x)
+    relu = b.call("aten.relu.default", dq, name="relu", tag="relu_0")
+    b.annotate(relu, inputs={x: static()})
+    b.output(relu)
+    g = b.build()
+    (f,) = check(g, plan=portmeta.Plan((), (), portmeta.fingerprint(g), TORCHAO))
+    assert "portmeta's explain shows what the rules do" in f.message
+    assert "explain(" not in f.message

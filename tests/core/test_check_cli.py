@@ -145,6 +145,63 @@ def test_bad_input_exit_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyp
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2
 
 
+def test_ported_and_keys(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--ported takes the graph's values as final; --keys chooses the keys compared."""
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    c = b.dynamic_qdq(x)
+    lins = []
+    for i in range(2):
+        lin = b.call("aten.linear.default", c.dq, name=f"lin{i}", tag="one", stack_trace=f"m:{i}")
+        b.annotate(lin, inputs={x: dynamic()})
+        lins.append(lin)
+    b.output(*lins)
+    g = save(tmp_path, "g.json", b.build())
+    assert run("check", g).returncode == 0  # one partition: a stack_trace difference alone
+    strict = run("check", g, "--keys", "stack_trace")
+    assert strict.returncode == 1 and "lin0" in strict.stdout and "stack_trace" in strict.stdout
+    # the chain re-tagged after porting with lin0's values: clean with --ported only
+    for n in (c.choose_qparams, c.q, c.dq):
+        b.set_meta(n, tag="one", stack_trace="m:0")
+    fixed = save(tmp_path, "fixed.json", b.build())
+    assert run("check", fixed, "--keys", "stack_trace").returncode == 1
+    ok = run("check", fixed, "--keys", "stack_trace", "--ported")
+    assert ok.returncode == 1 and "lin1" in ok.stdout and "lin0" not in ok.stdout.splitlines()[2]
+    bad = run("check", g, "--keys", "nope")
+    assert bad.returncode == 2 and "--keys: give some of the profile's keys" in bad.stderr
+
+
+def test_options_that_do_not_apply_with_a_plan_are_refused(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    g = cat_graph()
+    path = save(tmp_path, "g.json", g)
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(portmeta.plan(g).to_json())
+    for profile in ("nope", "torchao"):
+        r = run("check", path, "--plan", str(plan_path), "--profile", profile)
+        assert r.returncode == 2
+        assert "--profile cannot be used with --plan" in r.stderr
+    r = run("check", path, "--plan", str(plan_path), "--keys", "nope")
+    assert r.returncode == 2 and "--keys" in r.stderr
+    assert (
+        run("check", path, "--plan", str(plan_path), "--keys", "quantization_tag").returncode == 1
+    )
+
+
+def test_writes_to_nodes_the_graph_lacks_are_skipped_with_a_note(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A plan naming a node the graph lacks (a folded weight quantize) is checked, with a note
+    (one naming an annotated node the graph lacks is another graph's: test_bad_input_exit_2)."""
+    g = clean_graph()
+    p = portmeta.plan(g)
+    gone = portmeta.MetaDelta(
+        "gone", "quantization_tag", "relu_0", "relu", "relu", "static_input", "relu", ()
+    )
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(attrs.evolve(p, deltas=(*p.deltas, gone)).to_json())
+    r = run("check", save(tmp_path, "g.json", g), "--plan", str(plan_path))
+    assert r.returncode == 0, r.stderr
+    assert "note: skipped 1 write of" in r.stderr
+
+
 def test_as_a_command(tmp_path: Path) -> None:
     """One real run: the installed command's exit status and help."""
     g = save(tmp_path, "g.json", cat_graph())

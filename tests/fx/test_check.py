@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 import torch
-from parity import ATEN, Hand, TaggingQuantizer, annotate, dynamic_spec, port_keys_state
+from parity import (
+    ATEN,
+    Hand,
+    TaggingQuantizer,
+    annotate,
+    dynamic_spec,
+    port_keys_state,
+    static_spec,
+)
 from test_parity_models import MLP, x86_dynamic, x86_static, xnn
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -93,6 +101,9 @@ def before_and_after(converted: torch.fx.GraphModule, p: PortNodeMetaForQDQ) -> 
     after_snapshot = from_fx(converted)
     assert portmeta.fingerprint(after_snapshot) != portmeta.fingerprint(p.last_snapshot)
     assert check(after_snapshot) == before
+    assert check(after_snapshot, ported=True) == before
+    assert check(after_snapshot, plan=p.last_plan, ported=True) == before
+    assert check(after_snapshot, plan=p.last_plan) == before
     return before
 
 
@@ -130,6 +141,27 @@ def test_cat_of_inputs_sharing_a_spec(fold: bool) -> None:
 
 
 # --------------------------------------------------------------------------- ordinary flows
+
+
+@pytest.mark.parametrize("fold", [False, True], ids=["nofold", "fold"])
+def test_cat_through_x86_dynamic_output_quantize_is_not_foreign(fold: bool) -> None:
+    """X86Inductor's dynamic config gives the cat (and the convs) an output spec while the
+    consumers' chains are dynamic: the quantize right after an op carries the op's tag, as the
+    output rule writes it; that is not a foreign_write."""
+    converted, p = convert(CatNet(), (torch.randn(1, 3, 4, 4),), x86_dynamic, fold=fold)
+    found = before_and_after(converted, p)
+    # the real holes: the two convs read x through one dynamic chain (the last write won);
+    # the cat's second input has a shared spec (static to upstream) inside the list
+    assert [(f.kind, f.cause, f.anchor) for f in found] == [
+        ("unported_input", "shared", "conv2d"),
+        ("unported_input", "container", "cat"),
+    ]
+    assert p.last_plan is not None
+    # the output rule writes the dynamic quantize right after the cat with the cat's values
+    outputs = [d for d in p.last_plan.deltas if d.rule.value == "static_output"]
+    assert outputs and {d.anchor for d in outputs} == {"cat"}
+    (q,) = {d.target for d in outputs}
+    assert q.startswith("quantize_per_tensor_tensor")  # dynamic: its scale is computed
 
 
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
@@ -190,6 +222,32 @@ def test_two_dynamic_chains_of_one_input_foreign_write() -> None:
         ("foreign_write", "dequantize_per_tensor_tensor", "lin_b"),
         ("unported_input", "dequantize_per_tensor_tensor_1", "lin_b"),
     ]
+
+
+def test_annotated_node_sharing_meta_with_a_written_dequantize() -> None:
+    """FX ``A.meta = dqb.meta``: B's rule writes dqb, which changes A after A's rule copied
+    A's values. The pass's findings and the ported check of the converted model agree."""
+    h = Hand()
+    x, y = h.placeholder("x"), h.placeholder("y")
+    _, dqb = h.qdq(y)
+    _, dqa = h.qdq(x)
+    a = h.call(ATEN.relu.default, dqa, name="A")
+    dqb.meta["quantization_tag"] = "A"
+    dqb.meta["stack_trace"] = "sA"
+    a.meta = dqb.meta
+    annotate(a, {x: static_spec()})
+    b = h.call(ATEN.relu.default, dqb, name="B", quantization_tag="B", stack_trace="sB")
+    annotate(b, {y: static_spec()})
+    gm = h.output(a, b)
+    p = PortNodeMetaForQDQ(check="warn")
+    with pytest.warns(portmeta.PortingWarning, match="1 finding"):
+        p(gm)
+    assert p.last_findings is not None
+    assert [(f.kind, f.node, f.anchor, f.cause) for f in p.last_findings] == [
+        ("unported_input", dqa.name, "A", "anchor_changed")
+    ]
+    assert check(from_fx(gm), ported=True) == p.last_findings
+    assert a.meta["quantization_tag"] == "B" and dqa.meta["quantization_tag"] == "A"
 
 
 # --------------------------------------------------------------------------- the drop-in option
@@ -273,6 +331,62 @@ def test_convert_pt2e_with_check_raise() -> None:
     assert len(cause.findings) == 2
 
 
+def test_convert_pt2e_with_check_warn_points_at_the_caller() -> None:
+    """Inside convert_pt2e the warning points at the line calling convert_pt2e, not at torch's
+    pass manager, and says where all the findings are."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, p = convert(
+            QKV(), (torch.randn(2, 4, 8),), xnn(True, True), fold=False, check_mode="warn"
+        )
+    ours = [w for w in caught if issubclass(w.category, portmeta.PortingWarning)]
+    assert len(ours) == 1
+    assert ours[0].filename == __file__
+    assert "see the pass's last_findings" in str(ours[0].message)
+    assert p.last_findings is not None and len(p.last_findings) == 2
+
+
+def one_tag_chain() -> torch.fx.GraphModule:
+    """Q/K/V linears tagged as one partition, each with its own stack trace."""
+    h = Hand()
+    x = h.placeholder("x")
+    c = h.dynamic_qdq(x)
+    lins = []
+    for i in range(3):
+        lin = h.call(
+            ATEN.linear.default,
+            c["dq"],
+            h.get_attr(f"w{i}"),
+            name=f"lin{i}",
+            tag="QKV",
+            stack_trace=f"model.py:{i}",
+        )
+        annotate(lin, {x: dynamic_spec()})
+        lins.append(lin)
+    return h.output(*lins)
+
+
+def test_check_keys_of_the_drop_in() -> None:
+    """One partition (one tag): a stack_trace difference alone is not reported by default;
+    check_keys=["stack_trace"] reports it."""
+    p = PortNodeMetaForQDQ(check="raise")
+    p(one_tag_chain())
+    assert p.last_findings == ()
+    strict = PortNodeMetaForQDQ(check="warn", check_keys=["stack_trace", "quantization_tag"])
+    with pytest.warns(portmeta.PortingWarning, match="2 findings"):
+        strict(one_tag_chain())
+    assert strict.last_findings is not None
+    assert {f.keys for f in strict.last_findings} == {("stack_trace",)}
+    with pytest.raises(portmeta.OptionError, match="check_keys must be some of"):
+        PortNodeMetaForQDQ(check="warn", check_keys=["nope"])
+    with pytest.raises(portmeta.OptionError, match="not the string"):
+        PortNodeMetaForQDQ(check="warn", check_keys="stack_trace")  # type: ignore[arg-type]
+    with patch_convert_pt2e(check="warn", check_keys=["quantization_tag"]):
+        from torchao.quantization.pt2e import quantize_pt2e
+
+        assert quantize_pt2e.PortNodeMetaForQDQ().check_keys == ("quantization_tag",)
+
+
 def test_last_findings_are_those_of_the_last_call() -> None:
     """A call that fails to plan leaves no findings behind from the call before it."""
     p = PortNodeMetaForQDQ(check="warn")
@@ -308,7 +422,7 @@ def test_random_fx_graphs_same_findings_before_and_after_porting() -> None:
             warnings.simplefilter("ignore", portmeta.PortingWarning)
             p(gm)
         assert p.last_snapshot is not None and p.last_findings is not None
-        assert check(from_fx(gm)) == p.last_findings == check(p.last_snapshot)
+        assert check(from_fx(gm), ported=True) == p.last_findings == check(p.last_snapshot)
         counts["graphs"] += 1
         counts["with_findings"] += bool(p.last_findings)
 

@@ -30,7 +30,7 @@ from ..records import NodeRef
 from .base import EMPTY, Copy, Rule, RuleResult, show
 from .view_chain import view_chain
 
-__all__ = ["static_input", "walk_to_producer"]
+__all__ = ["static_input", "walk_to_producer", "walk_to_producer_lenient"]
 
 
 def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -> tuple[str, ...]:
@@ -48,16 +48,47 @@ def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -
     CyclicWalkError
         The walk comes back to a node it passed (upstream never returns).
     """
+    return _walk(graph, profile, node, start, strict=True)
+
+
+def walk_to_producer_lenient(graph: Snapshot, profile: Profile, start: str) -> tuple[str, ...]:
+    """:func:`walk_to_producer` that never raises: it stops where that one would raise.
+
+    For readers of the graph (``portmeta.check``) that reason about where the rule's walk goes
+    without running the rule; the last node is where the walk stopped.
+
+    Example
+    -------
+    >>> from portmeta import TORCHAO
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x); b.output(dq)
+    >>> walk_to_producer_lenient(b.build(), TORCHAO, dq)
+    ('dq', 'q', 'x')
+    """
+    return _walk(graph, profile, start, start, strict=False)
+
+
+def _walk(
+    graph: Snapshot, profile: Profile, node: str, start: str, *, strict: bool
+) -> tuple[str, ...]:
     walked = [start]
     cur = record(graph, start)
     while profile.is_workflow_op(cur):
+        first = cur.args[0] if cur.args else None
         if not cur.args:
-            raise MissingArgumentError(node, cur.name)
-        first = cur.args[0]
+            if strict:
+                raise MissingArgumentError(node, cur.name)
+            break
         if not isinstance(first, NodeRef):
-            raise NonNodeQuantArgError(node, cur.name, show(first))
+            if strict:
+                raise NonNodeQuantArgError(node, cur.name, show(first))
+            break
         if first.name in walked:
-            raise CyclicWalkError(node, first.name)
+            if strict:
+                raise CyclicWalkError(node, first.name)
+            break
+        if not strict and first.name not in graph:
+            break
         cur = record(graph, first.name)
         walked.append(cur.name)
     return tuple(walked)

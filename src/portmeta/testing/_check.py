@@ -53,20 +53,24 @@ def assert_no_findings(
     allow: Iterable[Allow] = (),
     profile: Profile = TORCHAO,
     plan: Plan | None = None,
+    ported: bool = False,
+    keys: Iterable[str] | None = None,
 ) -> tuple[Finding, ...]:
     """Assert that :func:`portmeta.check` finds nothing on ``graph`` but what ``allow`` allows.
 
     Parameters
     ----------
     graph:
-        A snapshot (before or after porting, a :class:`~portmeta.testing.GraphBuilder` graph or
+        A snapshot (before porting, or after it with ``ported=True``; a
+        :class:`~portmeta.testing.GraphBuilder` graph or
         a saved one).
     allow:
         Findings to accept: a string allows every finding whose kind (:data:`portmeta.check.KINDS`),
         cause (:data:`portmeta.check.CAUSES`), node or anchor it equals; a callable allows those
         it returns ``True`` for.
-    profile, plan:
-        As for :func:`portmeta.check`.
+    profile, plan, ported, keys:
+        As for :func:`portmeta.check` (``ported=True`` for a snapshot taken after porting;
+        ``keys`` to choose the keys compared).
 
     Returns
     -------
@@ -82,6 +86,8 @@ def assert_no_findings(
         otherwise allow nothing, silently).
     TypeError
         ``graph`` is not a snapshot, or ``allow`` is a single string.
+    OptionError
+        ``keys`` names a key the profile does not copy.
     """
     __tracebackhide__ = True
     if not isinstance(graph, nx.DiGraph):
@@ -99,7 +105,7 @@ def assert_no_findings(
                 f"allow entry {item!r} is not a finding kind {list(KINDS)!r}, a cause, nor a "
                 "node of the graph"
             )
-    found = check(graph, profile, plan)
+    found = check(graph, profile, plan, ported=ported, keys=keys)
     allowed = tuple(f for f in found if _allowed(f, items))
     failing = [f for f in found if not _allowed(f, items)]
     if failing:
