@@ -751,7 +751,8 @@ def folded_weight_graph(folded: bool) -> Any:
             name="dqw",
         )
     lin = b.call("aten.linear.default", dqx, dqw, name="lin", tag="lin_0")
-    b.annotate(lin, inputs={x: dynamic(), w: static()})
+    # after folding, the annotation still names the weight the quantizer saw, no longer an input
+    b.annotate(lin, inputs={x: dynamic(), w: static()}, check_inputs=not folded)
     b.output(lin)
     return b.build()
 
