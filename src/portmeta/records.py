@@ -24,8 +24,8 @@ Example
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -42,7 +42,40 @@ __all__ = [
     "NodeRecord",
     "OPS",
     "iter_node_refs",
+    "trusted_constructor",
 ]
+
+_T = TypeVar("_T")
+
+
+def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
+    """A constructor for the slotted attrs class ``cls`` that stores its arguments as given.
+
+    It takes every field positionally, in field order, and runs no converter, validator or
+    ``__attrs_post_init__`` check: it is for producers whose values already have the types the
+    fields hold (the FX reader, the JSON reader after its own checks, the planner). The result
+    is an ordinary instance of ``cls``, equal to the one the checked constructor makes from the
+    same values. The slots are set through their descriptors, which skips both the checks and
+    the name lookup a frozen class's ``__init__`` makes per field.
+
+    Example
+    -------
+    >>> make = trusted_constructor(NodeRef)
+    >>> make("x") == NodeRef("x"), type(make("x")) is NodeRef
+    (True, True)
+    """
+    fields = [a.name for a in attrs.fields(cls)]  # type: ignore[misc]
+    params = ", ".join(fields)
+    body = "".join(f"    set_{f}(obj, {f})\n" for f in fields)
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    for f in fields:
+        namespace[f"set_{f}"] = cls.__dict__[f].__set__
+    code = f"def make({params}):\n    obj = new(cls)\n{body}    return obj\n"
+    exec(compile(code, f"<trusted constructor of {cls.__qualname__}>", "exec"), namespace)
+    make: Callable[..., _T] = namespace["make"]
+    make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
+    return make
+
 
 #: The ``op`` values ``torch.fx`` creates (a record accepts any non-empty string, as a node
 #: whose ``op`` was reassigned by hand is still walked by upstream).

@@ -22,7 +22,7 @@ import attrs
 
 from ..graph import Snapshot, record, users
 from ..profiles import Profile
-from ..records import names
+from ..records import names, trusted_constructor
 
 __all__ = [
     "Rule",
@@ -141,6 +141,10 @@ class RuleResult:
 
 
 EMPTY = RuleResult()
+
+#: Constructors for rules, which pass a :class:`Rule` and tuples as they are (no converters).
+new_copy = trusted_constructor(Copy)
+new_result = trusted_constructor(RuleResult)
 
 
 def non_sym_users(graph: Snapshot, profile: Profile, name: str) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..graph import Snapshot, record, users
 from ..profiles import Profile
-from .base import Copy, Rule, RuleResult, non_sym_users
+from .base import Rule, RuleResult, new_copy, new_result, non_sym_users
 
 __all__ = ["dynamic_input", "find_choose_qparams"]
 
@@ -126,4 +126,8 @@ def dynamic_input(
         raise NoUserError(node, q, "dynamic input")
     dq = q_users[0]
     path = (*found, scale, q, dq)
-    return RuleResult(tuple(Copy(t, node, Rule.DYNAMIC_INPUT, path) for t in (cq, q, dq)))
+    rule = Rule.DYNAMIC_INPUT
+    return new_result(
+        (new_copy(cq, node, rule, path), new_copy(q, node, rule, path), new_copy(dq, node, rule, path)),
+        (),
+    )

@@ -27,7 +27,7 @@ from ..errors import CyclicWalkError, MissingArgumentError, NonNodeQuantArgError
 from ..graph import Snapshot, record
 from ..profiles import Profile
 from ..records import NodeRef
-from .base import EMPTY, Copy, Rule, RuleResult, show
+from .base import EMPTY, Rule, RuleResult, new_copy, new_result, show
 from .view_chain import view_chain
 
 __all__ = ["static_input", "walk_to_producer"]
@@ -100,7 +100,6 @@ def static_input(
     dq, q = walked[0], walked[1]
     if not profile.is_quantize(record(graph, q)):
         return EMPTY
-    path = (*tuple(reversed(walked)), node)
-    return view_chain(graph, profile, node, q) + RuleResult(
-        (Copy(dq, node, Rule.STATIC_INPUT, path),)
-    )
+    path = (*walked[::-1], node)
+    chain = view_chain(graph, profile, node, q)
+    return new_result((*chain.copies, new_copy(dq, node, Rule.STATIC_INPUT, path)), ())
