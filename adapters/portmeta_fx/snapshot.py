@@ -56,6 +56,7 @@ from portmeta.records import (
     QInput,
     QSpec,
     Target,
+    trusted_constructor,
 )
 
 __all__ = [
@@ -71,6 +72,13 @@ __all__ = [
     "snapshot_nodes",
     "resolve_profile",
 ]
+
+#: Records are built from values of the right types (names are strings, tuples are tuples): the
+#: trusted constructor skips the converters and checks the public one runs.
+_new_record = trusted_constructor(NodeRecord)
+_new_ref = trusted_constructor(NodeRef)
+_new_input = trusted_constructor(QInput)
+_new_annotation = trusted_constructor(Annotation)
 
 #: The ``node.meta`` key quantizers store their annotation under (torchao's ``Q_ANNOTATION_KEY``).
 Q_ANNOTATION_KEY = "quantization_annotation"
@@ -269,10 +277,10 @@ def _annotation(
     inputs = []
     for key, spec in items:
         if isinstance(key, torch.fx.Node):
-            inputs.append(QInput(name(key), qspec(spec)))
+            inputs.append(_new_input(name(key), qspec(spec), True))
         else:
-            inputs.append(QInput(repr(key), qspec(spec), is_node=False))
-    return Annotation(tuple(inputs), qspec(output, read_dynamic=False))
+            inputs.append(_new_input(repr(key), qspec(spec), False))
+    return _new_annotation(tuple(inputs), qspec(output, read_dynamic=False), None)
 
 
 def _name(node: torch.fx.Node, names: Mapping[torch.fx.Node, str] | None) -> str:
@@ -383,7 +391,7 @@ class _Reader:
     def ref(self, node: torch.fx.Node) -> NodeRef:
         ref = self.refs.get(node)
         if ref is None:
-            ref = self.refs[node] = NodeRef(self.name(node))
+            ref = self.refs[node] = _new_ref(self.name(node))
         return ref
 
     def arg(self, value: Any) -> Any:
@@ -431,22 +439,33 @@ class _Reader:
         return found[1]
 
     def record(self, node: torch.fx.Node, owner: str | None, foreign: bool) -> NodeRecord:
-        name = self.name(node)
+        name = self.names[node]
         meta = node.meta
-        arg = self.arg
+        op = node.op
+        if type(op) is not str or not op:  # a hand-assigned op: the checked constructor says why
+            return NodeRecord(name, op, self.target(node))
+        t = node.target
+        found = self.targets.get(id(t))
+        target = self.target(node) if found is None or found[0] is not t else found[1]
         kwargs = node.kwargs
-        annotation = meta.get(Q_ANNOTATION_KEY)
-        return NodeRecord(
+        try:  # every user already named: no Python-level call per user
+            users = tuple(map(self.names.__getitem__, node.users))
+        except KeyError:
+            users = self.users(node)
+        values = ()
+        for key in self.keys:
+            if key in meta:
+                values += ((key, meta[key]),)
+        annotation = None if foreign else meta.get(Q_ANNOTATION_KEY)
+        return _new_record(
             name,
-            node.op,
-            self.target(node),
+            op,
+            target,
             self.args(node.args),
-            tuple([(k, arg(v)) for k, v in kwargs.items()]) if kwargs else (),
-            self.users(node),
-            tuple([(k, meta[k]) for k in self.keys if k in meta]),
-            None
-            if foreign or annotation is None
-            else _annotation(annotation, self.name, self.qspec),
+            tuple([(str(k), self.arg(v)) for k, v in kwargs.items()]) if kwargs else (),
+            users,
+            values,
+            None if annotation is None else _annotation(annotation, self.name, self.qspec),
             foreign,
             None if owner == name else owner,
         )

@@ -462,12 +462,21 @@ class _Resolver:
     def resolve(self, copies: tuple[Copy, ...], anchor: str) -> None:
         """Append the writes of ``copies`` (in order) and any overwrite they make."""
         append = self.deltas.append
-        for target, source, rule, path in map(_copy_fields, copies):
-            src = self.cells(source)
+        by_name = self._by_name
+        keys = self._keys
+        for copy in copies:
+            source = copy.source
+            src = by_name.get(source)
+            if src is None:
+                src = self.cells(source)
             if not src:
                 continue
-            dst = self.cells(target)
-            for key in self._keys:
+            target = copy.target
+            dst = by_name.get(target)
+            if dst is None:
+                dst = self.cells(target)
+            rule, path = copy.rule, copy.path
+            for key in keys:
                 cell = src.get(key)
                 if cell is None:
                     continue
@@ -482,10 +491,6 @@ class _Resolver:
                     and not same_value(previous[0], value)
                 ):
                     self.diagnostics.append(_overwrite(target, source, key, rule, previous, cell))
-
-
-def _copy_fields(copy: Copy) -> tuple[str, str, Rule, tuple[str, ...]]:
-    return copy.target, copy.source, copy.rule, copy.path
 
 
 def _overwrite(

@@ -45,6 +45,32 @@ __all__ = [
     "trusted_constructor",
 ]
 
+#: The ``op`` values ``torch.fx`` creates (a record accepts any non-empty string, as a node
+#: whose ``op`` was reassigned by hand is still walked by upstream).
+OPS = frozenset(
+    {"placeholder", "get_attr", "call_function", "call_method", "call_module", "output"}
+)
+
+
+class TargetKind(str, enum.Enum):
+    """What a node's target is.
+
+    ``OVERLOAD`` (``aten.view.default``) and ``PACKET`` (``torchao.quantize_affine``) are torch
+    operators; ``CALLABLE`` is any other Python callable (``operator.getitem``); ``NAME`` is a
+    string target: a placeholder, attribute, module or method name.
+
+    Example
+    -------
+    >>> TargetKind("packet") is TargetKind.PACKET
+    True
+    """
+
+    OVERLOAD = "overload"
+    PACKET = "packet"
+    CALLABLE = "callable"
+    NAME = "name"
+
+
 _T = TypeVar("_T")
 
 
@@ -70,37 +96,14 @@ def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
     for f in fields:
         namespace[f"set_{f}"] = cls.__dict__[f].__set__
+    if "_attrs_cached_hash" in getattr(cls, "__slots__", ()):  # attrs' cache_hash=True slot
+        namespace["set_hash"] = cls.__dict__["_attrs_cached_hash"].__set__
+        body += "    set_hash(obj, None)\n"
     code = f"def make({params}):\n    obj = new(cls)\n{body}    return obj\n"
     exec(compile(code, f"<trusted constructor of {cls.__qualname__}>", "exec"), namespace)
     make: Callable[..., _T] = namespace["make"]
     make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
     return make
-
-
-#: The ``op`` values ``torch.fx`` creates (a record accepts any non-empty string, as a node
-#: whose ``op`` was reassigned by hand is still walked by upstream).
-OPS = frozenset(
-    {"placeholder", "get_attr", "call_function", "call_method", "call_module", "output"}
-)
-
-
-class TargetKind(str, enum.Enum):
-    """What a node's target is.
-
-    ``OVERLOAD`` (``aten.view.default``) and ``PACKET`` (``torchao.quantize_affine``) are torch
-    operators; ``CALLABLE`` is any other Python callable (``operator.getitem``); ``NAME`` is a
-    string target: a placeholder, attribute, module or method name.
-
-    Example
-    -------
-    >>> TargetKind("packet") is TargetKind.PACKET
-    True
-    """
-
-    OVERLOAD = "overload"
-    PACKET = "packet"
-    CALLABLE = "callable"
-    NAME = "name"
 
 
 #: Operator targets, interned: a graph names few distinct operators many times, and an
@@ -168,10 +171,15 @@ class Target:
     @classmethod
     def named(cls, name: str) -> Target:
         """A string target: placeholder, attribute, module or method name."""
-        return cls(name, TargetKind.NAME)
+        if type(name) is not str:
+            return cls(name, TargetKind.NAME)  # the checked constructor says what is wrong
+        return _new_target(name, TargetKind.NAME)
 
     def __str__(self) -> str:
         return self.name
+
+
+_new_target = trusted_constructor(Target)
 
 
 @attrs.frozen(slots=True, repr=False)
