@@ -37,12 +37,12 @@ import io
 import json
 import operator
 import os
-import subprocess
-import tempfile
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator

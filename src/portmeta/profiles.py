@@ -138,9 +138,7 @@ class Profile:
         t = rec.target
         if t.kind in self._sym_size_any_op.get(t.name, ()):
             return True
-        return rec.op == "call_function" and t.kind in self._sym_size_call_function.get(
-            t.name, ()
-        )
+        return rec.op == "call_function" and t.kind in self._sym_size_call_function.get(t.name, ())
 
     # -- deriving -------------------------------------------------------------------------
     def extend(

@@ -90,7 +90,7 @@ def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
     >>> make("x") == NodeRef("x"), type(make("x")) is NodeRef
     (True, True)
     """
-    fields = [a.name for a in attrs.fields(cls)]  # type: ignore[misc]
+    fields = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
     params = ", ".join(fields)
     body = "".join(f"    set_{f}(obj, {f})\n" for f in fields)
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}

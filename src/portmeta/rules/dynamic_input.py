@@ -128,6 +128,10 @@ def dynamic_input(
     path = (*found, scale, q, dq)
     rule = Rule.DYNAMIC_INPUT
     return new_result(
-        (new_copy(cq, node, rule, path), new_copy(q, node, rule, path), new_copy(dq, node, rule, path)),
+        (
+            new_copy(cq, node, rule, path),
+            new_copy(q, node, rule, path),
+            new_copy(dq, node, rule, path),
+        ),
         (),
     )
