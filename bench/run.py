@@ -3,7 +3,8 @@
 Everything but the CLI runs in this one process. Every time is the median of ``--repeat`` runs
 (``time.perf_counter``, 7 by default, the garbage collector off while timing, as ``timeit``
 does) and every ratio
-compares medians measured here, on the same graph objects. Four parts:
+compares medians measured here, on the same graph objects; the steps compared are timed in
+turns, one run of each per round. Four parts:
 
 1. Real converted graphs: a residual MLP of 100 and of 200 blocks (linear, relu, linear, add)
    through ``prepare_pt2e`` with the XNNPACK test quantizer (per-channel, static and dynamic),
@@ -101,6 +102,31 @@ def median_seconds(
         finally:
             gc.enable()
     return statistics.median(times)
+
+
+def medians_together(
+    cases: dict[str, tuple[Callable[[Any], Any], Callable[[], Any], bool]], repeat: int
+) -> dict[str, float]:
+    """:func:`median_seconds` of several ``(fn, setup, collector)`` cases, run in turns.
+
+    Round ``i`` times every case once, so a burst of load on the machine falls on all of
+    them alike and the ratios between their medians stay meaningful on a busy machine.
+    """
+    for fn, setup, _ in cases.values():
+        fn(setup())  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, (fn, setup, collector) in cases.items():
+            arg = setup()
+            if not collector:
+                gc.disable()
+            try:
+                start = time.perf_counter()
+                fn(arg)
+                times[name].append(time.perf_counter() - start)
+            finally:
+                gc.enable()
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def ms(seconds: float) -> str:
@@ -228,30 +254,28 @@ def real_graph_row(blocks: int, dyn: bool, repeat: int) -> dict[str, Any]:
     snap = from_fx(gm)
     writes = plan_writes(snap)[0]
     p = portmeta.plan(snap)  # computes the fingerprint, which snap keeps
+    none = lambda: None  # noqa: E731
     row: dict[str, Any] = {
         "graph": f"residual MLP {blocks} blocks, XNNPACK {'dynamic' if dyn else 'static'}",
         "nodes": len(gm.graph.nodes),
         "annotated": len(portmeta.annotated_nodes(snap)),
         "writes": len(writes),
         "same_meta_nodes": compared,
-        "torchao_pass": median_seconds(lambda _: Upstream().call(gm), repeat, reset),
-        "from_fx": median_seconds(lambda _: from_fx(gm), repeat, reset),
-        "plan_writes": median_seconds(lambda _: plan_writes(snap), repeat),
-        "fingerprint": median_seconds(
-            lambda _: digest(canonical_lines(snap), meta_keys(snap)), repeat
-        ),
-        "plan": median_seconds(portmeta.plan, repeat, lambda: from_fx(gm)),
-        "plan_known_fingerprint": median_seconds(lambda _: portmeta.plan(snap), repeat),
-        "floor": median_seconds(lambda _: floor_read(gm), repeat),
-        "apply_plan": median_seconds(lambda _: apply_plan(p, gm), repeat, reset),
-        "dropin_pass": median_seconds(lambda _: Ours().call(gm), repeat, reset),
-        "dropin_pass_collector_on": median_seconds(
-            lambda _: Ours().call(gm), repeat, reset, collector=True
-        ),
-        "torchao_pass_collector_on": median_seconds(
-            lambda _: Upstream().call(gm), repeat, reset, collector=True
-        ),
     }
+    cases = {
+        "torchao_pass": (lambda _: Upstream().call(gm), reset, False),
+        "floor": (lambda _: floor_read(gm), none, False),
+        "from_fx": (lambda _: from_fx(gm), reset, False),
+        "plan_writes": (lambda _: plan_writes(snap), none, False),
+        "plan_known_fingerprint": (lambda _: portmeta.plan(snap), none, False),
+        "fingerprint": (lambda _: digest(canonical_lines(snap), meta_keys(snap)), none, False),
+        "plan": (portmeta.plan, lambda: from_fx(gm), False),
+        "apply_plan": (lambda _: apply_plan(p, gm), reset, False),
+        "dropin_pass": (lambda _: Ours().call(gm), reset, False),
+        "torchao_pass_collector_on": (lambda _: Upstream().call(gm), reset, True),
+        "dropin_pass_collector_on": (lambda _: Ours().call(gm), reset, True),
+    }
+    row.update(medians_together(cases, repeat))
     reset()  # the unported graph, as every snapshot above was taken of
     row["snapshot_bytes_per_node"] = snapshot_bytes(lambda: from_fx(gm)) / len(snap)
     return row
@@ -347,11 +371,14 @@ def diamond_row(depth: int, with_upstream: bool, repeat: int) -> dict[str, Any]:
     reset = lambda: _restore(state)  # noqa: E731
     snap = from_fx(gm)
     row: dict[str, Any] = {"d": depth, "nodes": len(gm.graph.nodes)}
+    cases = {
+        "dropin_pass": (lambda _: Ours().call(gm), reset, False),
+        "plan_writes": (lambda _: plan_writes(snap), lambda: None, False),
+    }
     if with_upstream:
         _compare(gm, state)
-        row["torchao_pass"] = median_seconds(lambda _: Upstream().call(gm), repeat, reset)
-    row["dropin_pass"] = median_seconds(lambda _: Ours().call(gm), repeat, reset)
-    row["plan_writes"] = median_seconds(lambda _: plan_writes(snap), repeat)
+        cases["torchao_pass"] = (lambda _: Upstream().call(gm), reset, False)
+    row.update(medians_together(cases, repeat))
     return row
 
 
