@@ -494,9 +494,44 @@ class _Reader:
         """The own nodes' records in graph order, then the foreign nodes' in order met."""
         owners: dict[int, str] = {}  # id(meta dict) -> first node holding it
         recs = []
+        names, targets, keys, args = self.names, self.targets, self.keys, self.args
+        user_name = names.__getitem__
         for node in self.own:
-            owner = owners.setdefault(id(node.meta), self.names[node])
-            recs.append(self.record(node, owner, foreign=False))
+            meta = node.meta
+            name = names[node]
+            owner = owners.setdefault(id(meta), name)
+            t = node.target
+            found = targets.get(id(t))
+            if found is None or found[0] is not t or node.kwargs or Q_ANNOTATION_KEY in meta:
+                recs.append(self.record(node, owner, foreign=False))  # the general case
+                continue
+            # the usual node, inline: a target met before, no keyword arguments, no annotation
+            op = node.op
+            try:
+                users = tuple(map(user_name, node.users))
+            except KeyError:  # a user of another graph
+                users = None
+            if users is None or type(op) is not str or not op:
+                recs.append(self.record(node, owner, foreign=False))
+                continue
+            values: tuple[tuple[str, Any], ...] = ()
+            for key in keys:
+                if key in meta:
+                    values += ((key, meta[key]),)
+            recs.append(
+                _new_record(
+                    name,
+                    op,
+                    found[1],
+                    args(node.args),
+                    (),
+                    users,
+                    values,
+                    None,
+                    False,
+                    None if owner == name else owner,
+                )
+            )
         while self.foreign:
             node = self.foreign.popleft()
             owner = owners.setdefault(id(node.meta), self.names[node])
