@@ -37,7 +37,7 @@ from ..errors import (
     NoUserError,
     ScaleWithoutUsersError,
 )
-from ..graph import Snapshot, record, users
+from ..graph import Snapshot, users
 from ..profiles import Profile
 from .base import Rule, RuleResult, new_copy, new_result, non_sym_users
 
@@ -62,23 +62,23 @@ def find_choose_qparams(
     >>> find_choose_qparams(b.build(), TORCHAO, "x")
     ('x', 'choose_qparams')
     """
-    parent: dict[str, str] = {}
-    queue: deque[str] = deque()
-    for user in users(graph, input_node):
-        if user not in parent:
-            parent[user] = input_node
-            queue.append(user)
+    nodes, succ = graph._node, graph._succ  # type: ignore[attr-defined]
+    if input_node not in nodes:
+        return None
+    parent = dict.fromkeys(succ[input_node], input_node)
+    queue = deque(parent)
+    is_choose_qparams = profile.is_choose_qparams
     while queue:
         name = queue.popleft()
-        rec = record(graph, name)
+        rec = nodes[name]["record"]
         if rec.op == "output":
             continue
-        if profile.is_choose_qparams(rec):
+        if is_choose_qparams(rec):
             path = [name]
             while path[-1] != input_node:
                 path.append(parent[path[-1]])
             return tuple(reversed(path))
-        for user in users(graph, name):
+        for user in succ[name]:
             if user not in parent:
                 parent[user] = name
                 queue.append(user)

@@ -24,7 +24,7 @@ Example
 from __future__ import annotations
 
 from ..errors import CyclicWalkError, MissingArgumentError, NonNodeQuantArgError
-from ..graph import Snapshot, record
+from ..graph import Snapshot
 from ..profiles import Profile
 from ..records import NodeRef
 from .base import EMPTY, Rule, RuleResult, new_copy, new_result, show
@@ -48,9 +48,11 @@ def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -
     CyclicWalkError
         The walk comes back to a node it passed (upstream never returns).
     """
+    nodes = graph._node  # type: ignore[attr-defined]
     walked = [start]
-    cur = record(graph, start)
-    while profile.is_workflow_op(cur):
+    cur = nodes[start]["record"]
+    is_workflow_op = profile.is_workflow_op
+    while is_workflow_op(cur):
         if not cur.args:
             raise MissingArgumentError(node, cur.name)
         first = cur.args[0]
@@ -58,7 +60,7 @@ def walk_to_producer(graph: Snapshot, profile: Profile, node: str, start: str) -
             raise NonNodeQuantArgError(node, cur.name, show(first))
         if first.name in walked:
             raise CyclicWalkError(node, first.name)
-        cur = record(graph, first.name)
+        cur = nodes[first.name]["record"]
         walked.append(cur.name)
     return tuple(walked)
 
@@ -88,9 +90,13 @@ def static_input(
     NonNodeQuantArgError, MissingArgumentError
         From the connectivity walk (see :func:`walk_to_producer`).
     """
-    reachable = is_node and input_node in graph
-    for arg in record(graph, node).args:
-        if not isinstance(arg, NodeRef) or not profile.is_dequantize(record(graph, arg.name)):
+    nodes = graph._node  # type: ignore[attr-defined]
+    reachable = is_node and input_node in nodes
+    is_dequantize = profile.is_dequantize
+    for arg in nodes[node]["record"].args:
+        if type(arg) is not NodeRef and not isinstance(arg, NodeRef):
+            continue
+        if not is_dequantize(nodes[arg.name]["record"]):
             continue
         walked = walk_to_producer(graph, profile, node, arg.name)
         if reachable and walked[-1] == input_node:
@@ -98,7 +104,7 @@ def static_input(
     else:
         return EMPTY
     dq, q = walked[0], walked[1]
-    if not profile.is_quantize(record(graph, q)):
+    if not profile.is_quantize(nodes[q]["record"]):
         return EMPTY
     path = (*walked[::-1], node)
     chain = view_chain(graph, profile, node, q)
