@@ -165,6 +165,12 @@ def arg_of(value: Any, names: Mapping[torch.fx.Node, str] | None = None) -> Any:
 
 
 _SCALARS = (bool, int, float, str)
+#: Targets converted so far, by the identity of the target object (held, so the identity stays
+#: its own): operators and functions are few and long-lived, and a graph's first node of each
+#: kind then costs no conversion. Bounded: emptied when full.
+_TARGETS: dict[int, tuple[Any, Target]] = {}
+_TARGETS_LIMIT = 4096
+
 #: Argument types a converted ``args`` tuple may hold without a nested walk.
 _FLAT_ARGS = frozenset({NodeRef, Opaque, bool, int, float, str, type(None)})
 
@@ -381,7 +387,7 @@ class _Reader:
         # what an argument becomes, for the arguments that need a conversion: node -> its
         # reference, dtype -> its Opaque (looked up for a whole ``args`` tuple at once, in C)
         self.converted: dict[Any, Any] = dict(self.refs)
-        self.targets: dict[int, tuple[Any, Target]] = {}
+        self.targets = _TARGETS
         self.specs: dict[tuple[int, bool], tuple[Any, QSpec | None]] = {}
 
     def name(self, node: torch.fx.Node) -> str:
@@ -455,6 +461,8 @@ class _Reader:
         t = node.target
         found = self.targets.get(id(t))
         if found is None or found[0] is not t:
+            if len(self.targets) >= _TARGETS_LIMIT:
+                self.targets.clear()
             found = self.targets[id(t)] = (t, target_of(node))
         return found[1]
 
