@@ -21,23 +21,13 @@ from typing import Any
 import attrs
 
 from .errors import ProfileError
-from .records import NodeRecord, Target, TargetKind
+from .records import NodeRecord, Target
 
 __all__ = ["Profile", "TORCHAO", "LEGACY_TORCH_AO", "PROFILES", "get_profile"]
 
 
 def _targets(value: Iterable[Target]) -> frozenset[Target]:
     return frozenset(value)
-
-
-_ByName = dict[str, tuple[TargetKind, ...]]
-
-
-def _by_name(targets: frozenset[Target]) -> _ByName:
-    out: _ByName = {}
-    for t in targets:
-        out[t.name] = (*out.get(t.name, ()), t.kind)
-    return out
 
 
 def _keys(value: Iterable[str]) -> tuple[str, ...]:
@@ -93,52 +83,33 @@ class Profile:
     sym_size_call_function: frozenset[Target] = attrs.field(converter=_targets)
     sym_size_any_op: frozenset[Target] = attrs.field(converter=_targets)
     skip_output_without_users: bool = True
-    # The target sets again, as {name: kinds}: the predicates look a target up by its name (a
-    # string, whose hash Python caches) instead of hashing the Target (a Python-level call).
-    _quantize: _ByName = attrs.field(init=False, eq=False, repr=False)
-    _dequantize: _ByName = attrs.field(init=False, eq=False, repr=False)
-    _choose_qparams: _ByName = attrs.field(init=False, eq=False, repr=False)
-    _workflow_ops: _ByName = attrs.field(init=False, eq=False, repr=False)
-    _view_ops: _ByName = attrs.field(init=False, eq=False, repr=False)
-    _sym_size_call_function: _ByName = attrs.field(init=False, eq=False, repr=False)
-    _sym_size_any_op: _ByName = attrs.field(init=False, eq=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        for field in _SET_FIELDS:
-            object.__setattr__(self, f"_{field}", _by_name(getattr(self, field)))
 
     # -- predicates the rules use -------------------------------------------------------
     def is_quantize(self, rec: NodeRecord) -> bool:
         """A ``call_function`` node whose target is a quantize op."""
-        t = rec.target
-        return rec.op == "call_function" and t.kind in self._quantize.get(t.name, ())
+        return rec.op == "call_function" and rec.target in self.quantize
 
     def is_dequantize(self, rec: NodeRecord) -> bool:
         """A ``call_function`` node whose target is a dequantize op."""
-        t = rec.target
-        return rec.op == "call_function" and t.kind in self._dequantize.get(t.name, ())
+        return rec.op == "call_function" and rec.target in self.dequantize
 
     def is_choose_qparams(self, rec: NodeRecord) -> bool:
         """A ``call_function`` node whose target is a choose_qparams op."""
-        t = rec.target
-        return rec.op == "call_function" and t.kind in self._choose_qparams.get(t.name, ())
+        return rec.op == "call_function" and rec.target in self.choose_qparams
 
     def is_view(self, rec: NodeRecord) -> bool:
         """A ``call_function`` node whose target is a view op of the get_attr chain."""
-        t = rec.target
-        return rec.op == "call_function" and t.kind in self._view_ops.get(t.name, ())
+        return rec.op == "call_function" and rec.target in self.view_ops
 
     def is_workflow_op(self, rec: NodeRecord) -> bool:
         """Whether the connectivity walk steps through ``rec`` (the target alone decides)."""
-        t = rec.target
-        return t.kind in self._workflow_ops.get(t.name, ())
+        return rec.target in self.workflow_ops
 
     def is_sym_size(self, rec: NodeRecord) -> bool:
         """Whether ``rec`` is dropped from user lists (upstream's ``_is_sym_size_node``)."""
-        t = rec.target
-        if t.kind in self._sym_size_any_op.get(t.name, ()):
+        if rec.target in self.sym_size_any_op:
             return True
-        return rec.op == "call_function" and t.kind in self._sym_size_call_function.get(t.name, ())
+        return rec.op == "call_function" and rec.target in self.sym_size_call_function
 
     # -- deriving -------------------------------------------------------------------------
     def extend(
