@@ -171,9 +171,6 @@ _SCALARS = (bool, int, float, str)
 _TARGETS: dict[int, tuple[Any, Target]] = {}
 _TARGETS_LIMIT = 4096
 
-#: Argument types a converted ``args`` tuple may hold without a nested walk.
-_FLAT_ARGS = frozenset({NodeRef, Opaque, bool, int, float, str, type(None)})
-
 
 def _convert(value: Any, ref: Callable[[torch.fx.Node], NodeRef]) -> Any:
     """:func:`arg_of`, with ``ref`` turning a node into its reference."""
@@ -380,13 +377,7 @@ class _Reader:
         self.keys = tuple(keys)
         self.graph_number: dict[int, int] = {}
         self.foreign: deque[torch.fx.Node] = deque()
-        # one reference per node, made up front: every argument naming the node shares it
-        self.refs: dict[torch.fx.Node, NodeRef] = {
-            node: _new_ref(name) for node, name in self.names.items()
-        }
-        # what an argument becomes, for the arguments that need a conversion: node -> its
-        # reference, dtype -> its Opaque (looked up for a whole ``args`` tuple at once, in C)
-        self.converted: dict[Any, Any] = dict(self.refs)
+        self.refs: dict[torch.fx.Node, NodeRef] = {}
         self.targets = _TARGETS
         self.specs: dict[tuple[int, bool], tuple[Any, QSpec | None]] = {}
 
@@ -405,7 +396,7 @@ class _Reader:
     def ref(self, node: torch.fx.Node) -> NodeRef:
         ref = self.refs.get(node)
         if ref is None:
-            ref = self.refs[node] = self.converted[node] = _new_ref(self.name(node))
+            ref = self.refs[node] = _new_ref(self.name(node))
         return ref
 
     def arg(self, value: Any) -> Any:
@@ -416,18 +407,7 @@ class _Reader:
         return _convert(value, self.ref)
 
     def args(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
-        """``node.args`` converted: nodes, dtypes and scalars in one lookup per argument, in C."""
-        get = self.converted.get
-        try:
-            out = tuple(map(get, values, values))  # what needs converting, converted
-        except TypeError:  # an unhashable argument (a list, a dict)
-            return self.args_one_by_one(values)
-        if _FLAT_ARGS.issuperset(map(type, out)):
-            return out
-        return self.args_one_by_one(values)
-
-    def args_one_by_one(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
-        """:meth:`args` for any arguments (nested containers, constants met the first time)."""
+        """``node.args`` converted; nodes met before and plain scalars take no call."""
         refs = self.refs
         out = []
         for value in values:
@@ -439,7 +419,6 @@ class _Reader:
                 out.append(value)
             elif kind is torch.dtype:  # in every quantize / dequantize node's arguments
                 out.append(_opaque_singleton(value))
-                self.converted[value] = out[-1]
             else:
                 out.append(_convert(value, self.ref))
         return tuple(out)

@@ -3,7 +3,6 @@
 * the JSON reader's fast path builds the very records the checked reader builds, and leaves
   every unusual node to it;
 * trusted constructors make records equal to the checked constructors';
-* the profiles' name-indexed predicates agree with membership in the target sets;
 * ``last_writes`` is the last delta per (node, key), in first-write order;
 * ``errors="collect"`` drops exactly the writes of the failing annotated nodes (there is no
   rollback to do: a node's rules all run before any of its copies is resolved).
@@ -11,14 +10,11 @@
 
 from __future__ import annotations
 
-import copy
-
 import attrs
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import portmeta
-from portmeta import LEGACY_TORCH_AO, TORCHAO, NodeRecord, NodeRef, Opaque, Target
+from portmeta import NodeRecord, NodeRef, Opaque, Target
 from portmeta.graph import _Reader, graph_from_dict, graph_to_dict
 from portmeta.plan import MetaDelta, last_writes, plan_writes
 from portmeta.records import Annotation, QInput, QSpec, TargetKind, trusted_constructor
@@ -112,32 +108,6 @@ def test_trusted_constructors_make_equal_records():
         pass  # the public constructor still checks
     else:
         raise AssertionError("the checked constructor accepted a non-str name")
-
-
-_SETS = ("quantize", "dequantize", "choose_qparams", "workflow_ops", "view_ops")
-_SETS += ("sym_size_call_function", "sym_size_any_op")
-_KNOWN = {t for p in (TORCHAO, LEGACY_TORCH_AO) for name in _SETS for t in getattr(p, name)}
-_OTHERS = {Target.named("aten.view.default"), Target.function("operator.getitem")}
-_OTHERS |= {Target.packet("aten.view"), Target.overload("aten.relu.default")}
-_TARGETS = st.sampled_from(sorted(_KNOWN | _OTHERS, key=lambda t: (t.name, t.kind.value)))
-
-
-@settings(max_examples=60)
-@given(_TARGETS, st.sampled_from(["call_function", "call_method", "placeholder"]))
-def test_profile_predicates_agree_with_the_target_sets(target, op):
-    rec = NodeRecord("n", op, target)
-    for p in (TORCHAO, LEGACY_TORCH_AO, copy.deepcopy(TORCHAO)):
-        call = op == "call_function"
-        assert p.is_quantize(rec) == (call and target in p.quantize)
-        assert p.is_dequantize(rec) == (call and target in p.dequantize)
-        assert p.is_choose_qparams(rec) == (call and target in p.choose_qparams)
-        assert p.is_view(rec) == (call and target in p.view_ops)
-        assert p.is_workflow_op(rec) == (target in p.workflow_ops)
-        assert p.is_sym_size(rec) == (
-            target in p.sym_size_any_op or (call and target in p.sym_size_call_function)
-        )
-    extended = TORCHAO.extend(view_ops=[target])
-    assert extended.is_view(rec) == (op == "call_function")
 
 
 @settings(max_examples=30)
