@@ -1,20 +1,26 @@
 """Benchmarks: portmeta against torchao 0.18.0's PortNodeMetaForQDQ, and how portmeta scales.
 
-Everything runs in this one process. Every time is the median of ``--repeat`` runs
-(``time.perf_counter``, at least 7 by default) and every ratio compares medians measured here, on
-the same graph objects. Three parts:
+Everything but the CLI runs in this one process. Every time is the median of ``--repeat`` runs
+(``time.perf_counter``, 7 by default, the garbage collector off while timing, as ``timeit``
+does) and every ratio
+compares medians measured here, on the same graph objects; on the real graphs the steps
+compared are timed in turns, one run of each per round. Four parts:
 
-1. Real converted graphs: a residual MLP of 200 blocks (linear, relu, linear, add) through
-   ``prepare_pt2e`` with the XNNPACK test quantizer (per-channel, static and dynamic),
+1. Real converted graphs: a residual MLP of 100 and of 200 blocks (linear, relu, linear, add)
+   through ``prepare_pt2e`` with the XNNPACK test quantizer (per-channel, static and dynamic),
    calibrated, ``convert_pt2e(fold_quantize=False)`` with porting switched off. torchao's pass,
-   ``from_fx``, planning, the fingerprint, ``apply_plan`` and portmeta's drop-in pass are timed
-   separately; before every timed run the graph's metadata is put back to its unported state.
-   Both passes are checked to leave the same metadata on every node.
+   the floor (the cheapest full read of the graph into plain tuples), ``from_fx``, planning,
+   the fingerprint, ``apply_plan`` and portmeta's drop-in pass are timed separately; before
+   every timed run the graph's metadata is put back to its unported state. Both passes are
+   checked to leave the same metadata on every node.
 2. The adversarial graph: D diamonds (relu and neg of one node, then add) in front of the
    choose_qparams of a dynamically annotated node. Upstream's search keeps no visited set.
 3. Scaling: synthetic quantized graphs of 10k, 100k and 1M nodes from
    ``portmeta.testing.GraphBuilder``: planning time per 1k nodes and snapshot memory per node
    (``tracemalloc``: what building the snapshot allocates and keeps).
+4. A saved graph: 20,000 annotated linears (120,002 nodes) written with ``dump_graph`` to a
+   temporary folder; ``json.load`` and ``load_graph`` of the file, and ``portmeta plan FILE``
+   and ``portmeta explain FILE NODE`` end to end as new processes (medians of 3).
 
 ``make bench`` runs it all and writes ``bench/results/latest.json`` and the plot
 ``docs/img/scaling.svg``; ``--quick`` is a smaller run for trying changes, ``--profile``
@@ -30,11 +36,14 @@ import datetime
 import gc
 import io
 import json
+import operator
 import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -55,7 +64,7 @@ with contextlib.redirect_stderr(io.StringIO()):  # torchao's harmless "Failed to
     )
 
 import portmeta
-from portmeta.graph import canonical_lines, digest, meta_keys
+from portmeta.graph import canonical_lines, digest, meta_keys, record
 from portmeta.plan import plan_writes
 from portmeta.testing import GraphBuilder, dynamic, static
 from portmeta_fx import PortNodeMetaForQDQ as Ours
@@ -68,17 +77,56 @@ KEYS = portmeta.TORCHAO.keys
 
 
 def median_seconds(
-    fn: Callable[[Any], Any], repeat: int, setup: Callable[[], Any] = lambda: None
+    fn: Callable[[Any], Any],
+    repeat: int,
+    setup: Callable[[], Any] = lambda: None,
+    *,
+    collector: bool = False,
 ) -> float:
-    """Median wall time of ``fn(setup())`` over ``repeat`` runs (``setup`` is not timed)."""
+    """Median wall time of ``fn(setup())`` over ``repeat`` runs (``setup`` is not timed).
+
+    As ``timeit`` does, the cyclic garbage collector is off while a run is timed (unless
+    ``collector``), so that no run pays for a collection of the whole heap that the garbage of
+    earlier runs or of the benchmark itself triggers; it runs between the timed runs.
+    """
     fn(setup())  # warm-up
     times = []
     for _ in range(repeat):
         arg = setup()
-        start = time.perf_counter()
-        fn(arg)
-        times.append(time.perf_counter() - start)
+        if not collector:
+            gc.disable()
+        try:
+            start = time.perf_counter()
+            fn(arg)
+            times.append(time.perf_counter() - start)
+        finally:
+            gc.enable()
     return statistics.median(times)
+
+
+def medians_together(
+    cases: dict[str, tuple[Callable[[Any], Any], Callable[[], Any], bool]], repeat: int
+) -> dict[str, float]:
+    """:func:`median_seconds` of several ``(fn, setup, collector)`` cases, run in turns.
+
+    Round ``i`` times every case once, so a burst of load on the machine falls on all of
+    them alike and the ratios between their medians stay meaningful on a busy machine.
+    """
+    for fn, setup, _ in cases.values():
+        fn(setup())  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, (fn, setup, collector) in cases.items():
+            arg = setup()
+            if not collector:
+                gc.disable()
+            try:
+                start = time.perf_counter()
+                fn(arg)
+                times[name].append(time.perf_counter() - start)
+            finally:
+                gc.enable()
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def ms(seconds: float) -> str:
@@ -167,8 +215,35 @@ def _compare(gm: torch.fx.GraphModule, state: list[tuple[torch.fx.Node, dict[str
     return len(theirs)
 
 
-def real_graph_rows(blocks: int, repeat: int) -> list[dict[str, Any]]:
-    return [real_graph_row(blocks, dyn, repeat) for dyn in (False, True)]
+def floor_read(gm: torch.fx.GraphModule) -> list[tuple[Any, ...]]:
+    """The cheapest full read of a graph: plain tuples, no records, no checks, no adjacency.
+
+    Per node: name, op, target (the object), arguments with node references replaced by names
+    (torch.fx's own ``map_arg``, in C), user names, the ported keys present, the raw annotation.
+    """
+    keys = KEYS
+    name = operator.attrgetter("name")
+    map_arg = torch.fx.node.map_arg
+    out = []
+    for node in gm.graph.nodes:
+        meta = node.meta
+        out.append(
+            (
+                node.name,
+                node.op,
+                node.target,
+                map_arg(node.args, name),
+                map_arg(node.kwargs, name),
+                tuple(map(name, node.users)),
+                tuple([(k, meta[k]) for k in keys if k in meta]),
+                meta.get("quantization_annotation"),
+            )
+        )
+    return out
+
+
+def real_graph_rows(blocks: list[int], repeat: int) -> list[dict[str, Any]]:
+    return [real_graph_row(b, dyn, repeat) for b in blocks for dyn in (False, True)]
 
 
 def real_graph_row(blocks: int, dyn: bool, repeat: int) -> dict[str, Any]:
@@ -178,23 +253,29 @@ def real_graph_row(blocks: int, dyn: bool, repeat: int) -> dict[str, Any]:
     reset = lambda: _restore(state)  # noqa: E731
     snap = from_fx(gm)
     writes = plan_writes(snap)[0]
-    p = portmeta.plan(snap)
+    p = portmeta.plan(snap)  # computes the fingerprint, which snap keeps
+    none = lambda: None  # noqa: E731
     row: dict[str, Any] = {
         "graph": f"residual MLP {blocks} blocks, XNNPACK {'dynamic' if dyn else 'static'}",
         "nodes": len(gm.graph.nodes),
         "annotated": len(portmeta.annotated_nodes(snap)),
         "writes": len(writes),
         "same_meta_nodes": compared,
-        "torchao_pass": median_seconds(lambda _: Upstream().call(gm), repeat, reset),
-        "from_fx": median_seconds(lambda _: from_fx(gm), repeat, reset),
-        "plan_writes": median_seconds(lambda _: plan_writes(snap), repeat),
-        "fingerprint": median_seconds(
-            lambda _: digest(canonical_lines(snap), meta_keys(snap)), repeat
-        ),
-        "plan": median_seconds(portmeta.plan, repeat, lambda: from_fx(gm)),
-        "apply_plan": median_seconds(lambda _: apply_plan(p, gm), repeat, reset),
-        "dropin_pass": median_seconds(lambda _: Ours().call(gm), repeat, reset),
     }
+    cases = {
+        "torchao_pass": (lambda _: Upstream().call(gm), reset, False),
+        "floor": (lambda _: floor_read(gm), none, False),
+        "from_fx": (lambda _: from_fx(gm), reset, False),
+        "plan_writes": (lambda _: plan_writes(snap), none, False),
+        "plan_known_fingerprint": (lambda _: portmeta.plan(snap), none, False),
+        "fingerprint": (lambda _: digest(canonical_lines(snap), meta_keys(snap)), none, False),
+        "plan": (portmeta.plan, lambda: from_fx(gm), False),
+        "apply_plan": (lambda _: apply_plan(p, gm), reset, False),
+        "dropin_pass": (lambda _: Ours().call(gm), reset, False),
+        "torchao_pass_collector_on": (lambda _: Upstream().call(gm), reset, True),
+        "dropin_pass_collector_on": (lambda _: Ours().call(gm), reset, True),
+    }
+    row.update(medians_together(cases, repeat))
     reset()  # the unported graph, as every snapshot above was taken of
     row["snapshot_bytes_per_node"] = snapshot_bytes(lambda: from_fx(gm)) / len(snap)
     return row
@@ -203,30 +284,47 @@ def real_graph_row(blocks: int, dyn: bool, repeat: int) -> dict[str, Any]:
 def print_real(rows: list[dict[str, Any]]) -> None:
     print("\n## Real converted graphs\n")
     print(
-        "| graph | nodes | annotated | writes | torchao pass | from_fx | plan_writes |"
-        " fingerprint | plan() | apply_plan | drop-in pass | snapshot B/node |"
+        "| graph | nodes | annotated | writes | torchao pass | floor | from_fx | plan_writes |"
+        " plan(), fingerprint known | fingerprint | plan() | apply_plan | drop-in pass |"
+        " snapshot B/node |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['graph']} | {r['nodes']} | {r['annotated']} | {r['writes']} |"
-            f" {ms(r['torchao_pass'])} | {ms(r['from_fx'])} | {ms(r['plan_writes'])} |"
+            f" {ms(r['torchao_pass'])} | {ms(r['floor'])} | {ms(r['from_fx'])} |"
+            f" {ms(r['plan_writes'])} | {ms(r['plan_known_fingerprint'])} |"
             f" {ms(r['fingerprint'])} | {ms(r['plan'])} | {ms(r['apply_plan'])} |"
             f" {ms(r['dropin_pass'])} | {r['snapshot_bytes_per_node']:.0f} |"
         )
     print("\nRatios to torchao's pass (target in brackets):\n")
     print(
-        "| graph | plan_writes [<= 0.3x] | plan() | drop-in pass [<= 1.5x] |"
-        " from_fx + plan() + apply_plan [<= 1.5x] | same meta |"
+        "| graph | drop-in pass [<= 5x] | plan_writes [<= 1.5x] |"
+        " plan(), fingerprint known [<= 1.5x] | from_fx + plan() + apply_plan [<= 10x] |"
+        " fingerprint per node [<= 2 us] | drop-in pass, collector on | same meta |"
     )
-    print("|---|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         up = r["torchao_pass"]
         print(
-            f"| {r['graph']} | {ratio(r['plan_writes'], up)} | {ratio(r['plan'], up)} |"
-            f" {ratio(r['dropin_pass'], up)} |"
+            f"| {r['graph']} | {ratio(r['dropin_pass'], up)} | {ratio(r['plan_writes'], up)} |"
+            f" {ratio(r['plan_known_fingerprint'], up)} |"
             f" {ratio(r['from_fx'] + r['plan'] + r['apply_plan'], up)} |"
+            f" {r['fingerprint'] / r['nodes'] * 1e6:.2f} us |"
+            f" {ratio(r['dropin_pass_collector_on'], r['torchao_pass_collector_on'])} |"
             f" all {r['same_meta_nodes']} nodes |"
+        )
+    print(
+        "\nThe floor: the cheapest full read of the graph into plain tuples (see floor_read), as"
+        " a multiple of it:\n"
+    )
+    print("| graph | floor | torchao pass | from_fx (the snapshot) | drop-in pass |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        f = r["floor"]
+        print(
+            f"| {r['graph']} | {ms(f)} | {ratio(r['torchao_pass'], f)} |"
+            f" {ratio(r['from_fx'], f)} | {ratio(r['dropin_pass'], f)} |"
         )
 
 
@@ -235,8 +333,6 @@ def print_real(rows: list[dict[str, Any]]) -> None:
 
 def diamond_lattice(depth: int) -> torch.fx.GraphModule:
     """A dynamic input whose choose_qparams sits behind ``depth`` diamonds (2**depth paths)."""
-    import operator
-
     from torchao.quantization.pt2e.observer import PlaceholderObserver
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, QuantizationSpec
 
@@ -275,6 +371,8 @@ def diamond_row(depth: int, with_upstream: bool, repeat: int) -> dict[str, Any]:
     reset = lambda: _restore(state)  # noqa: E731
     snap = from_fx(gm)
     row: dict[str, Any] = {"d": depth, "nodes": len(gm.graph.nodes)}
+    # timed one after the other, not in turns: a run of torchao's pass here takes up to a
+    # second and would leave portmeta's sub-millisecond runs a cold cache every time
     if with_upstream:
         _compare(gm, state)
         row["torchao_pass"] = median_seconds(lambda _: Upstream().call(gm), repeat, reset)
@@ -287,7 +385,7 @@ def print_diamonds(rows: list[dict[str, Any]]) -> None:
     print("\n## Diamonds in front of a dynamic input's choose_qparams\n")
     print(
         "| D | nodes | torchao pass | portmeta drop-in pass | portmeta plan_writes |"
-        " speed-up, pass [D=18: >= 1000x] | speed-up, plan_writes |"
+        " speed-up, pass [D=18: >= 500x; D=400: pass <= 10 ms] | speed-up, plan_writes |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -483,6 +581,84 @@ def plot_scaling(rows: list[dict[str, Any]], path: Path) -> None:
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
+# --------------------------------------------------------------------------- saved graphs
+
+
+def saved_graph(linears: int) -> GraphBuilder:
+    """``linears`` x (activation q/dq, weight get_attr -> q/dq, linear annotated): 6 nodes each."""
+    b = GraphBuilder()
+    cur = b.placeholder("x")
+    for i in range(linears):
+        _, dq = b.qdq(cur)
+        w = b.get_attr(f"w{i}", tag=f"w{i}")
+        _, wdq = b.qdq(w, per_channel=True)
+        lin = b.call(
+            "aten.linear.default",
+            dq,
+            wdq,
+            name="linear",
+            tag=f"lin{i}",
+            stack_trace=f'File "model.py", line {i}, in forward',
+        )
+        b.annotate(lin, inputs={cur: static(), w: static()}, output=static())
+        cur = lin
+    b.output(cur)
+    return b
+
+
+def _json_load(path: Path) -> Any:
+    with open(path, "rb") as handle:
+        return json.load(handle)
+
+
+def _cli(*args: str) -> float:
+    """Seconds the ``portmeta`` command takes end to end (a new process; output discarded)."""
+    command = [str(Path(sys.executable).with_name("portmeta")), *args]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def saved_graph_row(linears: int, repeat: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "graph.json"
+        graph = saved_graph(linears).build()
+        portmeta.dump_graph(graph, path)
+        node = portmeta.annotated_nodes(graph)[len(portmeta.annotated_nodes(graph)) // 2]
+        explained = record(graph, node).args[0].name  # the activation dq of a middle linear
+        del graph
+        row: dict[str, Any] = {
+            "nodes": len(portmeta.load_graph(path)),
+            "megabytes": path.stat().st_size / 1e6,
+            "explained": explained,
+            "json_load": median_seconds(lambda _: _json_load(path), repeat),
+            "load_graph": median_seconds(lambda _: portmeta.load_graph(path), repeat),
+            "cli_plan": statistics.median(_cli("plan", str(path)) for _ in range(repeat)),
+            "cli_explain": statistics.median(
+                _cli("explain", str(path), explained) for _ in range(repeat)
+            ),
+        }
+    return row
+
+
+def print_saved(row: dict[str, Any]) -> None:
+    print("\n## A saved graph: load_graph and the CLI\n")
+    print(
+        f"{row['nodes']} nodes from GraphBuilder ({row['megabytes']:.1f} MB graph.json); "
+        f"`portmeta explain` asks about {row['explained']!r}.\n"
+    )
+    print(
+        "| json.load | load_graph | load_graph / json.load [<= 2.5x] |"
+        " portmeta plan FILE [<= 4 s] | portmeta explain FILE NODE [<= 4 s] |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    print(
+        f"| {row['json_load']:.2f} s | {row['load_graph']:.2f} s |"
+        f" {ratio(row['load_graph'], row['json_load'])} | {row['cli_plan']:.2f} s |"
+        f" {row['cli_explain']:.2f} s |"
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -506,10 +682,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the drop-in pass")
     parser.add_argument("--no-plot", action="store_true", help="do not write the SVG plot")
     args = parser.parse_args(argv)
-    blocks = 20 if args.quick else 200
     if args.profile:
-        profile_dropin(blocks)
+        profile_dropin(20 if args.quick else 200)
         return 0
+    blocks = [20] if args.quick else [100, 200]
     repeat = args.repeat or (3 if args.quick else 7)
     sizes = [10_000, 30_000] if args.quick else [10_000, 100_000, 1_000_000]
     depths, ours_only = ([8, 12], [100]) if args.quick else ([12, 16, 18], [400])
@@ -526,6 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     print_diamonds(diamonds)
     results["scaling"] = scaling = scaling_rows(sizes, repeat)
     print_scaling(scaling)
+    results["saved"] = saved = saved_graph_row(2_000 if args.quick else 20_000, 3)
+    print_saved(saved)
     out = ROOT / "bench" / "results" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")

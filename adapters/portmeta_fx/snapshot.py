@@ -56,6 +56,7 @@ from portmeta.records import (
     QInput,
     QSpec,
     Target,
+    trusted_constructor,
 )
 
 __all__ = [
@@ -71,6 +72,13 @@ __all__ = [
     "snapshot_nodes",
     "resolve_profile",
 ]
+
+#: Records are built from values of the right types (names are strings, tuples are tuples): the
+#: trusted constructor skips the converters and checks the public one runs.
+_new_record = trusted_constructor(NodeRecord)
+_new_ref = trusted_constructor(NodeRef)
+_new_input = trusted_constructor(QInput)
+_new_annotation = trusted_constructor(Annotation)
 
 #: The ``node.meta`` key quantizers store their annotation under (torchao's ``Q_ANNOTATION_KEY``).
 Q_ANNOTATION_KEY = "quantization_annotation"
@@ -157,6 +165,11 @@ def arg_of(value: Any, names: Mapping[torch.fx.Node, str] | None = None) -> Any:
 
 
 _SCALARS = (bool, int, float, str)
+#: Targets converted so far, by the identity of the target object (held, so the identity stays
+#: its own): operators and functions are few and long-lived, and a graph's first node of each
+#: kind then costs no conversion. Bounded: emptied when full.
+_TARGETS: dict[int, tuple[Any, Target]] = {}
+_TARGETS_LIMIT = 4096
 
 
 def _convert(value: Any, ref: Callable[[torch.fx.Node], NodeRef]) -> Any:
@@ -269,10 +282,10 @@ def _annotation(
     inputs = []
     for key, spec in items:
         if isinstance(key, torch.fx.Node):
-            inputs.append(QInput(name(key), qspec(spec)))
+            inputs.append(_new_input(name(key), qspec(spec), True))
         else:
-            inputs.append(QInput(repr(key), qspec(spec), is_node=False))
-    return Annotation(tuple(inputs), qspec(output, read_dynamic=False))
+            inputs.append(_new_input(repr(key), qspec(spec), False))
+    return _new_annotation(tuple(inputs), qspec(output, read_dynamic=False), None)
 
 
 def _name(node: torch.fx.Node, names: Mapping[torch.fx.Node, str] | None) -> str:
@@ -365,7 +378,7 @@ class _Reader:
         self.graph_number: dict[int, int] = {}
         self.foreign: deque[torch.fx.Node] = deque()
         self.refs: dict[torch.fx.Node, NodeRef] = {}
-        self.targets: dict[int, tuple[Any, Target]] = {}
+        self.targets = _TARGETS
         self.specs: dict[tuple[int, bool], tuple[Any, QSpec | None]] = {}
 
     def name(self, node: torch.fx.Node) -> str:
@@ -383,7 +396,7 @@ class _Reader:
     def ref(self, node: torch.fx.Node) -> NodeRef:
         ref = self.refs.get(node)
         if ref is None:
-            ref = self.refs[node] = NodeRef(self.name(node))
+            ref = self.refs[node] = _new_ref(self.name(node))
         return ref
 
     def arg(self, value: Any) -> Any:
@@ -427,26 +440,39 @@ class _Reader:
         t = node.target
         found = self.targets.get(id(t))
         if found is None or found[0] is not t:
+            if len(self.targets) >= _TARGETS_LIMIT:
+                self.targets.clear()
             found = self.targets[id(t)] = (t, target_of(node))
         return found[1]
 
     def record(self, node: torch.fx.Node, owner: str | None, foreign: bool) -> NodeRecord:
-        name = self.name(node)
+        name = self.names[node]
         meta = node.meta
-        arg = self.arg
+        op = node.op
+        if type(op) is not str or not op:  # a hand-assigned op: the checked constructor says why
+            return NodeRecord(name, op, self.target(node))
+        t = node.target
+        found = self.targets.get(id(t))
+        target = self.target(node) if found is None or found[0] is not t else found[1]
         kwargs = node.kwargs
-        annotation = meta.get(Q_ANNOTATION_KEY)
-        return NodeRecord(
+        try:  # every user already named: no Python-level call per user
+            users = tuple(map(self.names.__getitem__, node.users))
+        except KeyError:
+            users = self.users(node)
+        values = ()
+        for key in self.keys:
+            if key in meta:
+                values += ((key, meta[key]),)
+        annotation = None if foreign else meta.get(Q_ANNOTATION_KEY)
+        return _new_record(
             name,
-            node.op,
-            self.target(node),
+            op,
+            target,
             self.args(node.args),
-            tuple([(k, arg(v)) for k, v in kwargs.items()]) if kwargs else (),
-            self.users(node),
-            tuple([(k, meta[k]) for k in self.keys if k in meta]),
-            None
-            if foreign or annotation is None
-            else _annotation(annotation, self.name, self.qspec),
+            tuple([(str(k), self.arg(v)) for k, v in kwargs.items()]) if kwargs else (),
+            users,
+            values,
+            None if annotation is None else _annotation(annotation, self.name, self.qspec),
             foreign,
             None if owner == name else owner,
         )
@@ -455,9 +481,44 @@ class _Reader:
         """The own nodes' records in graph order, then the foreign nodes' in order met."""
         owners: dict[int, str] = {}  # id(meta dict) -> first node holding it
         recs = []
+        names, targets, keys, args = self.names, self.targets, self.keys, self.args
+        user_name = names.__getitem__
         for node in self.own:
-            owner = owners.setdefault(id(node.meta), self.names[node])
-            recs.append(self.record(node, owner, foreign=False))
+            meta = node.meta
+            name = names[node]
+            owner = owners.setdefault(id(meta), name)
+            t = node.target
+            found = targets.get(id(t))
+            if found is None or found[0] is not t or node.kwargs or Q_ANNOTATION_KEY in meta:
+                recs.append(self.record(node, owner, foreign=False))  # the general case
+                continue
+            # the usual node, inline: a target met before, no keyword arguments, no annotation
+            op = node.op
+            try:
+                users = tuple(map(user_name, node.users))
+            except KeyError:  # a user of another graph
+                users = None
+            if users is None or type(op) is not str or not op:
+                recs.append(self.record(node, owner, foreign=False))
+                continue
+            values: tuple[tuple[str, Any], ...] = ()
+            for key in keys:
+                if key in meta:
+                    values += ((key, meta[key]),)
+            recs.append(
+                _new_record(
+                    name,
+                    op,
+                    found[1],
+                    args(node.args),
+                    (),
+                    users,
+                    values,
+                    None,
+                    False,
+                    None if owner == name else owner,
+                )
+            )
         while self.foreign:
             node = self.foreign.popleft()
             owner = owners.setdefault(id(node.meta), self.names[node])

@@ -53,13 +53,6 @@ class WriteChange:
         return tuple(out)
 
 
-def _final(p: Plan) -> dict[tuple[str, str], MetaDelta]:
-    last: dict[tuple[str, str], MetaDelta] = {}
-    for d in p.deltas:
-        last[(d.target, d.key)] = d
-    return last
-
-
 def _same_write(a: MetaDelta, b: MetaDelta) -> bool:
     return attrs.evolve(a, anchor="", path=()) == attrs.evolve(b, anchor="", path=())
 
@@ -161,7 +154,7 @@ def _diag_keys(p: Plan) -> Counter[_DiagKey]:
 
 def diff_plans(a: Plan, b: Plan) -> PlanDiff:
     """Compare two plans (see the module docstring)."""
-    fa, fb = _final(a), _final(b)
+    fa, fb = a.last_writes(), b.last_writes()
     only_a = tuple(d for k, d in fa.items() if k not in fb)
     only_b = tuple(d for k, d in fb.items() if k not in fa)
     changed = tuple(

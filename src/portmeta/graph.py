@@ -50,6 +50,7 @@ from .records import (
     QSpec,
     Target,
     TargetKind,
+    trusted_constructor,
 )
 
 if TYPE_CHECKING:
@@ -564,6 +565,84 @@ class _Reader:
             )
         return Annotation(tuple(inputs), self.qspec(data["output"], f"{where}.output"), malformed)
 
+    def fast_node(self, data: Any) -> NodeRecord | None:
+        """The record of a node in the usual shape, or ``None`` to leave it to :meth:`node`.
+
+        It accepts only what :meth:`node` accepts and builds an equal record, without the
+        per-field calls and messages :meth:`node` prepares; anything unusual (a missing or
+        mistyped field, an encoded value other than a node reference or a tuple of plain
+        values, a malformed annotation) goes to :meth:`node`, which reads it or says what is
+        wrong.
+        """
+        if type(data) is not dict:
+            return None
+        get = data.get
+        name, op, target = get("name"), get("op"), get("target")
+        args, kwargs, user_list, meta = get("args"), get("kwargs"), get("users"), get("meta")
+        if (
+            type(name) is not str
+            or type(op) is not str
+            or not op
+            or type(target) is not dict
+            or type(args) is not list
+            or type(kwargs) is not dict
+            or type(user_list) is not list
+            or type(meta) is not dict
+            or "annotation" not in data
+        ):
+            return None
+        tname, kind = target.get("name"), _KINDS.get(target.get("kind"))  # type: ignore[arg-type]
+        if type(tname) is not str or kind is None:
+            return None
+        if not set(map(type, user_list)) <= _STR:
+            return None
+        foreign, meta_owner = get("foreign", False), get("meta_owner")
+        if (foreign is not True and foreign is not False) or (
+            meta_owner is not None and type(meta_owner) is not str
+        ):
+            return None
+        plain = _FAST_PLAIN
+        decoded_args = []
+        for a in args:
+            if type(a) in plain:
+                decoded_args.append(a)
+            else:
+                a = _fast_value(a)
+                if a is _UNUSUAL:
+                    return None
+                decoded_args.append(a)
+        pairs = []
+        for k, v in kwargs.items():
+            if type(v) not in plain:
+                v = _fast_value(v)
+                if v is _UNUSUAL:
+                    return None
+            pairs.append((k, v))
+        values = []
+        for k, v in meta.items():
+            if type(v) not in plain:
+                v = _fast_value(v)
+                if v is _UNUSUAL:
+                    return None
+            values.append((k, v))
+        ann = data["annotation"]
+        if ann is not None:
+            ann = _fast_annotation(ann)
+            if ann is None:
+                return None
+        return _new_record(
+            name,
+            op,
+            Target.of(tname, kind),
+            tuple(decoded_args),
+            tuple(pairs),
+            tuple(user_list),
+            tuple(values),
+            ann,
+            foreign,
+            meta_owner,
+        )
+
     def node(self, data: Any, index: int) -> NodeRecord:
         where = f"nodes[{index}]"
         if not isinstance(data, dict):
@@ -614,6 +693,74 @@ class _Reader:
         )
 
 
+_KINDS = {k.value: k for k in TargetKind}
+_FAST_PLAIN = frozenset({str, int, bool, type(None)})
+_UNUSUAL = object()
+_new_record = trusted_constructor(NodeRecord)
+_new_ref = trusted_constructor(NodeRef)
+_new_opaque = trusted_constructor(Opaque)
+_new_qspec = trusted_constructor(QSpec)
+_new_input = trusted_constructor(QInput)
+_new_annotation = trusted_constructor(Annotation)
+
+
+def _fast_value(data: Any) -> Any:
+    """A float, a node reference, an opaque constant or a tuple of plain values, decoded as
+    :func:`portmeta.codec.decode` does; ``_UNUSUAL`` for anything else."""
+    kind = type(data)
+    if kind is float:
+        return data
+    if kind is dict:
+        if len(data) == 1:
+            body = data.get("$node")
+            if type(body) is str:
+                return _new_ref(body)
+            body = data.get("$tuple")
+            if type(body) is list and set(map(type, body)) <= _FAST_PLAIN:
+                return tuple(body)
+        elif len(data) == 2:
+            text, type_name = data.get("$opaque"), data.get("type")
+            if type(text) is str and type(type_name) is str:
+                return _new_opaque(type_name, text)
+    return _UNUSUAL
+
+
+def _fast_qspec(data: Any) -> Any:
+    if data is None:
+        return None
+    if type(data) is not dict:
+        return _UNUSUAL
+    kind, dyn = data.get("kind"), data.get("is_dynamic")
+    if type(kind) is not str or (dyn is not None and dyn is not True and dyn is not False):
+        return _UNUSUAL
+    return _new_qspec(kind, dyn)
+
+
+def _fast_annotation(data: Any) -> Annotation | None:
+    """An annotation without ``malformed``, decoded; ``None`` for anything else."""
+    if type(data) is not dict or "output" not in data or data.get("malformed") is not None:
+        return None
+    items = data.get("inputs")
+    if type(items) is not list:
+        return None
+    inputs = []
+    for item in items:
+        if type(item) is not dict:
+            return None
+        node, is_node = item.get("node"), item.get("is_node", True)
+        qspec = _fast_qspec(item.get("qspec"))
+        if type(node) is not str or (is_node is not True and is_node is not False):
+            return None
+        if qspec is _UNUSUAL:
+            return None
+        inputs.append(_new_input(node, qspec, is_node))
+    output = _fast_qspec(data["output"])
+    if output is _UNUSUAL:
+        return None
+    return _new_annotation(tuple(inputs), output, None)
+
+
+@without_gc
 def graph_from_dict(data: Any, *, source: str | None = None) -> Snapshot:
     """Build a snapshot from :func:`graph_to_dict` data.
 
@@ -652,7 +799,8 @@ def graph_from_dict(data: Any, *, source: str | None = None) -> Snapshot:
         ):
             raise reader.fail("field 'meta_keys' must be a list of strings or null")
         nodes = reader.field(data, "nodes", list, "graph")
-        recs = [reader.node(item, i) for i, item in enumerate(nodes)]
+        fast = reader.fast_node
+        recs = [fast(item) or reader.node(item, i) for i, item in enumerate(nodes)]
         return build_graph(recs, meta_keys=keys)
     except GraphBuildError as exc:
         raise GraphFormatError(str(exc), source) from None
@@ -675,6 +823,7 @@ def dump_graph(graph: Snapshot, path: str | os.PathLike[str]) -> None:
     atomic_write_text(path, json.dumps(graph_to_dict(graph), indent=1) + "\n")
 
 
+@without_gc
 def load_graph(path: str | os.PathLike[str]) -> Snapshot:
     """Read a snapshot written by :func:`dump_graph` (or by ``portmeta_fx.dump``).
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any, Literal, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 import attrs
 
@@ -53,7 +53,7 @@ from .graph import (
     records,
 )
 from .profiles import PROFILES, TORCHAO, Profile, get_profile
-from .records import names
+from .records import names, trusted_constructor
 from .rules import (
     Copy,
     Diagnostic,
@@ -75,6 +75,7 @@ __all__ = [
     "plan_writes",
     "fingerprint_after",
     "final_meta",
+    "last_writes",
     "same_value",
     "OptionError",
 ]
@@ -166,9 +167,21 @@ class Plan:
         Nodes appear in order of their first write; keys in order of their first write.
         """
         state: dict[str, dict[str, Any]] = {}
-        for d in self.deltas:
-            state.setdefault(d.target, {})[d.key] = d.value
+        for (target, key), d in last_writes(self.deltas).items():
+            state.setdefault(target, {})[key] = d.value
         return state
+
+    def last_writes(self) -> dict[tuple[str, str], MetaDelta]:
+        """The last write of every written ``(node, key)``: see :func:`last_writes`.
+
+        Example
+        -------
+        >>> from portmeta.testing import GraphBuilder
+        >>> b = GraphBuilder(); b.output(b.placeholder("x"))
+        >>> plan(b.build()).last_writes()
+        {}
+        """
+        return last_writes(self.deltas)
 
     def writes_to(self, node: str) -> tuple[MetaDelta, ...]:
         """The deltas whose target is ``node``, in order."""
@@ -382,6 +395,35 @@ def _str(value: Any) -> str:
     return value
 
 
+def last_writes(
+    deltas: Iterable[MetaDelta], owner: Callable[[str], str] | None = None
+) -> dict[tuple[str, str], MetaDelta]:
+    """The last of ``deltas`` for every ``(node, key)`` they write: the write that stays.
+
+    Pairs are in order of their first write. ``owner`` maps a target to the node whose meta
+    dict it writes (nodes sharing one dict, see ``NodeRecord.meta_owner``, then count as one
+    node); without it every target is its own node.
+
+    Example
+    -------
+    >>> a = MetaDelta("dq", "quantization_tag", "A", "x", "x", "static_input", "x", ())
+    >>> b = MetaDelta("q", "quantization_tag", "B", "y", "y", "static_output", "y", ())
+    >>> c = MetaDelta("dq", "quantization_tag", "C", "z", "z", "static_input", "z", ())
+    >>> {pair: d.value for pair, d in last_writes([a, b, c]).items()}
+    {('dq', 'quantization_tag'): 'C', ('q', 'quantization_tag'): 'B'}
+    >>> {pair: d.value for pair, d in last_writes([a, b, c], owner=lambda n: "dq").items()}
+    {('dq', 'quantization_tag'): 'C'}
+    """
+    last: dict[tuple[str, str], MetaDelta] = {}
+    if owner is None:
+        for d in deltas:
+            last[(d.target, d.key)] = d
+    else:
+        for d in deltas:
+            last[(owner(d.target), d.key)] = d
+    return last
+
+
 def same_value(a: Any, b: Any) -> bool:
     """Equality of metadata values that never raises and never trusts a non-bool ``==``.
 
@@ -407,57 +449,20 @@ def same_value(a: Any, b: Any) -> bool:
 
 # --------------------------------------------------------------------------- planning
 
+#: A cell of the running metadata view: (value, origin, written by the plan).
+_Cell = tuple[Any, str, bool]
 
-class _Cell(NamedTuple):
-    value: Any
-    origin: str
-    written: bool
-
-
-class _Meta:
-    """The running view of metadata: record meta overlaid by the writes so far, with undo."""
-
-    def __init__(self, graph: Snapshot, keys: tuple[str, ...]) -> None:
-        self._graph = graph
-        self._keys = frozenset(keys)
-        self._cells: dict[str, dict[str, _Cell]] = {}
-        self._journal: list[tuple[dict[str, _Cell], str, _Cell | None]] = []
-
-    def cells(self, name: str) -> dict[str, _Cell]:
-        """The current cells of ``name`` (shared with the nodes that share its meta dict)."""
-        rec = record(self._graph, name)
-        owner = rec.meta_owner or name
-        cells = self._cells.get(owner)
-        if cells is None:
-            keys = self._keys
-            cells = {k: _Cell(v, name, False) for k, v in rec.meta if k in keys}
-            self._cells[owner] = cells
-        return cells
-
-    def write(self, cells: dict[str, _Cell], key: str, cell: _Cell) -> _Cell | None:
-        """Set ``key`` in ``cells`` (a node's, from :meth:`cells`); returns the previous cell."""
-        previous = cells.get(key)
-        self._journal.append((cells, key, previous))
-        cells[key] = cell
-        return previous
-
-    def mark(self) -> int:
-        return len(self._journal)
-
-    def rollback(self, mark: int) -> None:
-        while len(self._journal) > mark:
-            cells, key, previous = self._journal.pop()
-            if previous is None:
-                del cells[key]
-            else:
-                cells[key] = previous
+_new_delta = trusted_constructor(MetaDelta)
+_new_diagnostic = trusted_constructor(Diagnostic)
 
 
 def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]:
     """The rule results for one annotated node, in upstream's order.
 
     A list, not a generator: a rule may raise :class:`~portmeta.errors.ScaleWithoutUsersError`,
-    a ``StopIteration`` subclass, which a generator would turn into ``RuntimeError``.
+    a ``StopIteration`` subclass, which a generator would turn into ``RuntimeError``. Every
+    rule of the node runs before any of its copies is resolved, so a node whose rules fail
+    leaves nothing to undo.
     """
     ann = record(graph, node).annotation
     if ann is not None and ann.malformed is not None:
@@ -466,52 +471,94 @@ def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]
         return []
     results = []
     for inp in ann.inputs:
-        if inp.qspec is None:
+        qspec = inp.qspec
+        if qspec is None:
             continue
-        rule = dynamic_input if inp.qspec.dynamic else static_input
+        rule = dynamic_input if qspec.is_dynamic is True else static_input
         results.append(rule(graph, profile, node, inp.node, is_node=inp.is_node))
     if ann.output is not None:
         results.append(static_output(graph, profile, node))
     return results
 
 
-def _resolve(
-    meta: _Meta,
-    profile: Profile,
-    copy: Copy,
-    anchor: str,
-    deltas: list[MetaDelta],
-    diagnostics: list[Diagnostic],
-) -> None:
-    """Append the writes of one copy (one per key present on its source) and any overwrite."""
-    source = meta.cells(copy.source)
-    if not source:
-        return
-    target = meta.cells(copy.target)
-    for key in profile.keys:
-        cell = source.get(key)
-        if cell is None:
-            continue
-        deltas.append(
-            MetaDelta(
-                copy.target, key, cell.value, copy.source, cell.origin, copy.rule, anchor, copy.path
-            )
-        )
-        previous = meta.write(target, key, _Cell(cell.value, cell.origin, True))
-        if previous is not None and previous.written and not same_value(previous.value, cell.value):
-            diagnostics.append(
-                Diagnostic(
-                    "overwrite",
-                    Severity.INFO,
-                    copy.target,
-                    f"{copy.rule.value} write from {copy.source!r} replaces {key!r} on "
-                    f"{copy.target!r} ({short_value(previous.value, trace=False)} from "
-                    f"{previous.origin!r} becomes {short_value(cell.value, trace=False)} from "
-                    f"{cell.origin!r})",
-                    copy.rule,
-                    (previous.origin, cell.origin),
-                )
-            )
+class _Resolver:
+    """The running view of metadata: each node's recorded values overlaid by the writes so far.
+
+    Nodes that share a meta dict (``meta_owner``) share one view. A cell is ``(value, origin,
+    written)``; a copy becomes one :class:`MetaDelta` per profile key present on its source.
+    """
+
+    def __init__(self, graph: Snapshot, profile: Profile) -> None:
+        self._nodes = graph._node  # type: ignore[attr-defined]
+        self._keys = profile.keys
+        self._keyset = frozenset(profile.keys)
+        self._by_owner: dict[str, dict[str, _Cell]] = {}
+        self._by_name: dict[str, dict[str, _Cell]] = {}
+        self.deltas: list[MetaDelta] = []
+        self.diagnostics: list[Diagnostic] = []
+
+    def cells(self, name: str) -> dict[str, _Cell]:
+        """The current cells of ``name`` (shared with the nodes that share its meta dict)."""
+        cells = self._by_name.get(name)
+        if cells is None:
+            rec = self._nodes[name]["record"]
+            owner = rec.meta_owner or name
+            cells = self._by_owner.get(owner)
+            if cells is None:
+                keys = self._keyset
+                cells = {k: (v, name, False) for k, v in rec.meta if k in keys}
+                self._by_owner[owner] = cells
+            self._by_name[name] = cells
+        return cells
+
+    def resolve(self, copies: tuple[Copy, ...], anchor: str) -> None:
+        """Append the writes of ``copies`` (in order) and any overwrite they make."""
+        append = self.deltas.append
+        by_name = self._by_name
+        keys = self._keys
+        for copy in copies:
+            source = copy.source
+            src = by_name.get(source)
+            if src is None:
+                src = self.cells(source)
+            if not src:
+                continue
+            target = copy.target
+            dst = by_name.get(target)
+            if dst is None:
+                dst = self.cells(target)
+            rule, path = copy.rule, copy.path
+            for key in keys:
+                cell = src.get(key)
+                if cell is None:
+                    continue
+                value, origin, _ = cell
+                append(_new_delta(target, key, value, source, origin, rule, anchor, path))
+                previous = dst.get(key)
+                dst[key] = (value, origin, True)
+                if (
+                    previous is not None
+                    and previous[2]
+                    and previous[0] is not value
+                    and not same_value(previous[0], value)
+                ):
+                    self.diagnostics.append(_overwrite(target, source, key, rule, previous, cell))
+
+
+def _overwrite(
+    target: str, source: str, key: str, rule: Rule, previous: _Cell, cell: _Cell
+) -> Diagnostic:
+    return Diagnostic(
+        "overwrite",
+        Severity.INFO,
+        target,
+        f"{rule.value} write from {source!r} replaces {key!r} on {target!r} "
+        f"({short_value(previous[0], trace=False)} from {previous[1]!r} becomes "
+        f"{short_value(cell[0], trace=False)} from "
+        f"{cell[1]!r})",
+        rule,
+        (previous[1], cell[1]),
+    )
 
 
 @without_gc
@@ -590,23 +637,17 @@ def plan_writes(
                 f"profile {profile.name!r} copies keys {missing!r} that the snapshot did not "
                 f"record (it recorded {list(recorded)!r}); take the snapshot with those keys"
             )
-    meta = _Meta(graph, profile.keys)
-    deltas: list[MetaDelta] = []
-    diagnostics: list[Diagnostic] = []
+    resolver = _Resolver(graph, profile)
+    diagnostics = resolver.diagnostics
     for node in annotated_nodes(graph):
-        mark, n_deltas, n_diags = meta.mark(), len(deltas), len(diagnostics)
         try:
-            for result in _rules_for(graph, profile, node):
-                diagnostics.extend(result.diagnostics)
-                for copy in result.copies:
-                    _resolve(meta, profile, copy, node, deltas, diagnostics)
+            results = _rules_for(graph, profile, node)
         except PlanError as exc:
             if errors == "raise":
                 raise
-            meta.rollback(mark)
-            del deltas[n_deltas:], diagnostics[n_diags:]
+            # nothing of this node was resolved yet: dropping its writes is not writing them
             diagnostics.append(
-                Diagnostic(
+                _new_diagnostic(
                     "error",
                     Severity.ERROR,
                     node,
@@ -616,7 +657,12 @@ def plan_writes(
                     type(exc).__name__,
                 )
             )
-    return tuple(deltas), tuple(diagnostics)
+            continue
+        for result in results:
+            if result.diagnostics:
+                diagnostics.extend(result.diagnostics)
+            resolver.resolve(result.copies, node)
+    return tuple(resolver.deltas), tuple(diagnostics)
 
 
 def fingerprint_after(
@@ -641,12 +687,10 @@ def fingerprint_after(
     """
     index = {rec.name: rec for rec in records(graph)}
     written: dict[str, dict[str, Any]] = {}
-    for d in deltas:
-        rec = index[d.target]
-        owner = rec.meta_owner or rec.name
+    for (owner, key), d in last_writes(deltas, lambda t: index[t].meta_owner or t).items():
         if owner not in written:
             written[owner] = index[owner].meta_dict()
-        written[owner][d.key] = d.value
+        written[owner][key] = d.value
     keys = meta_keys(graph)
     out = list(canonical_lines(graph)) if lines is None else list(lines)
     if written:
@@ -673,8 +717,8 @@ def final_meta(graph: Snapshot, p: Plan) -> dict[str, dict[str, Any]]:
     """
     recs = {rec.name: rec for rec in records(graph)}
     out = {name: rec.meta_dict() for name, rec in recs.items()}
-    for d in p.deltas:
-        out[recs[d.target].meta_owner or d.target][d.key] = d.value
+    for (owner, key), d in last_writes(p.deltas, lambda t: recs[t].meta_owner or t).items():
+        out[owner][key] = d.value
     for name, rec in recs.items():
         if rec.meta_owner is not None:
             out[name] = dict(out[rec.meta_owner])

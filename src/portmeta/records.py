@@ -24,8 +24,8 @@ Example
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -42,6 +42,7 @@ __all__ = [
     "NodeRecord",
     "OPS",
     "iter_node_refs",
+    "trusted_constructor",
 ]
 
 #: The ``op`` values ``torch.fx`` creates (a record accepts any non-empty string, as a node
@@ -68,6 +69,41 @@ class TargetKind(str, enum.Enum):
     PACKET = "packet"
     CALLABLE = "callable"
     NAME = "name"
+
+
+_T = TypeVar("_T")
+
+
+def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
+    """A constructor for the slotted attrs class ``cls`` that stores its arguments as given.
+
+    It takes every field positionally, in field order, and runs no converter, validator or
+    ``__attrs_post_init__`` check: it is for producers whose values already have the types the
+    fields hold (the FX reader, the JSON reader after its own checks, the planner). The result
+    is an ordinary instance of ``cls``, equal to the one the checked constructor makes from the
+    same values. The slots are set through their descriptors, which skips both the checks and
+    the name lookup a frozen class's ``__init__`` makes per field.
+
+    Example
+    -------
+    >>> make = trusted_constructor(NodeRef)
+    >>> make("x") == NodeRef("x"), type(make("x")) is NodeRef
+    (True, True)
+    """
+    fields = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
+    params = ", ".join(fields)
+    body = "".join(f"    set_{f}(obj, {f})\n" for f in fields)
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    for f in fields:
+        namespace[f"set_{f}"] = cls.__dict__[f].__set__
+    if "_attrs_cached_hash" in getattr(cls, "__slots__", ()):  # attrs' cache_hash=True slot
+        namespace["set_hash"] = cls.__dict__["_attrs_cached_hash"].__set__
+        body += "    set_hash(obj, None)\n"
+    code = f"def make({params}):\n    obj = new(cls)\n{body}    return obj\n"
+    exec(compile(code, f"<trusted constructor of {cls.__qualname__}>", "exec"), namespace)
+    make: Callable[..., _T] = namespace["make"]
+    make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
+    return make
 
 
 #: Operator targets, interned: a graph names few distinct operators many times, and an
@@ -135,10 +171,15 @@ class Target:
     @classmethod
     def named(cls, name: str) -> Target:
         """A string target: placeholder, attribute, module or method name."""
-        return cls(name, TargetKind.NAME)
+        if type(name) is not str:
+            return cls(name, TargetKind.NAME)  # the checked constructor says what is wrong
+        return _new_target(name, TargetKind.NAME)
 
     def __str__(self) -> str:
         return self.name
+
+
+_new_target = trusted_constructor(Target)
 
 
 @attrs.frozen(slots=True, repr=False)

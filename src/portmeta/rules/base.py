@@ -21,9 +21,9 @@ from typing import Any
 import attrs
 
 from .._text import short_value
-from ..graph import Snapshot, record, users
+from ..graph import Snapshot
 from ..profiles import Profile
-from ..records import names
+from ..records import names, trusted_constructor
 
 __all__ = [
     "Rule",
@@ -143,6 +143,10 @@ class RuleResult:
 
 EMPTY = RuleResult()
 
+#: Constructors for rules, which pass a :class:`Rule` and tuples as they are (no converters).
+new_copy = trusted_constructor(Copy)
+new_result = trusted_constructor(RuleResult)
+
 
 def non_sym_users(graph: Snapshot, profile: Profile, name: str) -> tuple[str, ...]:
     """Users of ``name`` in users order, without the profile's sym-size nodes.
@@ -156,7 +160,11 @@ def non_sym_users(graph: Snapshot, profile: Profile, name: str) -> tuple[str, ..
     >>> non_sym_users(b.build(), TORCHAO, "x")   # the .int overload is not filtered
     ('s', 'output')
     """
-    return tuple(u for u in users(graph, name) if not profile.is_sym_size(record(graph, u)))
+    nodes = graph._node  # type: ignore[attr-defined]
+    if name not in nodes:
+        return ()
+    is_sym_size = profile.is_sym_size
+    return tuple([u for u in graph._succ[name] if not is_sym_size(nodes[u]["record"])])  # type: ignore[attr-defined]
 
 
 def show(value: Any) -> str:

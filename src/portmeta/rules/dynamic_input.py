@@ -37,9 +37,9 @@ from ..errors import (
     NoUserError,
     ScaleWithoutUsersError,
 )
-from ..graph import Snapshot, record, users
+from ..graph import Snapshot, users
 from ..profiles import Profile
-from .base import Copy, Rule, RuleResult, non_sym_users
+from .base import Rule, RuleResult, new_copy, new_result, non_sym_users
 
 __all__ = ["dynamic_input", "find_choose_qparams"]
 
@@ -62,23 +62,23 @@ def find_choose_qparams(
     >>> find_choose_qparams(b.build(), TORCHAO, "x")
     ('x', 'choose_qparams')
     """
-    parent: dict[str, str] = {}
-    queue: deque[str] = deque()
-    for user in users(graph, input_node):
-        if user not in parent:
-            parent[user] = input_node
-            queue.append(user)
+    nodes, succ = graph._node, graph._succ  # type: ignore[attr-defined]
+    if input_node not in nodes:
+        return None
+    parent = dict.fromkeys(succ[input_node], input_node)
+    queue = deque(parent)
+    is_choose_qparams = profile.is_choose_qparams
     while queue:
         name = queue.popleft()
-        rec = record(graph, name)
+        rec = nodes[name]["record"]
         if rec.op == "output":
             continue
-        if profile.is_choose_qparams(rec):
+        if is_choose_qparams(rec):
             path = [name]
             while path[-1] != input_node:
                 path.append(parent[path[-1]])
             return tuple(reversed(path))
-        for user in users(graph, name):
+        for user in succ[name]:
             if user not in parent:
                 parent[user] = name
                 queue.append(user)
@@ -126,4 +126,12 @@ def dynamic_input(
         raise NoUserError(node, q, "dynamic input")
     dq = q_users[0]
     path = (*found, scale, q, dq)
-    return RuleResult(tuple(Copy(t, node, Rule.DYNAMIC_INPUT, path) for t in (cq, q, dq)))
+    rule = Rule.DYNAMIC_INPUT
+    return new_result(
+        (
+            new_copy(cq, node, rule, path),
+            new_copy(q, node, rule, path),
+            new_copy(dq, node, rule, path),
+        ),
+        (),
+    )

@@ -24,10 +24,10 @@ Example
 from __future__ import annotations
 
 from ..errors import CyclicWalkError, MissingArgumentError, NonNodeQuantArgError
-from ..graph import Snapshot, record
+from ..graph import Snapshot
 from ..profiles import Profile
 from ..records import NodeRef
-from .base import EMPTY, Copy, Rule, RuleResult, show
+from .base import EMPTY, Rule, RuleResult, new_copy, new_result, show
 from .view_chain import view_chain
 
 __all__ = ["static_input", "walk_to_producer", "walk_to_producer_lenient"]
@@ -71,14 +71,16 @@ def walk_to_producer_lenient(graph: Snapshot, profile: Profile, start: str) -> t
 def _walk(
     graph: Snapshot, profile: Profile, node: str, start: str, *, strict: bool
 ) -> tuple[str, ...]:
+    nodes = graph._node  # type: ignore[attr-defined]
     walked = [start]
-    cur = record(graph, start)
-    while profile.is_workflow_op(cur):
-        first = cur.args[0] if cur.args else None
+    cur = nodes[start]["record"]
+    is_workflow_op = profile.is_workflow_op
+    while is_workflow_op(cur):
         if not cur.args:
             if strict:
                 raise MissingArgumentError(node, cur.name)
             break
+        first = cur.args[0]
         if not isinstance(first, NodeRef):
             if strict:
                 raise NonNodeQuantArgError(node, cur.name, show(first))
@@ -87,9 +89,9 @@ def _walk(
             if strict:
                 raise CyclicWalkError(node, first.name)
             break
-        if not strict and first.name not in graph:
+        if not strict and first.name not in nodes:
             break
-        cur = record(graph, first.name)
+        cur = nodes[first.name]["record"]
         walked.append(cur.name)
     return tuple(walked)
 
@@ -119,9 +121,13 @@ def static_input(
     NonNodeQuantArgError, MissingArgumentError
         From the connectivity walk (see :func:`walk_to_producer`).
     """
-    reachable = is_node and input_node in graph
-    for arg in record(graph, node).args:
-        if not isinstance(arg, NodeRef) or not profile.is_dequantize(record(graph, arg.name)):
+    nodes = graph._node  # type: ignore[attr-defined]
+    reachable = is_node and input_node in nodes
+    is_dequantize = profile.is_dequantize
+    for arg in nodes[node]["record"].args:
+        if type(arg) is not NodeRef and not isinstance(arg, NodeRef):
+            continue
+        if not is_dequantize(nodes[arg.name]["record"]):
             continue
         walked = walk_to_producer(graph, profile, node, arg.name)
         if reachable and walked[-1] == input_node:
@@ -129,9 +135,8 @@ def static_input(
     else:
         return EMPTY
     dq, q = walked[0], walked[1]
-    if not profile.is_quantize(record(graph, q)):
+    if not profile.is_quantize(nodes[q]["record"]):
         return EMPTY
-    path = (*tuple(reversed(walked)), node)
-    return view_chain(graph, profile, node, q) + RuleResult(
-        (Copy(dq, node, Rule.STATIC_INPUT, path),)
-    )
+    path = (*walked[::-1], node)
+    chain = view_chain(graph, profile, node, q)
+    return new_result((*chain.copies, new_copy(dq, node, Rule.STATIC_INPUT, path)), ())

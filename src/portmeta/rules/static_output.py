@@ -24,7 +24,16 @@ from __future__ import annotations
 from ..errors import NoUserError
 from ..graph import Snapshot, record, users
 from ..profiles import Profile
-from .base import EMPTY, Copy, Diagnostic, Rule, RuleResult, Severity, non_sym_users
+from .base import (
+    EMPTY,
+    Diagnostic,
+    Rule,
+    RuleResult,
+    Severity,
+    new_copy,
+    new_result,
+    non_sym_users,
+)
 
 __all__ = ["static_output"]
 
@@ -70,5 +79,5 @@ def static_output(graph: Snapshot, profile: Profile, node: str) -> RuleResult:
                 (q,),
             )
         )
-        return RuleResult((), diagnostics)
-    return RuleResult((Copy(q, node, Rule.STATIC_OUTPUT, (node, q)),), diagnostics)
+        return new_result((), tuple(diagnostics))
+    return new_result((new_copy(q, node, Rule.STATIC_OUTPUT, (node, q)),), tuple(diagnostics))

@@ -25,7 +25,7 @@ from ..errors import CyclicWalkError, MissingArgumentError
 from ..graph import Snapshot, record
 from ..profiles import Profile
 from ..records import NodeRef
-from .base import EMPTY, Copy, Rule, RuleResult
+from .base import EMPTY, Rule, RuleResult, new_copy, new_result
 
 __all__ = ["view_chain"]
 
@@ -61,5 +61,6 @@ def view_chain(graph: Snapshot, profile: Profile, node: str, q: str) -> RuleResu
         cur = view.args[0]
     if not (isinstance(cur, NodeRef) and record(graph, cur.name).op == "get_attr"):
         return EMPTY
-    path = (cur.name, *tuple(reversed(chain)))
-    return RuleResult(tuple(Copy(n, cur.name, Rule.GET_ATTR_CHAIN, path) for n in chain))
+    source = cur.name
+    path = (source, *chain[::-1])
+    return new_result(tuple([new_copy(n, source, Rule.GET_ATTR_CHAIN, path) for n in chain]), ())

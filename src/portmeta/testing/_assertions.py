@@ -108,14 +108,14 @@ class _Report:
         self.writes: dict[tuple[str, str], list[MetaDelta]] = {}
         for d in p.deltas:
             self.writes.setdefault((d.target, d.key), []).append(d)
+        self.final = p.last_writes()
         self.state = p.final_state()
         self.checked = 0
         self.blocks: list[list[str]] = []
         self.unwritten: list[str] = []  # nodes with a failing key the plan does not write
 
     def last(self, node: str, key: str) -> MetaDelta | None:
-        writes = self.writes.get((node, key))
-        return writes[-1] if writes else None
+        return self.final.get((node, key))
 
     def fail(self, lines: list[str]) -> None:
         self.blocks.append(lines)
