@@ -312,7 +312,9 @@ def _feeds(graph: Snapshot, profile: Profile, anchor: str, places: dict[str, str
             continue
         walk = walk[: hits[0] + 1]
         inp = walk[-1]
-        chain = list(walk[:-1])
+        # a dynamic chain is the dequantize, its quantize and that quantize's qparams: a static
+        # q/dq pair above it (an output spec on the input) belongs to the input's producer
+        chain = list(walk[: min(2, len(walk) - 1)] if specs[inp] else walk[:-1])
         q = walk[1] if len(walk) > 2 else None
         if q is not None and profile.is_quantize(record(graph, q)):
             chain += _qparams_nodes(graph, profile, q) if specs[inp] else []

@@ -109,7 +109,8 @@ def clean_graph() -> Any:
     _, rdq = b.qdq(relu)
     chain = b.dynamic_qdq(rdq)
     lin = b.call("aten.linear.default", chain.dq, name="lin", tag="lin_0", stack_trace="m:3")
-    b.annotate(lin, inputs={rdq: dynamic()}, check_inputs=False)  # keyed on the dq on purpose
+    # keyed on relu, as a quantizer does: the static pair after relu is relu's, not lin's chain
+    b.annotate(lin, inputs={relu: dynamic()})
     b.output(lin)
     return b.build()
 
