@@ -175,18 +175,54 @@ def build_graph(
     portmeta.errors.GraphBuildError: node 'x' lists unknown user 'y'
     """
     recs = list(node_records)
-    if check:
-        _check_records(recs)
+    ordered = check and _check_records(recs)
     G = _assemble(recs, None if meta_keys is None else tuple(meta_keys))
-    if check and not allow_cycles and not nx.is_directed_acyclic_graph(G):
+    # records whose every reference points to an earlier record are in topological order,
+    # so they cannot form a cycle: networkx's search is needed only for the others
+    if check and not ordered and not allow_cycles and not nx.is_directed_acyclic_graph(G):
         cycle = [u for u, _ in nx.find_cycle(G)]
         raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
     frozen: Snapshot = nx.freeze(G)
     return frozen
 
 
-def _check_records(recs: list[NodeRecord]) -> None:
-    """The structural checks of :func:`build_graph` (cycles aside)."""
+def _check_records(recs: list[NodeRecord]) -> bool:
+    """The structural checks of :func:`build_graph` (cycles aside).
+
+    Returns whether every reference points to an earlier record (then there is no cycle).
+    The usual graph (records in order, ``users`` in the order of the records that reference
+    the node) is checked in one pass; anything else, or any error, goes
+    through :func:`_check_records_carefully`, which says what is wrong.
+    """
+    if not set(map(type, recs)) <= _RECORD_TYPE:
+        return _check_records_carefully(recs)
+    position = {rec.name: i for i, rec in enumerate(recs)}
+    if len(position) != len(recs):
+        return _check_records_carefully(recs)
+    referenced_by: list[list[str]] = [[] for _ in recs]
+    get = position.get
+    for i, rec in enumerate(recs):
+        name, owner = rec.name, rec.meta_owner
+        if owner is not None:
+            at = get(owner)
+            if at is None or at == i or recs[at].meta_owner is not None:
+                return _check_records_carefully(recs)
+        for ref in rec.input_names():
+            at = get(ref)
+            if at is None or at >= i:
+                return _check_records_carefully(recs)
+            referenced_by[at].append(name)
+    for rec, expected in zip(recs, referenced_by, strict=True):
+        if len(rec.users) != len(expected) or rec.users != tuple(expected):
+            return _check_records_carefully(recs)
+    return True
+
+
+_RECORD_TYPE = frozenset({NodeRecord})
+
+
+def _check_records_carefully(recs: list[NodeRecord]) -> bool:
+    """:func:`_check_records` for any records: raises on the first problem, with its message."""
     index: dict[str, NodeRecord] = {}
     for rec in recs:
         if not isinstance(rec, NodeRecord):
@@ -223,6 +259,7 @@ def _check_records(recs: list[NodeRecord]) -> None:
                 f"node {rec.name!r} shares the meta of {owner!r}, which itself shares another "
                 "node's meta; name the first node of the group"
             )
+    return False
 
 
 #: Metadata value types a snapshot can hold without the value changing under it.
