@@ -27,6 +27,7 @@ from typing import Literal, NoReturn
 import attrs
 
 from . import __version__
+from ._gc import gc_paused
 from ._io import atomic_write_text, read_json
 from .check import check, findings_to_json, format_findings, unmatched_writes
 from .check import summary as check_summary
@@ -610,7 +611,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        # one command is one short pass over data that lives until it ends: the cyclic
+        # collector would only walk the whole loaded graph again and again
+        with gc_paused():
+            return func(args)
     except CliError as exc:
         return _fail(str(exc))
     except PortmetaError as exc:
