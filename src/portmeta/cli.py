@@ -36,7 +36,7 @@ from .draw import FORMATS, write_drawing
 from .errors import CliError, GraphFormatError, PlanError, PortmetaError, UnknownNodeError
 from .explain import explain
 from .graph import GRAPH_FORMAT, Snapshot, fingerprint, graph_from_dict, load_graph
-from .plan import PLAN_FORMAT, Plan, plan
+from .plan import PLAN_FORMAT, Plan, plan, plan_writes
 from .profiles import PROFILES, Profile, get_profile
 from .report import format_diagnostics, format_table, summary
 
@@ -109,9 +109,20 @@ def _write(out: str, text: str | bytes) -> None:
 
 
 def _plan_graph(
-    path: str, graph: Snapshot, profile: Profile, errors: Literal["raise", "collect"]
+    path: str,
+    graph: Snapshot,
+    profile: Profile,
+    errors: Literal["raise", "collect"],
+    *,
+    shown_only: bool = False,
 ) -> Plan:
+    """``graph``'s plan; ``shown_only`` for a plan only printed as a table, never saved or
+    checked, which leaves its fingerprint empty (hashing every node costs about as much as
+    planning)."""
     try:
+        if shown_only:
+            deltas, diagnostics = plan_writes(graph, profile, errors)
+            return Plan(deltas, diagnostics, "", profile)
         return plan(graph, profile, errors)
     except PlanError as exc:
         raise CliError(
@@ -132,7 +143,8 @@ def _print(text: str) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     profile = _profile(args)
     graph = load_graph(args.graph)
-    p = _plan_graph(args.graph, graph, profile, args.errors)
+    shown_only = not args.output and not args.json
+    p = _plan_graph(args.graph, graph, profile, args.errors, shown_only=shown_only)
     if args.output:
         _check_output(args.output, args.graph)
         _write(args.output, p.to_json() + "\n")
