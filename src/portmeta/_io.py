@@ -69,7 +69,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise GraphFormatError("no such file", source) from None
     except OSError as exc:
         raise GraphFormatError(f"cannot read: {exc.strerror or exc}", source) from None
-    if not raw.strip():
+    if not raw or raw.isspace():  # stops at the first other byte; strip() would copy
         raise GraphFormatError("file is empty", source)
     try:
         text = raw.decode("utf-8")

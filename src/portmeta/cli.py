@@ -27,6 +27,7 @@ from typing import Literal, NoReturn
 import attrs
 
 from . import __version__
+from ._gc import gc_paused
 from ._io import atomic_write_text, read_json
 from .check import check, findings_to_json, format_findings, unmatched_writes
 from .check import summary as check_summary
@@ -35,7 +36,7 @@ from .draw import FORMATS, write_drawing
 from .errors import CliError, GraphFormatError, PlanError, PortmetaError, UnknownNodeError
 from .explain import explain
 from .graph import GRAPH_FORMAT, Snapshot, fingerprint, graph_from_dict, load_graph
-from .plan import PLAN_FORMAT, Plan, plan
+from .plan import PLAN_FORMAT, Plan, plan, plan_writes
 from .profiles import PROFILES, Profile, get_profile
 from .report import format_diagnostics, format_table, summary
 
@@ -108,9 +109,20 @@ def _write(out: str, text: str | bytes) -> None:
 
 
 def _plan_graph(
-    path: str, graph: Snapshot, profile: Profile, errors: Literal["raise", "collect"]
+    path: str,
+    graph: Snapshot,
+    profile: Profile,
+    errors: Literal["raise", "collect"],
+    *,
+    shown_only: bool = False,
 ) -> Plan:
+    """``graph``'s plan; ``shown_only`` for a plan only printed as a table, never saved or
+    checked, which leaves its fingerprint empty (hashing every node costs about as much as
+    planning)."""
     try:
+        if shown_only:
+            deltas, diagnostics = plan_writes(graph, profile, errors)
+            return Plan(deltas, diagnostics, "", profile)
         return plan(graph, profile, errors)
     except PlanError as exc:
         raise CliError(
@@ -131,7 +143,8 @@ def _print(text: str) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     profile = _profile(args)
     graph = load_graph(args.graph)
-    p = _plan_graph(args.graph, graph, profile, args.errors)
+    shown_only = not args.output and not args.json
+    p = _plan_graph(args.graph, graph, profile, args.errors, shown_only=shown_only)
     if args.output:
         _check_output(args.output, args.graph)
         _write(args.output, p.to_json() + "\n")
@@ -610,7 +623,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        # one command is one short pass over data that lives until it ends: the cyclic
+        # collector would only walk the whole loaded graph again and again
+        with gc_paused():
+            return func(args)
     except CliError as exc:
         return _fail(str(exc))
     except PortmetaError as exc:

@@ -19,8 +19,7 @@ from __future__ import annotations
 from ._text import short_value
 from .errors import PlanError, UnknownNodeError
 from .graph import Snapshot, record, users
-from .plan import MetaDelta, Plan
-from .plan import plan as make_plan
+from .plan import MetaDelta, Plan, plan_writes
 from .profiles import TORCHAO, Profile
 from .records import NodeRecord, NodeRef
 from .rules import Severity, non_sym_users, static_input, walk_to_producer
@@ -109,7 +108,12 @@ def explain(
     """
     if node not in graph:
         raise UnknownNodeError(node, known=graph)
-    p = plan if plan is not None else make_plan(graph, profile, errors="collect")
+    if plan is None:
+        # the writes alone: explaining reads no fingerprint, and hashing every node of a
+        # large graph costs as much again as planning it
+        deltas, diagnostics = plan_writes(graph, profile, errors="collect")
+        plan = Plan(deltas, diagnostics, "", profile)
+    p = plan
     profile = p.profile
     rec = record(graph, node)
     lines = [f"node {node!r}: {rec.op} {rec.target} ({role(profile, rec, graph)})"]

@@ -31,6 +31,8 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import networkx as nx
@@ -175,18 +177,72 @@ def build_graph(
     portmeta.errors.GraphBuildError: node 'x' lists unknown user 'y'
     """
     recs = list(node_records)
-    if check:
-        _check_records(recs)
+    ordered = check and _check_records(recs)
     G = _assemble(recs, None if meta_keys is None else tuple(meta_keys))
-    if check and not allow_cycles and not nx.is_directed_acyclic_graph(G):
+    # records whose every reference points to an earlier record are in topological order,
+    # so they cannot form a cycle: networkx's search is needed only for the others
+    if check and not ordered and not allow_cycles and not nx.is_directed_acyclic_graph(G):
         cycle = [u for u, _ in nx.find_cycle(G)]
         raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
     frozen: Snapshot = nx.freeze(G)
     return frozen
 
 
-def _check_records(recs: list[NodeRecord]) -> None:
-    """The structural checks of :func:`build_graph` (cycles aside)."""
+def _check_records(recs: list[NodeRecord]) -> bool:
+    """The structural checks of :func:`build_graph` (cycles aside).
+
+    Returns whether every reference points to an earlier record (then there is no cycle).
+    The usual graph (records in order, ``users`` in the order of the records that reference
+    the node) is checked in one pass; anything else, or any error, goes
+    through :func:`_check_records_carefully`, which says what is wrong.
+    """
+    if not set(map(type, recs)) <= _RECORD_TYPE:
+        return _check_records_carefully(recs)
+    position = {rec.name: i for i, rec in enumerate(recs)}
+    if len(position) != len(recs):
+        return _check_records_carefully(recs)
+    referenced_by: list[list[str]] = [[] for _ in recs]
+    get = position.get
+    for i, rec in enumerate(recs):
+        name, owner = rec.name, rec.meta_owner
+        if owner is not None:
+            at = get(owner)
+            if at is None or at == i or recs[at].meta_owner is not None:
+                return _check_records_carefully(recs)
+        # the references among the arguments themselves (the usual case) read inline; nested
+        # values and keyword arguments through input_names (a reference seen twice by one
+        # record is counted once: it is the last entry then)
+        flat = not rec.kwargs
+        for value in rec.args:
+            kind = type(value)
+            if kind is NodeRef:
+                at = get(value.name)
+                if at is None or at >= i:
+                    return _check_records_carefully(recs)
+                found = referenced_by[at]
+                if not found or found[-1] != name:
+                    found.append(name)
+            elif kind not in _PLAIN_LEAVES:
+                flat = False
+        if not flat:
+            for ref in rec.input_names():
+                at = get(ref)
+                if at is None or at >= i:
+                    return _check_records_carefully(recs)
+                found = referenced_by[at]
+                if not found or found[-1] != name:
+                    found.append(name)
+    for rec, expected in zip(recs, referenced_by, strict=True):
+        if len(rec.users) != len(expected) or rec.users != tuple(expected):
+            return _check_records_carefully(recs)
+    return True
+
+
+_RECORD_TYPE = frozenset({NodeRecord})
+
+
+def _check_records_carefully(recs: list[NodeRecord]) -> bool:
+    """:func:`_check_records` for any records: raises on the first problem, with its message."""
     index: dict[str, NodeRecord] = {}
     for rec in recs:
         if not isinstance(rec, NodeRecord):
@@ -223,6 +279,7 @@ def _check_records(recs: list[NodeRecord]) -> None:
                 f"node {rec.name!r} shares the meta of {owner!r}, which itself shares another "
                 "node's meta; name the first node of the group"
             )
+    return False
 
 
 #: Metadata value types a snapshot can hold without the value changing under it.
@@ -255,7 +312,8 @@ def _assemble(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot:
         rec.name for rec in recs if rec.annotation is not None and not rec.foreign
     )
     G.graph["meta_keys"] = keys
-    if any(type(v) not in _IMMUTABLE_META for rec in recs for _, v in rec.meta):
+    meta = chain.from_iterable(map(attrgetter("meta"), recs))
+    if not set(map(type, map(itemgetter(1), meta))) <= _IMMUTABLE_META:  # in C: no frame per value
         fingerprint(G)
     return G
 
@@ -504,6 +562,10 @@ class _Reader:
 
     def __init__(self, source: str | None) -> None:
         self.source = source
+        # equal targets read from one file are one object (a file names a few operators
+        # many times over)
+        self.targets: dict[tuple[str, str], Target] = {}
+        self.opaques: dict[tuple[str, str], Opaque] = {}
 
     def fail(self, problem: str) -> GraphFormatError:
         return GraphFormatError(problem, self.source)
@@ -591,9 +653,15 @@ class _Reader:
             or "annotation" not in data
         ):
             return None
-        tname, kind = target.get("name"), _KINDS.get(target.get("kind"))  # type: ignore[arg-type]
-        if type(tname) is not str or kind is None:
+        tname, tkind = target.get("name"), target.get("kind")
+        if type(tname) is not str or type(tkind) is not str:
             return None
+        found = self.targets.get((tname, tkind))
+        if found is None:
+            kind = _KINDS.get(tkind)
+            if kind is None:
+                return None
+            found = self.targets[tname, tkind] = Target.of(tname, kind)
         if not set(map(type, user_list)) <= _STR:
             return None
         foreign, meta_owner = get("foreign", False), get("meta_owner")
@@ -604,24 +672,27 @@ class _Reader:
         plain = _FAST_PLAIN
         decoded_args = []
         for a in args:
-            if type(a) in plain:
+            atype = type(a)
+            if atype in plain:
                 decoded_args.append(a)
+            elif atype is dict and type(ref := a.get("$node")) is str and len(a) == 1:
+                decoded_args.append(_new_ref(ref))  # the usual encoded argument, inline
             else:
-                a = _fast_value(a)
+                a = _fast_value(a, self.opaques)
                 if a is _UNUSUAL:
                     return None
                 decoded_args.append(a)
         pairs = []
         for k, v in kwargs.items():
             if type(v) not in plain:
-                v = _fast_value(v)
+                v = _fast_value(v, self.opaques)
                 if v is _UNUSUAL:
                     return None
             pairs.append((k, v))
         values = []
         for k, v in meta.items():
             if type(v) not in plain:
-                v = _fast_value(v)
+                v = _fast_value(v, self.opaques)
                 if v is _UNUSUAL:
                     return None
             values.append((k, v))
@@ -633,7 +704,7 @@ class _Reader:
         return _new_record(
             name,
             op,
-            Target.of(tname, kind),
+            found,
             tuple(decoded_args),
             tuple(pairs),
             tuple(user_list),
@@ -704,9 +775,12 @@ _new_input = trusted_constructor(QInput)
 _new_annotation = trusted_constructor(Annotation)
 
 
-def _fast_value(data: Any) -> Any:
+def _fast_value(data: Any, opaques: dict[tuple[str, str], Opaque]) -> Any:
     """A float, a node reference, an opaque constant or a tuple of plain values, decoded as
-    :func:`portmeta.codec.decode` does; ``_UNUSUAL`` for anything else."""
+    :func:`portmeta.codec.decode` does; ``_UNUSUAL`` for anything else.
+
+    Equal opaque constants (a dtype in every q/dq node) are one object, kept in ``opaques``.
+    """
     kind = type(data)
     if kind is float:
         return data
@@ -721,7 +795,10 @@ def _fast_value(data: Any) -> Any:
         elif len(data) == 2:
             text, type_name = data.get("$opaque"), data.get("type")
             if type(text) is str and type(type_name) is str:
-                return _new_opaque(type_name, text)
+                found = opaques.get((type_name, text))
+                if found is None:
+                    found = opaques[type_name, text] = _new_opaque(type_name, text)
+                return found
     return _UNUSUAL
 
 

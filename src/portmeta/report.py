@@ -57,16 +57,11 @@ def short_target(graph: Snapshot, name: str) -> str:
 
 
 def _render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
-        "  ".join("-" * w for w in widths),
-    ]
-    lines.extend(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    widths = [max(map(len, column)) for column in zip(headers, *rows, strict=True)]
+    # one format call per row: a table of a large plan has a row per write
+    line = "  ".join(f"{{:<{w}}}" for w in widths).format
+    lines = [line(*headers).rstrip(), "  ".join("-" * w for w in widths)]
+    lines.extend([line(*row).rstrip() for row in rows])
     return "\n".join(lines)
 
 
@@ -78,10 +73,13 @@ def format_table(graph: Snapshot | None, p: Plan, *, width: int = 40) -> str:
     """
     if not p.deltas:
         return "(no writes)"
+    ops: dict[str, str] = {}  # a node receives several writes: its op is worked out once
     rows = [
         (
             d.target,
-            short_target(graph, d.target) if graph is not None else "?",
+            (ops.get(d.target) or ops.setdefault(d.target, short_target(graph, d.target)))
+            if graph is not None
+            else "?",
             d.key,
             short_value(d.value, width),
             d.source,

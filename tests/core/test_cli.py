@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -104,6 +104,30 @@ def test_plan_table(graph_file: Path) -> None:
     assert "model.py:7 in forward" in r.stdout
     assert "get_attr_chain" in r.stdout
     assert "10 nodes, 1 annotated; 7 writes to 4 nodes" in lines[-1]
+
+
+@pytest.mark.parametrize("make", [conv_graph, affine_graph, broken_graph])
+def test_plan_table_and_explain_equal_what_the_fingerprinted_plan_gives(
+    make: Callable[[], portmeta.graph.Snapshot], tmp_path: Path
+) -> None:
+    # the table and explain plan without the fingerprint they never show
+    path = tmp_path / "graph.json"
+    portmeta.dump_graph(make(), path)
+    graph = portmeta.load_graph(path)
+    full = portmeta.plan(graph, errors="collect")
+    r = run("plan", str(path), "--errors", "collect")
+    assert r.returncode == 0, r.stderr
+    diags = portmeta.report.format_diagnostics(full)
+    assert r.stdout == (
+        portmeta.report.format_table(graph, full)
+        + "\n"
+        + ("\n" + diags + "\n" if diags else "")
+        + "\n"
+        + portmeta.report.summary(graph, full)
+        + "\n"
+    )
+    for node in graph:
+        assert portmeta.explain(graph, node) == portmeta.explain(graph, node, plan=full)
 
 
 def test_plan_json_stdout_equals_library_plan(graph_file: Path) -> None:

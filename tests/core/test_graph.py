@@ -252,3 +252,51 @@ def test_cycles_are_refused_unless_allowed_and_walks_stop_on_them():
     with pytest.raises(CyclicWalkError, match="came back to node 'dq'") as info:
         plan(g)
     assert isinstance(info.value, RuntimeError) and info.value.node == "y"
+
+
+def _check_outcome(check, recs):
+    try:
+        return ("ok", check(list(recs)))
+    except GraphBuildError as exc:
+        return ("error", str(exc))
+
+
+def test_one_pass_check_agrees_with_the_careful_one():
+    from portmeta.graph import _check_records, _check_records_carefully
+
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    _, dq = b.qdq(x)
+    a = b.call("aten.relu.default", dq, name="a")
+    c = b.call("aten.add.Tensor", a, dq, name="c")
+    b.output(c)
+    recs = list(portmeta.records(b.build()))
+    by_name = {r.name: r for r in recs}
+    swapped_users = attrs.evolve(by_name["dq"], users=tuple(reversed(by_name["dq"].users)))
+    cases = {
+        "in order": recs,
+        "reversed": list(reversed(recs)),
+        "users in another order": [swapped_users if r.name == "dq" else r for r in recs],
+        "a user missing": [
+            attrs.evolve(r, users=r.users[:1]) if r.name == "dq" else r for r in recs
+        ],
+        "duplicate": [*recs, recs[0]],
+        "not a record": [*recs, "x"],
+        "shared meta": [attrs.evolve(r, meta_owner="x") if r.name == "a" else r for r in recs],
+        "shared meta of itself": [
+            attrs.evolve(r, meta_owner="a") if r.name == "a" else r for r in recs
+        ],
+    }
+    for label, case in cases.items():
+        fast, careful = (
+            _check_outcome(_check_records, case),
+            _check_outcome(_check_records_carefully, case),
+        )
+        if careful[0] == "error":
+            assert fast == careful, label
+        else:
+            assert fast[0] == "ok", label
+    # True (no cycle possible) only for records in order; the rest leave it to networkx
+    assert _check_records(recs) is True
+    assert _check_records(list(reversed(recs))) is False
+    assert build_graph(reversed(recs)).number_of_nodes() == len(recs)
