@@ -76,6 +76,24 @@ KEYS = portmeta.TORCHAO.keys
 # --------------------------------------------------------------------------- timing
 
 
+def _timed_once(fn: Callable[[Any], Any], setup: Callable[[], Any], collector: bool) -> float:
+    """Wall time of one ``fn(setup())`` (``setup`` not timed), the collector off unless asked.
+
+    As ``timeit`` does, the cyclic garbage collector is off while a run is timed (unless
+    ``collector``), so that no run pays for a collection of the whole heap that the garbage of
+    earlier runs or of the benchmark itself triggers; it runs between the timed runs.
+    """
+    arg = setup()
+    if not collector:
+        gc.disable()
+    try:
+        start = time.perf_counter()
+        fn(arg)
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
 def median_seconds(
     fn: Callable[[Any], Any],
     repeat: int,
@@ -83,25 +101,9 @@ def median_seconds(
     *,
     collector: bool = False,
 ) -> float:
-    """Median wall time of ``fn(setup())`` over ``repeat`` runs (``setup`` is not timed).
-
-    As ``timeit`` does, the cyclic garbage collector is off while a run is timed (unless
-    ``collector``), so that no run pays for a collection of the whole heap that the garbage of
-    earlier runs or of the benchmark itself triggers; it runs between the timed runs.
-    """
+    """Median of ``repeat`` :func:`_timed_once` runs of ``fn(setup())``, after one warm-up."""
     fn(setup())  # warm-up
-    times = []
-    for _ in range(repeat):
-        arg = setup()
-        if not collector:
-            gc.disable()
-        try:
-            start = time.perf_counter()
-            fn(arg)
-            times.append(time.perf_counter() - start)
-        finally:
-            gc.enable()
-    return statistics.median(times)
+    return statistics.median(_timed_once(fn, setup, collector) for _ in range(repeat))
 
 
 def medians_together(
@@ -117,15 +119,7 @@ def medians_together(
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeat):
         for name, (fn, setup, collector) in cases.items():
-            arg = setup()
-            if not collector:
-                gc.disable()
-            try:
-                start = time.perf_counter()
-                fn(arg)
-                times[name].append(time.perf_counter() - start)
-            finally:
-                gc.enable()
+            times[name].append(_timed_once(fn, setup, collector))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
