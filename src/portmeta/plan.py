@@ -86,7 +86,7 @@ PLAN_SCHEMA_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class MetaDelta:
     """One metadata write: ``target.meta[key] = value``, copied from ``source``.
 

@@ -81,8 +81,16 @@ def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
     ``__attrs_post_init__`` check: it is for producers whose values already have the types the
     fields hold (the FX reader, the JSON reader after its own checks, the planner). The result
     is an ordinary instance of ``cls``, equal to the one the checked constructor makes from the
-    same values. The slots are set through their descriptors, which skips both the checks and
-    the name lookup a frozen class's ``__init__`` makes per field.
+    same values.
+
+    A frozen class refuses plain attribute stores, so its ``__init__`` sets each slot through
+    ``object.__setattr__``. Here the fields are stored on an instance of a *mutable twin* (a
+    plain class with the same slots) by plain stores, which CPython specialises, and the instance
+    then becomes a ``cls`` by ``__class__`` assignment, which CPython allows between classes of
+    the same layout: about half the cost for a ten-field record (measured in
+    docs/performance.md). That needs ``cls`` without a ``__weakref__`` slot (attrs'
+    ``weakref_slot=False``, as the records here are declared); for any other class the slots are
+    set through their descriptors instead.
 
     Example
     -------
@@ -91,19 +99,43 @@ def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
     (True, True)
     """
     fields = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
+    slots = tuple(getattr(cls, "__slots__", ()))
+    cached_hash = "_attrs_cached_hash" in slots  # attrs' cache_hash=True slot
     params = ", ".join(fields)
-    body = "".join(f"    set_{f}(obj, {f})\n" for f in fields)
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    for f in fields:
-        namespace[f"set_{f}"] = cls.__dict__[f].__set__
-    if "_attrs_cached_hash" in getattr(cls, "__slots__", ()):  # attrs' cache_hash=True slot
-        namespace["set_hash"] = cls.__dict__["_attrs_cached_hash"].__set__
-        body += "    set_hash(obj, None)\n"
-    code = f"def make({params}):\n    obj = new(cls)\n{body}    return obj\n"
+    twin = _mutable_twin(cls, slots)
+    if twin is not None:
+        namespace["twin"] = twin
+        body = "".join(f"    obj.{f} = {f}\n" for f in fields)
+        if cached_hash:
+            body += "    obj._attrs_cached_hash = None\n"
+        code = f"def make({params}):\n    obj = new(twin)\n{body}    obj.__class__ = cls\n    return obj\n"
+    else:
+        body = "".join(f"    set_{f}(obj, {f})\n" for f in fields)
+        for f in fields:
+            namespace[f"set_{f}"] = cls.__dict__[f].__set__
+        if cached_hash:
+            namespace["set_hash"] = cls.__dict__["_attrs_cached_hash"].__set__
+            body += "    set_hash(obj, None)\n"
+        code = f"def make({params}):\n    obj = new(cls)\n{body}    return obj\n"
     exec(compile(code, f"<trusted constructor of {cls.__qualname__}>", "exec"), namespace)
     make: Callable[..., _T] = namespace["make"]
     make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
     return make
+
+
+def _mutable_twin(cls: type[Any], slots: tuple[str, ...]) -> type[Any] | None:
+    """A plain class with the slots of ``cls`` whose instances may become ``cls`` instances
+    (``None`` when CPython refuses the ``__class__`` assignment: another layout)."""
+    if not slots or cls.__bases__ != (object,):
+        return None
+    twin = type(f"_Mutable{cls.__name__}", (), {"__slots__": slots})
+    probe: Any = object.__new__(twin)
+    try:
+        probe.__class__ = cls
+    except TypeError:  # "object layout differs": a __weakref__ slot, a base with slots...
+        return None
+    return twin
 
 
 #: Operator targets, interned: a graph names few distinct operators many times, and an
@@ -112,7 +144,7 @@ _INTERNED: dict[tuple[str, TargetKind], Target] = {}
 _INTERN_LIMIT = 20_000
 
 
-@attrs.frozen(slots=True, cache_hash=True)
+@attrs.frozen(slots=True, cache_hash=True, weakref_slot=False)
 class Target:
     """A node target as a canonical string plus its kind.
 
@@ -182,7 +214,7 @@ class Target:
 _new_target = trusted_constructor(Target)
 
 
-@attrs.frozen(slots=True, repr=False)
+@attrs.frozen(slots=True, repr=False, weakref_slot=False)
 class NodeRef:
     """A reference to another node inside ``args`` / ``kwargs``.
 
@@ -198,7 +230,7 @@ class NodeRef:
         return f"NodeRef(name={self.name!r})"
 
 
-@attrs.frozen(slots=True, repr=False)
+@attrs.frozen(slots=True, repr=False, weakref_slot=False)
 class Opaque:
     """A constant the snapshot keeps only as text: its type name and its ``repr``.
 
@@ -255,7 +287,7 @@ def iter_node_refs(value: Any) -> Iterator[str]:
             stack.extend(reversed(list(item.values())))
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class QSpec:
     """The part of a quantization spec that planning reads.
 
@@ -289,7 +321,7 @@ class QSpec:
         return self.is_dynamic is True
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class QInput:
     """One entry of an annotation's ``input_qspec_map``.
 
@@ -317,7 +349,7 @@ class QInput:
             )
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class Malformed:
     """An annotation object upstream cannot read, and the error reading it raises.
 
@@ -343,7 +375,7 @@ def _to_inputs(value: Any) -> tuple[QInput, ...]:
     return tuple(value)
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class Annotation:
     """A quantization annotation as plain data: ordered inputs and the output spec.
 
@@ -409,7 +441,7 @@ def _to_meta(value: Any) -> tuple[tuple[str, Any], ...]:
     return tuple(out.items())
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class NodeRecord:
     """One node of the snapshot.
 

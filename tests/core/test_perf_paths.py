@@ -150,3 +150,27 @@ def test_collect_drops_exactly_the_failing_nodes_writes():
     assert [e.node for e in collected.errors] == ["c"]
     writes, _ = plan_writes(graph(False))
     assert collected.deltas == writes
+
+
+def test_trusted_constructor_mutable_twin_and_descriptor_fallback():
+    # the records are declared without a __weakref__ slot, so their trusted constructors take
+    # the mutable-twin path; a class with one takes the descriptor path; both give real,
+    # frozen instances equal to the checked constructor's
+    @attrs.frozen(slots=True)
+    class WithWeakref:
+        a: int
+        b: str
+
+    for cls, values in ((NodeRef, ("x",)), (WithWeakref, (1, "b"))):
+        made = trusted_constructor(cls)(*values)
+        assert type(made) is cls and made == cls(*values) and hash(made) == hash(cls(*values))
+        try:
+            made.__setattr__(attrs.fields(cls)[0].name, values[0])
+        except attrs.exceptions.FrozenInstanceError:
+            pass
+        else:
+            raise AssertionError(f"a trusted {cls.__name__} was mutable")
+    assert "twin" in trusted_constructor(NodeRecord).__globals__
+    assert "twin" not in trusted_constructor(WithWeakref).__globals__
+    cached = trusted_constructor(Target)("aten.relu.default", TargetKind.OVERLOAD)
+    assert hash(cached) == hash(Target.overload("aten.relu.default"))

@@ -72,7 +72,7 @@ def as_rule(value: Rule | str) -> Rule:
     return value if type(value) is Rule else Rule(value)
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class Copy:
     """One ``copy(target <- source)`` a rule asks for.
 
@@ -91,7 +91,7 @@ class Copy:
     path: tuple[str, ...] = attrs.field(converter=names)
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class Diagnostic:
     """Something planning noticed, as data.
 
@@ -124,7 +124,7 @@ def _diagnostics(value: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
     return value if type(value) is tuple else tuple(value)
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class RuleResult:
     """The copies a rule asks for, in order, and its diagnostics.
 
