@@ -379,7 +379,8 @@ class _Reader:
         self.foreign: deque[torch.fx.Node] = deque()
         self.refs: dict[torch.fx.Node, NodeRef] = {}
         self.targets = _TARGETS
-        self.specs: dict[tuple[int, bool], tuple[Any, QSpec | None]] = {}
+        self.input_specs: dict[int, tuple[Any, QSpec | None]] = {}
+        self.output_specs: dict[int, tuple[Any, QSpec | None]] = {}
 
     def name(self, node: torch.fx.Node) -> str:
         name = self.names.get(node)
@@ -429,11 +430,34 @@ class _Reader:
 
     def qspec(self, spec: Any, *, read_dynamic: bool = True) -> QSpec | None:
         """:func:`qspec_of`, once per spec object (quantizers share specs between nodes)."""
-        key = (id(spec), read_dynamic)
-        found = self.specs.get(key)
+        specs = self.input_specs if read_dynamic else self.output_specs
+        found = specs.get(id(spec))
         if found is None or found[0] is not spec:
-            found = self.specs[key] = (spec, qspec_of(spec, read_dynamic=read_dynamic))
+            found = specs[id(spec)] = (spec, qspec_of(spec, read_dynamic=read_dynamic))
         return found[1]
+
+    def annotation(self, value: Any) -> Annotation | None:
+        """:func:`annotation_of` for a node's ``quantization_annotation`` value (not ``None``).
+
+        The usual annotation (a non-empty dict of the graph's nodes to specs met before) is
+        read here without a call per input; anything else by :func:`_annotation`.
+        """
+        try:
+            qspec_map = value.input_qspec_map
+            output = value.output_qspec
+        except AttributeError:  # malformed: the general reader says how
+            qspec_map = None
+        if type(qspec_map) is not dict or not qspec_map:
+            return _annotation(value, self.name, self.qspec)
+        names, specs = self.names, self.input_specs
+        inputs = []
+        for key, spec in qspec_map.items():
+            name = names.get(key) if type(key) is torch.fx.Node else None
+            found = specs.get(id(spec))
+            if name is None or found is None or found[0] is not spec:
+                return _annotation(value, self.name, self.qspec)
+            inputs.append(_new_input(name, found[1], True))
+        return _new_annotation(tuple(inputs), self.qspec(output, read_dynamic=False), None)
 
     def target(self, node: torch.fx.Node) -> Target:
         """:func:`target_of`, once per target object (by identity: equal callables may differ)."""
@@ -472,41 +496,49 @@ class _Reader:
             tuple([(str(k), self.arg(v)) for k, v in kwargs.items()]) if kwargs else (),
             users,
             values,
-            None if annotation is None else _annotation(annotation, self.name, self.qspec),
+            None if annotation is None else self.annotation(annotation),
             foreign,
             None if owner == name else owner,
         )
 
     def records(self) -> list[NodeRecord]:
-        """The own nodes' records in graph order, then the foreign nodes' in order met."""
+        """The own nodes' records in graph order, then the foreign nodes' in order met.
+
+        The usual node (a target met before, no keyword arguments, every user one of the
+        graph's own nodes) is read in the loop itself, annotated or not; each own node's
+        :class:`NodeRef` is made as the node is read, so that its users, read later, find it
+        (a torch.fx graph lists arguments before their users). Anything else goes through
+        :meth:`record`.
+        """
         owners: dict[int, str] = {}  # id(meta dict) -> first node holding it
         recs = []
-        names, targets, keys, args = self.names, self.targets, self.keys, self.args
+        names, targets, keys, args, refs = self.names, self.targets, self.keys, self.args, self.refs
         user_name = names.__getitem__
+        new_ref, new_record, annotation_of_value = _new_ref, _new_record, self.annotation
         for node in self.own:
             meta = node.meta
             name = names[node]
+            if node not in refs:
+                refs[node] = new_ref(name)
             owner = owners.setdefault(id(meta), name)
             t = node.target
             found = targets.get(id(t))
-            if found is None or found[0] is not t or node.kwargs or Q_ANNOTATION_KEY in meta:
+            op = node.op
+            if found is None or found[0] is not t or node.kwargs or type(op) is not str or not op:
                 recs.append(self.record(node, owner, foreign=False))  # the general case
                 continue
-            # the usual node, inline: a target met before, no keyword arguments, no annotation
-            op = node.op
             try:
                 users = tuple(map(user_name, node.users))
             except KeyError:  # a user of another graph
-                users = None
-            if users is None or type(op) is not str or not op:
                 recs.append(self.record(node, owner, foreign=False))
                 continue
             values: tuple[tuple[str, Any], ...] = ()
             for key in keys:
                 if key in meta:
                     values += ((key, meta[key]),)
+            annotation = meta.get(Q_ANNOTATION_KEY)
             recs.append(
-                _new_record(
+                new_record(
                     name,
                     op,
                     found[1],
@@ -514,7 +546,7 @@ class _Reader:
                     (),
                     users,
                     values,
-                    None,
+                    None if annotation is None else annotation_of_value(annotation),
                     False,
                     None if owner == name else owner,
                 )

@@ -1,8 +1,9 @@
 """The FX reader's fast paths (issue 12) against the careful per-node conversion.
 
 :meth:`portmeta_fx.snapshot._Reader.records` reads the usual node inline (a target met before,
-no keyword arguments, no annotation) and converts a node's arguments with one lookup per
-argument; :func:`portmeta_fx.record_of` converts a node field by field through the checked
+no keyword arguments, users of its own graph), annotated or not, reads the usual annotation
+(a dict of the graph's nodes to specs met before) without a call per input, and converts a
+node's arguments with one lookup per argument; :func:`portmeta_fx.record_of` converts a node field by field through the checked
 record constructor. On random FX graphs (odd arguments, foreign nodes, shared meta dicts,
 hand edits) both give the same records.
 """
