@@ -48,7 +48,7 @@ from portmeta.check import Finding, check_writes
 from portmeta.graph import Snapshot
 from portmeta.plan import plan_writes
 
-from .apply import write_deltas
+from .apply import write_meta
 from .snapshot import read_fx, resolve_profile
 
 __all__ = ["PortmetaInternalError", "PortNodeMetaForQDQ", "patch_convert_pt2e"]
@@ -255,7 +255,7 @@ class PortNodeMetaForQDQ(PassBase):
         """
         (deltas, _), nodes = self._writes(graph_module)
         self._check(stacklevel=5)
-        write_deltas(deltas, nodes)
+        write_meta(deltas, nodes)
         return PassResult(graph_module, True)
 
 

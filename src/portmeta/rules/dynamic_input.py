@@ -37,7 +37,7 @@ from ..errors import (
     NoUserError,
     ScaleWithoutUsersError,
 )
-from ..graph import Snapshot, users
+from ..graph import Snapshot
 from ..profiles import Profile
 from .base import Rule, RuleResult, new_copy, new_result, non_sym_users
 
@@ -115,7 +115,7 @@ def dynamic_input(
     if len(cq_users) != 2:
         raise ChooseQParamsUsersError(node, cq, len(cq_users))
     scale = cq_users[-1]
-    scale_users = users(graph, scale)
+    scale_users = tuple(graph._succ[scale])  # type: ignore[attr-defined]
     if not scale_users:
         raise ScaleWithoutUsersError(node, scale)
     q = scale_users[0]

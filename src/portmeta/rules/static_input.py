@@ -129,7 +129,7 @@ def static_input(
             continue
         if not is_dequantize(nodes[arg.name]["record"]):
             continue
-        walked = walk_to_producer(graph, profile, node, arg.name)
+        walked = _walk(graph, profile, node, arg.name, strict=True)
         if reachable and walked[-1] == input_node:
             break
     else:

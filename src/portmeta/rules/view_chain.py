@@ -22,7 +22,7 @@ Example
 from __future__ import annotations
 
 from ..errors import CyclicWalkError, MissingArgumentError
-from ..graph import Snapshot, record
+from ..graph import Snapshot
 from ..profiles import Profile
 from ..records import NodeRef
 from .base import EMPTY, Rule, RuleResult, new_copy, new_result
@@ -46,20 +46,22 @@ def view_chain(graph: Snapshot, profile: Profile, node: str, q: str) -> RuleResu
     CyclicWalkError
         The chain comes back to a node on it (upstream never returns).
     """
+    nodes = graph._node  # type: ignore[attr-defined]
     chain = [q]
-    q_rec = record(graph, q)
+    q_rec = nodes[q]["record"]
     if not q_rec.args:
         raise MissingArgumentError(node, q)
     cur = q_rec.args[0]
-    while isinstance(cur, NodeRef) and profile.is_view(record(graph, cur.name)):
+    is_view = profile.is_view
+    while isinstance(cur, NodeRef) and is_view(nodes[cur.name]["record"]):
         if cur.name in chain:
             raise CyclicWalkError(node, cur.name)
         chain.append(cur.name)
-        view = record(graph, cur.name)
+        view = nodes[cur.name]["record"]
         if not view.args:
             raise MissingArgumentError(node, view.name)
         cur = view.args[0]
-    if not (isinstance(cur, NodeRef) and record(graph, cur.name).op == "get_attr"):
+    if not (isinstance(cur, NodeRef) and nodes[cur.name]["record"].op == "get_attr"):
         return EMPTY
     source = cur.name
     path = (source, *chain[::-1])
