@@ -135,3 +135,27 @@ def test_dict_round_trip(profile):
 def test_malformed_profile_data(data):
     with pytest.raises(ProfileError, match="malformed profile data"):
         Profile.from_dict(data)
+
+
+def test_predicates_by_name_agree_with_the_target_sets():
+    # the predicates look targets up by name (then kind); set membership is the definition
+    from portmeta import LEGACY_TORCH_AO, TORCHAO, NodeRecord, Target
+    from portmeta.records import TargetKind
+
+    for profile in (TORCHAO, LEGACY_TORCH_AO, TORCHAO.extend(view_ops=[Target.named("x")])):
+        sets = [getattr(profile, f) for f in ("quantize", "dequantize", "choose_qparams")]
+        names = {t.name for s in (*sets, profile.view_ops, profile.workflow_ops) for t in s}
+        names |= {t.name for t in profile.sym_size_any_op | profile.sym_size_call_function}
+        for name in (*sorted(names), "aten.relu.default"):
+            for kind in TargetKind:
+                for op in ("call_function", "call_method", "get_attr"):
+                    rec = NodeRecord("n", op, Target(name, kind))
+                    t, cf = rec.target, op == "call_function"
+                    assert profile.is_quantize(rec) == (cf and t in profile.quantize)
+                    assert profile.is_dequantize(rec) == (cf and t in profile.dequantize)
+                    assert profile.is_choose_qparams(rec) == (cf and t in profile.choose_qparams)
+                    assert profile.is_view(rec) == (cf and t in profile.view_ops)
+                    assert profile.is_workflow_op(rec) == (t in profile.workflow_ops)
+                    assert profile.is_sym_size(rec) == (
+                        t in profile.sym_size_any_op or (cf and t in profile.sym_size_call_function)
+                    )
