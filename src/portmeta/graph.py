@@ -177,65 +177,79 @@ def build_graph(
     portmeta.errors.GraphBuildError: node 'x' lists unknown user 'y'
     """
     recs = list(node_records)
-    ordered = check and _check_records(recs)
-    G = _assemble(recs, None if meta_keys is None else tuple(meta_keys))
-    # records whose every reference points to an earlier record are in topological order,
-    # so they cannot form a cycle: networkx's search is needed only for the others
-    if check and not ordered and not allow_cycles and not nx.is_directed_acyclic_graph(G):
-        cycle = [u for u, _ in nx.find_cycle(G)]
-        raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
+    keys = None if meta_keys is None else tuple(meta_keys)
+    # records in order (every reference to an earlier record) cannot form a cycle: networkx's
+    # search is needed only for the others
+    G = _assemble_in_order(recs, keys) if check else None
+    if G is None:
+        if check:
+            _check_records_carefully(recs)
+        G = _assemble(recs, keys)
+        if check and not allow_cycles and not nx.is_directed_acyclic_graph(G):
+            cycle = [u for u, _ in nx.find_cycle(G)]
+            raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
     frozen: Snapshot = nx.freeze(G)
     return frozen
 
 
-def _check_records(recs: list[NodeRecord]) -> bool:
-    """The structural checks of :func:`build_graph` (cycles aside).
+def _assemble_in_order(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot | None:
+    """:func:`_assemble` of records that form a graph in order, checked on the way; ``None``
+    for any others (left to :func:`_check_records_carefully`, which says what is wrong).
 
-    Returns whether every reference points to an earlier record (then there is no cycle).
-    The usual graph (records in order, ``users`` in the order of the records that reference
-    the node) is checked in one pass; anything else, or any error, goes
-    through :func:`_check_records_carefully`, which says what is wrong.
+    In order means: names unique, every reference to an earlier record, every ``users`` entry
+    a later record, and the records that list a node as a user exactly those that reference
+    it (as :func:`_check_records_carefully` demands). Such records cannot form a cycle. The
+    check rides on the assembly: each record's ``_pred`` dict is complete when the record is
+    reached (its users lists are those of earlier records), so it is compared with the
+    record's references there, and no index of positions is needed.
     """
     if not set(map(type, recs)) <= _RECORD_TYPE:
-        return _check_records_carefully(recs)
-    position = {rec.name: i for i, rec in enumerate(recs)}
-    if len(position) != len(recs):
-        return _check_records_carefully(recs)
-    referenced_by: list[list[str]] = [[] for _ in recs]
-    get = position.get
-    for i, rec in enumerate(recs):
-        name, owner = rec.name, rec.meta_owner
-        if owner is not None:
-            at = get(owner)
-            if at is None or at == i or recs[at].meta_owner is not None:
-                return _check_records_carefully(recs)
-        # the references among the arguments themselves (the usual case) read inline; nested
-        # values and keyword arguments through input_names (a reference seen twice by one
-        # record is counted once: it is the last entry then)
-        flat = not rec.kwargs
-        for value in rec.args:
-            kind = type(value)
-            if kind is NodeRef:
-                at = get(value.name)
-                if at is None or at >= i:
-                    return _check_records_carefully(recs)
-                found = referenced_by[at]
-                if not found or found[-1] != name:
-                    found.append(name)
-            elif kind not in _PLAIN_LEAVES:
-                flat = False
-        if not flat:
-            for ref in rec.input_names():
-                at = get(ref)
-                if at is None or at >= i:
-                    return _check_records_carefully(recs)
-                found = referenced_by[at]
-                if not found or found[-1] != name:
-                    found.append(name)
-    for rec, expected in zip(recs, referenced_by, strict=True):
-        if len(rec.users) != len(expected) or rec.users != tuple(expected):
-            return _check_records_carefully(recs)
-    return True
+        return None
+    pred: dict[str, dict[str, Any]] = {rec.name: {} for rec in recs}
+    if len(pred) != len(recs):  # a name twice
+        return None
+    later = pred.copy()  # the _pred dicts of the records not reached yet
+    take, find = later.pop, later.get
+    node: dict[str, dict[str, Any]] = {}
+    succ: dict[str, dict[str, Any]] = {}
+    owned = []
+    for rec in recs:
+        name = rec.name
+        before = take(name)  # the records that list this one as a user
+        node[name] = {"record": rec}
+        out = succ[name] = {}
+        user_list = rec.users
+        for user in user_list:  # users order
+            into = find(user)
+            if into is None:  # unknown, this record or an earlier one
+                return None
+            out[user] = into[name] = {}
+        if len(out) != len(user_list):  # a user twice
+            return None
+        # the references among the arguments themselves (the usual case) are read inline;
+        # nested values, keyword arguments and a reference twice through input_names()
+        count = -1 if rec.kwargs else 0
+        if count == 0:
+            for value in rec.args:
+                kind = type(value)
+                if kind is NodeRef:
+                    if value.name not in before:
+                        return None
+                    count += 1
+                elif kind not in _PLAIN_LEAVES:
+                    count = -1
+                    break
+        if count != len(before) or count > 1:
+            refs = rec.input_names()
+            if len(refs) != len(before) or not all(map(before.__contains__, refs)):
+                return None
+        if rec.meta_owner is not None:
+            owned.append(rec)
+    for rec in owned:
+        owner = node.get(rec.meta_owner)  # type: ignore[arg-type]
+        if owner is None or owner["record"] is rec or owner["record"].meta_owner is not None:
+            return None
+    return _snapshot(recs, keys, node, succ, pred)
 
 
 _RECORD_TYPE = frozenset({NodeRecord})
@@ -304,8 +318,20 @@ def _assemble(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot:
         out = succ[name] = {}
         for user in rec.users:  # users order
             out[user] = pred[user][name] = {}
+    node = {rec.name: {"record": rec} for rec in recs}
+    return _snapshot(recs, keys, node, succ, pred)
+
+
+def _snapshot(
+    recs: list[NodeRecord],
+    keys: tuple[str, ...] | None,
+    node: dict[str, dict[str, Any]],
+    succ: dict[str, dict[str, Any]],
+    pred: dict[str, dict[str, Any]],
+) -> Snapshot:
+    """The (unfrozen) snapshot with these networkx dicts (see :func:`_assemble`)."""
     G = Snapshot()
-    G._node = {rec.name: {"record": rec} for rec in recs}  # type: ignore[attr-defined]
+    G._node = node  # type: ignore[attr-defined]
     G._succ = succ  # type: ignore[attr-defined]
     G._pred = pred  # type: ignore[attr-defined]
     G.graph["annotated"] = tuple(
