@@ -1021,14 +1021,19 @@ class _HookedDecoder:
             or (ann is not None and type(ann) is not Annotation)
             or (foreign is not False and foreign is not True)
             or (meta_owner is not None and type(meta_owner) is not str)
-            or not _STR.issuperset(map(type, user_list))  # in C, without a set
         ):
             return data
+        # inline loops: cheaper than a check in C (a map) for lists this short
+        for user in user_list:
+            if type(user) is not str:
+                return data
+        decoded = True
+        for value in args:
+            if type(value) not in _DECODED:
+                decoded = False
+                break
         try:
-            if _DECODED.issuperset(map(type, args)):
-                values = tuple(args)
-            else:
-                values = tuple([_hooked_value(a) for a in args])
+            values = tuple(args) if decoded else tuple([_hooked_value(a) for a in args])
             pairs = _hooked_pairs(kwargs) if kwargs else ()
             recorded = _hooked_pairs(meta) if meta else ()
         except codec.CodecError:
