@@ -921,8 +921,8 @@ class _HookedDecoder:
     reference, opaque constant, tuple or non-finite float into its value, a target into a
     :class:`Target`, a qspec, annotation input, malformed note or annotation into its record,
     and a node, whose members are decoded by then, into its :class:`NodeRecord`. Equal
-    references, opaque constants, targets and qspecs read from one file are one object.
-    Anything else is left as it is.
+    opaque constants, targets and qspecs read from one file are one object. Anything else is
+    left as it is.
 
     The shapes are told apart by their keys, not by where they are, so an object elsewhere
     (a metadata dict with a ``$node`` key, say) may be turned into something it is not; but
@@ -934,7 +934,6 @@ class _HookedDecoder:
     """
 
     def __init__(self) -> None:
-        self.refs: dict[str, NodeRef] = {}
         self.opaques: dict[tuple[str, str], Opaque] = {}
         self.targets: dict[tuple[str, str], Target] = {}
         self.qspecs: dict[tuple[str, bool | None], QSpec] = {}
@@ -945,10 +944,7 @@ class _HookedDecoder:
         if size == 1:
             name = data.get("$node")
             if type(name) is str:
-                ref = self.refs.get(name)
-                if ref is None:
-                    ref = self.refs[name] = _new_ref(name)
-                return ref
+                return _new_ref(name)
         elif size == 2:
             get = data.get
             text = get("$opaque")
