@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import GraphFormatError
 
-__all__ = ["atomic_write_text", "read_json", "json_error"]
+__all__ = ["atomic_write_text", "read_json", "read_text", "parse_json", "json_error"]
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str | bytes) -> None:
@@ -60,6 +60,12 @@ def json_error(exc: json.JSONDecodeError) -> str:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON document, turning every way it can fail into :class:`GraphFormatError`."""
+    return parse_json(read_text(path), str(path))
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The text of a file that should hold JSON; :class:`GraphFormatError` if it cannot be
+    read, is empty or is not UTF-8."""
     source = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -72,9 +78,14 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     if not raw or raw.isspace():  # stops at the first other byte; strip() would copy
         raise GraphFormatError("file is empty", source)
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise GraphFormatError("not a text file (not UTF-8); expected JSON", source) from None
+
+
+def parse_json(text: str, source: str) -> Any:
+    """Parse :func:`read_text`'s text; :class:`GraphFormatError` (naming ``source``) if it is
+    not JSON or is nested too deeply."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -39,7 +39,7 @@ import networkx as nx
 
 from . import codec
 from ._gc import without_gc
-from ._io import atomic_write_text, read_json
+from ._io import atomic_write_text, parse_json, read_text
 from .errors import GraphBuildError, GraphFormatError
 from .records import (
     OPS,
@@ -177,65 +177,79 @@ def build_graph(
     portmeta.errors.GraphBuildError: node 'x' lists unknown user 'y'
     """
     recs = list(node_records)
-    ordered = check and _check_records(recs)
-    G = _assemble(recs, None if meta_keys is None else tuple(meta_keys))
-    # records whose every reference points to an earlier record are in topological order,
-    # so they cannot form a cycle: networkx's search is needed only for the others
-    if check and not ordered and not allow_cycles and not nx.is_directed_acyclic_graph(G):
-        cycle = [u for u, _ in nx.find_cycle(G)]
-        raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
+    keys = None if meta_keys is None else tuple(meta_keys)
+    # records in order (every reference to an earlier record) cannot form a cycle: networkx's
+    # search is needed only for the others
+    G = _assemble_in_order(recs, keys) if check else None
+    if G is None:
+        if check:
+            _check_records_carefully(recs)
+        G = _assemble(recs, keys)
+        if check and not allow_cycles and not nx.is_directed_acyclic_graph(G):
+            cycle = [u for u, _ in nx.find_cycle(G)]
+            raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
     frozen: Snapshot = nx.freeze(G)
     return frozen
 
 
-def _check_records(recs: list[NodeRecord]) -> bool:
-    """The structural checks of :func:`build_graph` (cycles aside).
+def _assemble_in_order(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot | None:
+    """:func:`_assemble` of records that form a graph in order, checked on the way; ``None``
+    for any others (left to :func:`_check_records_carefully`, which says what is wrong).
 
-    Returns whether every reference points to an earlier record (then there is no cycle).
-    The usual graph (records in order, ``users`` in the order of the records that reference
-    the node) is checked in one pass; anything else, or any error, goes
-    through :func:`_check_records_carefully`, which says what is wrong.
+    In order means: names unique, every reference to an earlier record, every ``users`` entry
+    a later record, and the records that list a node as a user exactly those that reference
+    it (as :func:`_check_records_carefully` demands). Such records cannot form a cycle. The
+    check rides on the assembly: each record's ``_pred`` dict is complete when the record is
+    reached (its users lists are those of earlier records), so it is compared with the
+    record's references there, and no index of positions is needed.
     """
     if not set(map(type, recs)) <= _RECORD_TYPE:
-        return _check_records_carefully(recs)
-    position = {rec.name: i for i, rec in enumerate(recs)}
-    if len(position) != len(recs):
-        return _check_records_carefully(recs)
-    referenced_by: list[list[str]] = [[] for _ in recs]
-    get = position.get
-    for i, rec in enumerate(recs):
-        name, owner = rec.name, rec.meta_owner
-        if owner is not None:
-            at = get(owner)
-            if at is None or at == i or recs[at].meta_owner is not None:
-                return _check_records_carefully(recs)
-        # the references among the arguments themselves (the usual case) read inline; nested
-        # values and keyword arguments through input_names (a reference seen twice by one
-        # record is counted once: it is the last entry then)
-        flat = not rec.kwargs
-        for value in rec.args:
-            kind = type(value)
-            if kind is NodeRef:
-                at = get(value.name)
-                if at is None or at >= i:
-                    return _check_records_carefully(recs)
-                found = referenced_by[at]
-                if not found or found[-1] != name:
-                    found.append(name)
-            elif kind not in _PLAIN_LEAVES:
-                flat = False
-        if not flat:
-            for ref in rec.input_names():
-                at = get(ref)
-                if at is None or at >= i:
-                    return _check_records_carefully(recs)
-                found = referenced_by[at]
-                if not found or found[-1] != name:
-                    found.append(name)
-    for rec, expected in zip(recs, referenced_by, strict=True):
-        if len(rec.users) != len(expected) or rec.users != tuple(expected):
-            return _check_records_carefully(recs)
-    return True
+        return None
+    pred: dict[str, dict[str, Any]] = {rec.name: {} for rec in recs}
+    if len(pred) != len(recs):  # a name twice
+        return None
+    later = pred.copy()  # the _pred dicts of the records not reached yet
+    take, find = later.pop, later.get
+    node: dict[str, dict[str, Any]] = {}
+    succ: dict[str, dict[str, Any]] = {}
+    owned = []
+    for rec in recs:
+        name = rec.name
+        before = take(name)  # the records that list this one as a user
+        node[name] = {"record": rec}
+        out = succ[name] = {}
+        user_list = rec.users
+        for user in user_list:  # users order
+            into = find(user)
+            if into is None:  # unknown, this record or an earlier one
+                return None
+            out[user] = into[name] = {}
+        if len(out) != len(user_list):  # a user twice
+            return None
+        # the references among the arguments themselves (the usual case) are read inline;
+        # nested values, keyword arguments and a reference twice through input_names()
+        count = -1 if rec.kwargs else 0
+        if count == 0:
+            for value in rec.args:
+                kind = type(value)
+                if kind is NodeRef:
+                    if value.name not in before:
+                        return None
+                    count += 1
+                elif kind not in _PLAIN_LEAVES:
+                    count = -1
+                    break
+        if count != len(before) or count > 1:
+            refs = rec.input_names()
+            if len(refs) != len(before) or not all(map(before.__contains__, refs)):
+                return None
+        if rec.meta_owner is not None:
+            owned.append(rec)
+    for rec in owned:
+        owner = node.get(rec.meta_owner)  # type: ignore[arg-type]
+        if owner is None or owner["record"] is rec or owner["record"].meta_owner is not None:
+            return None
+    return _snapshot(recs, keys, node, succ, pred)
 
 
 _RECORD_TYPE = frozenset({NodeRecord})
@@ -304,8 +318,20 @@ def _assemble(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot:
         out = succ[name] = {}
         for user in rec.users:  # users order
             out[user] = pred[user][name] = {}
+    node = {rec.name: {"record": rec} for rec in recs}
+    return _snapshot(recs, keys, node, succ, pred)
+
+
+def _snapshot(
+    recs: list[NodeRecord],
+    keys: tuple[str, ...] | None,
+    node: dict[str, dict[str, Any]],
+    succ: dict[str, dict[str, Any]],
+    pred: dict[str, dict[str, Any]],
+) -> Snapshot:
+    """The (unfrozen) snapshot with these networkx dicts (see :func:`_assemble`)."""
     G = Snapshot()
-    G._node = {rec.name: {"record": rec} for rec in recs}  # type: ignore[attr-defined]
+    G._node = node  # type: ignore[attr-defined]
     G._succ = succ  # type: ignore[attr-defined]
     G._pred = pred  # type: ignore[attr-defined]
     G.graph["annotated"] = tuple(
@@ -837,6 +863,260 @@ def _fast_annotation(data: Any) -> Annotation | None:
     return _new_annotation(tuple(inputs), output, None)
 
 
+_MISSING = object()
+_LEAVES = frozenset({str, int, bool, float, type(None)})
+_FLAT = _LEAVES | {NodeRef, Opaque}
+#: What a value is once :class:`_HookedDecoder` has seen it: a JSON scalar, or an object only
+#: the decoder makes (a ``tuple`` comes only from a ``$tuple`` of flat values); lists and
+#: dicts are raw JSON.
+_DECODED = _FLAT | {tuple}
+_NODE_RECORD = frozenset({NodeRecord})
+
+
+def _hooked_value(data: Any, depth: int = 0) -> Any:
+    """A value whose objects :class:`_HookedDecoder` has seen, decoded as
+    :func:`portmeta.codec.decode` decodes the raw value; raises
+    :class:`~portmeta.errors.CodecError` (without a message: the careful reader says what is
+    wrong) where that raises, where the decoder made an object that is no value, and below ``_DEEPEST`` levels
+    of nesting (the careful reader then says whether the value is too deep for it)."""
+    kind = type(data)
+    if kind in _DECODED:
+        return data
+    if depth >= _DEEPEST:
+        raise codec.CodecError
+    depth += 1
+    if kind is list:
+        return [_hooked_value(item, depth) for item in data]
+    if kind is dict and len(data) == 1:
+        ((tag, body),) = data.items()
+        if type(body) is list:
+            if tag == "$tuple":  # one holding more than flat values (hook() makes the others)
+                return tuple([_hooked_value(item, depth) for item in body])
+            if tag == "$dict":
+                out: dict[Any, Any] = {}
+                for pair in body:
+                    if type(pair) is not list or len(pair) != 2:
+                        raise codec.CodecError
+                    key = _hooked_value(pair[0], depth)
+                    try:
+                        out[key] = _hooked_value(pair[1], depth)
+                    except TypeError:  # unhashable key
+                        raise codec.CodecError from None
+                return out
+    raise codec.CodecError
+
+
+#: How deep :func:`_hooked_value` decodes nested values: far deeper than graphs hold them,
+#: far shallower than the careful reader's recursion can go.
+_DEEPEST = 64
+
+
+class _HookedDecoder:
+    """Decodes a saved graph while ``json.loads`` parses it: :meth:`hook` is its
+    ``object_hook``, called on each JSON object once its members are parsed, while they are
+    still in the processor's cache.
+
+    :meth:`hook` turns an object of a known shape into what the careful reader
+    (:class:`_Reader`) makes of such an object where the schema puts it: an encoded node
+    reference, opaque constant, tuple or non-finite float into its value, a target into a
+    :class:`Target`, a qspec, annotation input, malformed note or annotation into its record,
+    and a node, whose members are decoded by then, into its :class:`NodeRecord`. Equal
+    opaque constants, targets and qspecs read from one file are one object. Anything else is
+    left as it is.
+
+    The shapes are told apart by their keys, not by where they are, so an object elsewhere
+    (a metadata dict with a ``$node`` key, say) may be turned into something it is not; but
+    each place of the schema takes only the type its own shape makes (a node's ``meta`` only
+    a plain dict, its ``target`` only a ``Target``, a value only a JSON scalar, a reference,
+    an opaque constant, a tuple, or a list or ``$dict`` of values), so such a file, like one
+    with a mistake or an unusual shape, ends as something :meth:`nodes` refuses, and
+    :func:`load_graph` reads it again with the careful reader, which says what is wrong.
+    """
+
+    def __init__(self) -> None:
+        self.opaques: dict[tuple[str, str], Opaque] = {}
+        self.targets: dict[tuple[str, str], Target] = {}
+        self.qspecs: dict[tuple[str, bool | None], QSpec] = {}
+
+    def hook(self, data: dict[str, Any]) -> Any:
+        """The ``object_hook``: ``data`` decoded, or ``data`` itself (see the class)."""
+        size = len(data)
+        if size == 1:
+            name = data.get("$node")
+            if type(name) is str:
+                return _new_ref(name)
+        elif size == 2:
+            get = data.get
+            text = get("$opaque")
+            if text is not None:
+                type_name = get("type")
+                if type(text) is not str or type(type_name) is not str:
+                    return data
+                key = (type_name, text)
+                found = self.opaques.get(key)
+                if found is None:
+                    found = self.opaques[key] = _new_opaque(type_name, text)
+                return found
+            kind = get("kind")
+            if type(kind) is str:
+                name = get("name")
+                if type(name) is str:
+                    return self.target(data, name, kind)
+                if name is None and "is_dynamic" in data:
+                    return self.qspec(data, kind, get("is_dynamic"))
+        elif size >= 8:
+            return self.node(data, size)
+        elif not size:  # a node's kwargs or meta, most often
+            return data
+        return self.other(data)
+
+    def target(self, data: dict[str, Any], name: str, kind: str) -> Any:
+        """A target ``{"name": name, "kind": kind}``, read as :meth:`_Reader.node` reads it."""
+        key = (name, kind)
+        found = self.targets.get(key)
+        if found is None:
+            tkind = _KINDS.get(kind)
+            if tkind is None:
+                return data
+            if tkind is TargetKind.OVERLOAD or tkind is TargetKind.PACKET:
+                found = Target.of(name, tkind)  # interned
+            else:
+                found = _new_target(name, tkind)
+            self.targets[key] = found
+        return found
+
+    def qspec(self, data: dict[str, Any], kind: str, dyn: Any) -> Any:
+        """A qspec ``{"kind": kind[, "is_dynamic": dyn]}``, as :meth:`_Reader.qspec` reads it."""
+        if dyn is not None and dyn is not True and dyn is not False:
+            return data
+        key = (kind, dyn)
+        found = self.qspecs.get(key)
+        if found is None:
+            found = self.qspecs[key] = _new_qspec(kind, dyn)
+        return found
+
+    def node(self, data: dict[str, Any], size: int) -> Any:
+        """A node's record, as :meth:`_Reader.node` reads it (``data`` if anything differs)."""
+        get = data.get
+        name, op, target = get("name"), get("op"), get("target")
+        args, kwargs, user_list, meta = get("args"), get("kwargs"), get("users"), get("meta")
+        ann = get("annotation", _MISSING)
+        if size == 8:  # the eight fields above, if they are there: no "foreign", "meta_owner"
+            foreign, meta_owner = False, None
+        else:
+            foreign, meta_owner = get("foreign", False), get("meta_owner")
+        if (
+            type(name) is not str
+            or type(op) is not str
+            or not op
+            or type(target) is not Target
+            or type(args) is not list
+            or type(kwargs) is not dict
+            or type(user_list) is not list
+            or type(meta) is not dict
+            or (ann is not None and type(ann) is not Annotation)
+            or (foreign is not False and foreign is not True)
+            or (meta_owner is not None and type(meta_owner) is not str)
+        ):
+            return data
+        # inline loops: cheaper than a check in C (a map) for lists this short
+        for user in user_list:
+            if type(user) is not str:
+                return data
+        decoded = True
+        for value in args:
+            if type(value) not in _DECODED:
+                decoded = False
+                break
+        try:
+            values = tuple(args) if decoded else tuple([_hooked_value(a) for a in args])
+            pairs = _hooked_pairs(kwargs) if kwargs else ()
+            recorded = _hooked_pairs(meta) if meta else ()
+        except codec.CodecError:
+            return data
+        return _new_record(
+            name, op, target, values, pairs, tuple(user_list), recorded, ann, foreign, meta_owner
+        )
+
+    def other(self, data: dict[str, Any]) -> Any:
+        """The less common shapes: ``$tuple``, ``$float``, qspecs, inputs, annotations and
+        malformed notes (``data`` itself for any other)."""
+        get = data.get
+        size = len(data)
+        if size == 1:
+            body = get("$tuple")
+            if type(body) is list and _FLAT.issuperset(map(type, body)):
+                return tuple(body)  # others stay raw, for _hooked_value (it counts the depth)
+            body = get("$float")
+            if type(body) is str and body in codec._FLOATS:
+                return codec._FLOATS[body]
+        kind = get("kind")
+        if type(kind) is str:
+            if size != 1:  # {"kind", "is_dynamic"} is read by hook()
+                return data
+            return self.qspec(data, kind, None)
+        node = get("node")
+        if type(node) is str:
+            spec, is_node = get("qspec"), get("is_node", True)
+            if (
+                size != 1 + ("qspec" in data) + ("is_node" in data)
+                or (spec is not None and type(spec) is not QSpec)
+                or (is_node is not True and is_node is not False)
+            ):
+                return data
+            return _new_input(node, spec, is_node)
+        inputs = get("inputs")
+        if type(inputs) is list:
+            output, bad = get("output", _MISSING), get("malformed")
+            if (
+                size != 2 + ("malformed" in data)
+                or (output is not None and type(output) is not QSpec)
+                or (bad is not None and type(bad) is not Malformed)
+                or not set(map(type, inputs)) <= _QINPUT
+            ):
+                return data
+            return _new_annotation(tuple(inputs), output, bad)
+        error, message = get("error"), get("message")
+        if size == 2 and type(error) is str and type(message) is str:
+            return _new_malformed(error, message)
+        return data
+
+    def nodes(self, data: Any) -> tuple[list[NodeRecord], list[str] | None] | None:
+        """The records and metadata keys of a parsed file, or ``None`` unless the file is a
+        graph of the current schema whose every node :meth:`hook` decoded."""
+        if type(data) is not dict:
+            return None
+        fmt, version, keys, recs = (
+            data.get("format"),
+            data.get("version"),
+            data.get("meta_keys"),
+            data.get("nodes"),
+        )
+        if (
+            type(fmt) is not str
+            or fmt != GRAPH_FORMAT
+            or type(version) is not int
+            or version != GRAPH_SCHEMA_VERSION
+            or (keys is not None and (type(keys) is not list or not set(map(type, keys)) <= _STR))
+            or type(recs) is not list
+            or not set(map(type, recs)) <= _NODE_RECORD
+        ):
+            return None
+        return recs, keys
+
+
+def _hooked_pairs(mapping: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The ``(key, value)`` pairs of a node's ``kwargs`` or ``meta``, values decoded."""
+    if _DECODED.issuperset(map(type, mapping.values())):
+        return tuple(mapping.items())
+    return tuple([(k, _hooked_value(v)) for k, v in mapping.items()])
+
+
+_QINPUT = frozenset({QInput})
+_new_malformed = trusted_constructor(Malformed)
+_new_target = trusted_constructor(Target)
+
+
 @without_gc
 def graph_from_dict(data: Any, *, source: str | None = None) -> Snapshot:
     """Build a snapshot from :func:`graph_to_dict` data.
@@ -900,6 +1180,13 @@ def dump_graph(graph: Snapshot, path: str | os.PathLike[str]) -> None:
     atomic_write_text(path, json.dumps(graph_to_dict(graph), indent=1) + "\n")
 
 
+def _parse_hooked(text: str, decoder: _HookedDecoder) -> Any:
+    """``json.loads`` with the decoder's hook, called as deep in the stack as
+    :func:`portmeta._io.parse_json` calls it: a file nested too deeply for the careful reader's
+    parse is too deep here too (the hook's frames only add to the depth)."""
+    return json.loads(text, object_hook=decoder.hook)
+
+
 @without_gc
 def load_graph(path: str | os.PathLike[str]) -> Snapshot:
     """Read a snapshot written by :func:`dump_graph` (or by ``portmeta_fx.dump``).
@@ -910,7 +1197,22 @@ def load_graph(path: str | os.PathLike[str]) -> Snapshot:
         Naming the file and the problem: unreadable, empty, not UTF-8, not JSON, nested too
         deeply, wrong format or schema version, or any problem :func:`graph_from_dict` finds.
     """
-    return graph_from_dict(read_json(path), source=str(path))
+    source = str(path)
+    text = read_text(path)
+    decoder = _HookedDecoder()
+    try:
+        found = decoder.nodes(_parse_hooked(text, decoder))
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply: said below
+        found = None
+    if found is None:  # a mistake or an unusual shape: the careful reader says or reads it
+        return graph_from_dict(parse_json(text, source), source=source)
+    recs, keys = found
+    try:
+        return build_graph(recs, meta_keys=keys)
+    except GraphBuildError as exc:
+        raise GraphFormatError(str(exc), source) from None
+    except RecursionError:
+        raise GraphFormatError("data is nested too deeply", source) from None
 
 
 # --------------------------------------------------------------------------- helpers

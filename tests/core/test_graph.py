@@ -5,10 +5,12 @@ from __future__ import annotations
 import attrs
 import networkx as nx
 import pytest
+from hypothesis import given, settings
 
 import portmeta
 from portmeta import GraphBuildError, NodeRecord, NodeRef, Target, build_graph
 from portmeta.testing import GraphBuilder, static
+from portmeta.testing.strategies import graphs
 
 from .helpers import DQ, Q
 
@@ -261,15 +263,26 @@ def _check_outcome(check, recs):
         return ("error", str(exc))
 
 
-def test_one_pass_check_agrees_with_the_careful_one():
-    from portmeta.graph import _check_records, _check_records_carefully
+def _layout(g):
+    """Everything of a snapshot's networkx dicts, in their orders."""
+    return (
+        list(g._node.items()),
+        [(u, list(d)) for u, d in g._succ.items()],
+        [(u, list(d)) for u, d in g._pred.items()],
+        g.graph,
+    )
+
+
+def test_in_order_assembly_agrees_with_the_careful_check():
+    from portmeta.graph import _assemble, _assemble_in_order, _check_records_carefully
 
     b = GraphBuilder()
     x = b.placeholder("x")
     _, dq = b.qdq(x)
     a = b.call("aten.relu.default", dq, name="a")
     c = b.call("aten.add.Tensor", a, dq, name="c")
-    b.output(c)
+    d = b.call("aten.mul.Tensor", c, c, name="d")  # one reference twice
+    b.output(d)
     recs = list(portmeta.records(b.build()))
     by_name = {r.name: r for r in recs}
     swapped_users = attrs.evolve(by_name["dq"], users=tuple(reversed(by_name["dq"].users)))
@@ -280,23 +293,49 @@ def test_one_pass_check_agrees_with_the_careful_one():
         "a user missing": [
             attrs.evolve(r, users=r.users[:1]) if r.name == "dq" else r for r in recs
         ],
+        "a user twice": [
+            attrs.evolve(r, users=(*r.users, r.users[0])) if r.name == "dq" else r for r in recs
+        ],
+        "an earlier user": [attrs.evolve(r, users=("x",)) if r.name == "d" else r for r in recs],
+        "a reference to a later node": [
+            attrs.evolve(r, args=(NodeRef("d"),)) if r.name == "a" else r for r in recs
+        ],
+        "an extra user of a node referenced twice": [
+            attrs.evolve(r, users=(*r.users, "d")) if r.name == "dq" else r for r in recs
+        ],
         "duplicate": [*recs, recs[0]],
         "not a record": [*recs, "x"],
         "shared meta": [attrs.evolve(r, meta_owner="x") if r.name == "a" else r for r in recs],
+        "shared meta of a later node": [
+            attrs.evolve(r, meta_owner="d") if r.name == "a" else r for r in recs
+        ],
         "shared meta of itself": [
             attrs.evolve(r, meta_owner="a") if r.name == "a" else r for r in recs
         ],
+        "shared meta of a sharer": [
+            attrs.evolve(r, meta_owner="a" if r.name == "c" else "x") if r.name in ("a", "c") else r
+            for r in recs
+        ],
     }
     for label, case in cases.items():
-        fast, careful = (
-            _check_outcome(_check_records, case),
-            _check_outcome(_check_records_carefully, case),
-        )
+        careful = _check_outcome(_check_records_carefully, case)
+        fast = _assemble_in_order(list(case), None)
         if careful[0] == "error":
-            assert fast == careful, label
-        else:
-            assert fast[0] == "ok", label
-    # True (no cycle possible) only for records in order; the rest leave it to networkx
-    assert _check_records(recs) is True
-    assert _check_records(list(reversed(recs))) is False
+            assert fast is None, label
+        elif fast is not None:  # the same snapshot as assembled after the careful check
+            assert _layout(fast) == _layout(_assemble(list(case), None)), label
+    # only records in order (no cycle possible) are assembled there; the rest go to networkx
+    assert _assemble_in_order(recs, None) is not None
+    assert _assemble_in_order(list(reversed(recs)), None) is None
     assert build_graph(reversed(recs)).number_of_nodes() == len(recs)
+
+
+@settings(max_examples=40)
+@given(graphs(max_blocks=6))
+def test_in_order_assembly_equals_the_careful_path_on_random_graphs(g):
+    from portmeta.graph import _assemble, _assemble_in_order
+
+    recs = list(portmeta.records(g))
+    fast = _assemble_in_order(recs, None)
+    assert fast is not None
+    assert _layout(fast) == _layout(_assemble(recs, None))
