@@ -64,7 +64,7 @@ with contextlib.redirect_stderr(io.StringIO()):  # torchao's harmless "Failed to
     )
 
 import portmeta
-from portmeta.graph import canonical_lines, digest, meta_keys, record
+from portmeta.graph import canonical_form, record
 from portmeta.plan import plan_writes
 from portmeta.testing import GraphBuilder, dynamic, static
 from portmeta_fx import PortNodeMetaForQDQ as Ours
@@ -262,7 +262,7 @@ def real_graph_row(blocks: int, dyn: bool, repeat: int) -> dict[str, Any]:
         "from_fx": (lambda _: from_fx(gm), reset, False),
         "plan_writes": (lambda _: plan_writes(snap), none, False),
         "plan_known_fingerprint": (lambda _: portmeta.plan(snap), none, False),
-        "fingerprint": (lambda _: digest(canonical_lines(snap), meta_keys(snap)), none, False),
+        "fingerprint": (lambda _: canonical_form(snap).fingerprint(), none, False),
         "plan": (portmeta.plan, lambda: from_fx(gm), False),
         "apply_plan": (lambda _: apply_plan(p, gm), reset, False),
         "dropin_pass": (lambda _: Ours().call(gm), reset, False),
@@ -475,9 +475,7 @@ def scaling_row(size: int, repeat: int) -> dict[str, Any]:
         "repeat": repeat,
         "build_graph_once": build_s,
         "plan_writes": median_seconds(lambda _: plan_writes(snap), repeat),
-        "fingerprint": median_seconds(
-            lambda _: digest(canonical_lines(snap), meta_keys(snap)), repeat
-        ),
+        "fingerprint": median_seconds(lambda _: canonical_form(snap).fingerprint(), repeat),
     }
     snap = builder = None  # free both before measuring what a snapshot holds on its own
     row["snapshot_bytes_per_node"] = snapshot_bytes(lambda: synthetic(size).build()) / n

@@ -10,7 +10,9 @@ remembered in an :class:`Undo`.
 
 Staleness and re-application
 ----------------------------
-:func:`apply_plan` snapshots the graph with the plan's profile and compares fingerprints:
+:func:`apply_plan` snapshots the graph with the plan's profile and compares fingerprints, in
+the plan's scheme (a plan saved before fingerprint scheme v2 carries a v1 fingerprint, which is
+compared with the v1 fingerprint of the snapshot: see :mod:`portmeta.graph`):
 
 * equal to ``plan.fingerprint``: the plan is applied;
 * equal to the fingerprint this module recorded right after applying *the same plan to the same
@@ -49,7 +51,14 @@ import torch.fx
 
 import portmeta
 from portmeta._gc import without_gc
-from portmeta.graph import canonical_lines, digest, meta_keys
+from portmeta.graph import (
+    CanonicalForm,
+    canonical_form,
+    canonical_lines,
+    digest,
+    fingerprint_scheme,
+    meta_keys,
+)
 from portmeta.plan import fingerprint_after
 
 from .snapshot import read_fx, snapshot_nodes
@@ -242,8 +251,15 @@ def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     portmeta.errors.StalePlanError: the graph changed since the plan was made: ...
     """
     snapshot, nodes = read_fx(gm, plan.profile)
-    lines = canonical_lines(snapshot)
-    current = digest(lines, meta_keys(snapshot))
+    # the snapshot's fingerprint in the plan's scheme (v1 for a plan saved before scheme v2),
+    # with the parts fingerprint_after patches
+    form: CanonicalForm | list[str]
+    if fingerprint_scheme(plan.fingerprint) == "v1":
+        form = canonical_lines(snapshot)
+        current = digest(form, meta_keys(snapshot))
+    else:
+        form = canonical_form(snapshot)
+        current = form.fingerprint()
     key = _plan_key(plan)
     if current != plan.fingerprint:
         done = _applied.get(gm, {})
@@ -253,5 +269,5 @@ def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     undo = write_deltas(plan.deltas, nodes)
     if not isinstance(gm, torch.fx.Graph):
         # what a snapshot would read now, without walking the graph again
-        _applied.setdefault(gm, {})[key] = fingerprint_after(snapshot, plan.deltas, lines)
+        _applied.setdefault(gm, {})[key] = fingerprint_after(snapshot, plan.deltas, form)
     return undo

@@ -35,7 +35,7 @@ from .diff import diff_plans, format_diff
 from .draw import FORMATS, write_drawing
 from .errors import CliError, GraphFormatError, PlanError, PortmetaError, UnknownNodeError
 from .explain import explain
-from .graph import GRAPH_FORMAT, Snapshot, fingerprint, graph_from_dict, load_graph
+from .graph import GRAPH_FORMAT, Snapshot, fingerprint_matches, graph_from_dict, load_graph
 from .plan import PLAN_FORMAT, Plan, plan, plan_writes
 from .profiles import PROFILES, Profile, get_profile
 from .report import format_diagnostics, format_table, summary
@@ -208,7 +208,7 @@ def _plan_to_use(
             )
         return _plan_graph(graph_path, graph, profile, "collect")
     p = Plan.load(plan_file) if isinstance(plan_file, str) else plan_file
-    if graph is not None and p.fingerprint != fingerprint(graph):
+    if graph is not None and not fingerprint_matches(graph, p.fingerprint):
         where = plan_file if isinstance(plan_file, str) else "the plan"
         print(
             f"{PROG}: note: {where} was planned from a different snapshot than "

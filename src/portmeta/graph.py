@@ -9,10 +9,39 @@ Layout of a snapshot ``G``:
   annotation, in graph order;
 * ``G.graph["meta_keys"]``: the metadata keys the snapshot read (``None``: whatever the author
   gave, so absence always means absent);
-* ``G.graph["fingerprint"]``: SHA-256 of the snapshot's canonical form, computed the first time
+* ``G.graph["fingerprint"]``: the snapshot's fingerprint (below), computed the first time
   :func:`fingerprint` asks for it (at once when a recorded metadata value is mutable).
 
 The graph is frozen with :func:`networkx.freeze`; build a new one instead of changing it.
+
+Fingerprints
+------------
+A plan carries the fingerprint of the snapshot it was made from, and ``apply_plan`` and the
+CLI refuse (or note) a plan whose fingerprint is not the graph's. A fingerprint is the SHA-256
+of the snapshot's canonical form, which covers structure, arguments, keyword arguments, users,
+recorded metadata (and the metadata keys read), annotations, ``foreign`` and ``meta_owner``. A
+live snapshot (holding live metadata objects) and its JSON round trip have the same
+fingerprint, in any process: values are taken as a loaded snapshot holds them
+(:mod:`portmeta.codec`).
+
+* **Scheme v2** (:func:`fingerprint`, since this version): ``"v2:"`` and 64 hex digits, the
+  SHA-256 of :func:`canonical_form`: ``marshal`` data (format 2: no back-references, so the
+  bytes do not depend on which equal objects are shared; floats as their 8 bytes, every NaN
+  made one) of a header (format name and version, metadata keys, record count), then per
+  block of 1,024 records the columns of everything but the metadata (the names, ops, target
+  names and target kinds, each column one text with NUL between its strings, or a list when
+  a string holds a NUL; per record users, ``foreign``, ``meta_owner`` and keyword arguments;
+  per argument of the block, with a count per record, a code, then the node references'
+  names, the opaque constants' type names and texts, the other values; the annotations'
+  inputs, specs and malformed parts), then per block the records' metadata entries. Codes
+  and tags keep node references, opaque constants and dicts apart from strings and tuples, so
+  ``1``, ``1.0`` and ``True``, a tuple and a list, a string and a node reference with its text
+  all differ.
+* **Scheme v1** (portmeta before v2, kept to check the plans saved then): 64 bare hex digits,
+  the SHA-256 of one ``repr`` line per record (:func:`canonical_lines`), about 2.5 times as
+  costly. :func:`fingerprint_matches` compares a plan's fingerprint with the graph's in the
+  plan's scheme (:func:`fingerprint_scheme` tells them apart), so a saved plan keeps applying to
+  the graph it was made from.
 
 Example
 -------
@@ -29,12 +58,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
+import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import chain
-from operator import attrgetter, itemgetter
+from itertools import chain, compress, repeat
+from operator import attrgetter, is_not, itemgetter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import attrs
 import networkx as nx
 
 from . import codec
@@ -71,6 +103,12 @@ __all__ = [
     "annotated_nodes",
     "meta_keys",
     "fingerprint",
+    "fingerprint_matches",
+    "fingerprint_scheme",
+    "fingerprint_v1",
+    "FINGERPRINT_SCHEME",
+    "CanonicalForm",
+    "canonical_form",
     "graph_to_dict",
     "graph_from_dict",
     "dump_graph",
@@ -393,12 +431,25 @@ def meta_keys(graph: Snapshot) -> tuple[str, ...] | None:
     return keys
 
 
-def fingerprint(graph: Snapshot) -> str:
-    """SHA-256 (hex) of the snapshot's canonical form: structure, recorded meta, annotations.
+# --------------------------------------------------------------------------- fingerprint
 
-    Computed on first use and kept in ``graph.graph["fingerprint"]``: planning and writing do
-    not need it, saving and checking a plan do. A graph and its JSON round trip have the same
-    fingerprint.
+#: The scheme :func:`fingerprint` computes (see the module docstring).
+FINGERPRINT_SCHEME = "v2"
+
+_V2_PREFIX = "v2:"
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def fingerprint(graph: Snapshot) -> str:
+    """The snapshot's fingerprint: ``"v2:"`` and the SHA-256 (hex) of its canonical form.
+
+    The canonical form (:func:`canonical_form`) covers the structure, arguments, users,
+    recorded metadata and annotations. Computed on first use and kept in
+    ``graph.graph["fingerprint"]``: planning and writing do not need it, saving and checking
+    a plan do. A graph and its JSON round trip have the same fingerprint, in any process.
+
+    Plans saved before scheme v2 carry a v1 fingerprint (64 bare hex digits):
+    compare a plan's fingerprint with :func:`fingerprint_matches`, which reads either scheme.
 
     Example
     -------
@@ -406,15 +457,474 @@ def fingerprint(graph: Snapshot) -> str:
     >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
     >>> fingerprint(g) == fingerprint(graph_from_dict(graph_to_dict(g)))
     True
+    >>> fingerprint(g)[:3], len(fingerprint(g))
+    ('v2:', 67)
     """
     value: str | None = graph.graph.get("fingerprint")
     if value is None:
-        value = graph.graph["fingerprint"] = digest(canonical_lines(graph), meta_keys(graph))
+        value = graph.graph["fingerprint"] = canonical_form(graph).fingerprint()
     return value
 
 
+def fingerprint_scheme(value: str) -> str | None:
+    """The scheme of a fingerprint: ``"v2"``, ``"v1"`` (64 bare hex digits) or ``None``.
+
+    Example
+    -------
+    >>> fingerprint_scheme("v2:" + "0" * 64), fingerprint_scheme("0" * 64), fingerprint_scheme("")
+    ('v2', 'v1', None)
+    """
+    if len(value) == 67 and value.startswith(_V2_PREFIX) and set(value[3:]) <= _HEX_DIGITS:
+        return "v2"
+    if len(value) == 64 and set(value) <= _HEX_DIGITS:
+        return "v1"
+    return None
+
+
+def fingerprint_matches(graph: Snapshot, value: str) -> bool:
+    """Whether ``value`` (a plan's fingerprint) is ``graph``'s, in the scheme it was taken with.
+
+    A v1 fingerprint (a plan saved before scheme v2) is compared with :func:`fingerprint_v1`,
+    anything else with :func:`fingerprint`.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> fingerprint_matches(g, fingerprint(g)), fingerprint_matches(g, fingerprint_v1(g))
+    (True, True)
+    >>> fingerprint_matches(g, "0" * 64)
+    False
+    """
+    if fingerprint_scheme(value) == "v1":
+        return fingerprint_v1(graph) == value
+    return fingerprint(graph) == value
+
+
+def fingerprint_v1(graph: Snapshot) -> str:
+    """The fingerprint of scheme v1: SHA-256 (hex) of :func:`canonical_lines`.
+
+    What portmeta computed before scheme v2, kept to check the plans saved then; computed each
+    time it is asked for (it costs about 2.5 times the v2 fingerprint).
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x"))
+    >>> fingerprint_scheme(fingerprint_v1(b.build()))
+    'v1'
+    """
+    return digest(canonical_lines(graph), meta_keys(graph))
+
+
+@attrs.frozen(slots=True, eq=False, repr=False, weakref_slot=False)
+class CanonicalForm:
+    """A snapshot's canonical form (scheme v2), as :func:`fingerprint` hashes it.
+
+    ``structure`` is the SHA-256 state after everything but the recorded metadata; ``meta``
+    holds one canonical entry per record, in graph order, hashed last, block by block
+    (``meta_blocks``: each block's entries, marshalled), so that the fingerprint of the graph
+    after writes to some nodes' metadata costs only their blocks again
+    (:func:`portmeta.plan.fingerprint_after`).
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x", tag="T")); g = b.build()
+    >>> form = canonical_form(g)
+    >>> form.meta
+    ((('quantization_tag', 'T'),), ())
+    >>> form.fingerprint() == fingerprint(g)
+    True
+    >>> form.fingerprint({0: [("quantization_tag", "U")]}) == form.fingerprint()
+    False
+    """
+
+    structure: Any  # a hashlib SHA-256 object, read only through copies
+    meta: tuple[tuple[tuple[Any, Any], ...], ...]
+    meta_blocks: tuple[bytes, ...]
+
+    def fingerprint(self, meta: Mapping[int, Iterable[tuple[str, Any]]] | None = None) -> str:
+        """The fingerprint, with the metadata of the records at positions ``meta`` replaced.
+
+        ``meta`` maps a record's position in graph order to its ``(key, value)`` pairs.
+        """
+        blocks = list(self.meta_blocks)
+        if meta:
+            entries = list(self.meta)
+            for i, pairs in meta.items():
+                entries[i] = _meta_key(pairs)
+            for b in {i // _BLOCK for i in meta}:
+                blocks[b] = _dumps(tuple(entries[b * _BLOCK : (b + 1) * _BLOCK]))
+        h = self.structure.copy()
+        for block in blocks:
+            h.update(block)
+        return _V2_PREFIX + str(h.hexdigest())
+
+
+@without_gc
+def canonical_form(graph: Snapshot) -> CanonicalForm:
+    """The canonical form (scheme v2) of the snapshot: what :func:`fingerprint` hashes.
+
+    Built column by column over all records, mostly in C (see the module docstring for its
+    layout); records with unusual values (containers or constants of other types among the
+    arguments, keyword arguments, metadata values that are not strings, malformed
+    annotations) are completed value by value, and a snapshot with fields of unusual types
+    (a ``str`` subclass, say) record by record (:func:`_plain_record`), to the same form.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> canonical_form(g).fingerprint() == fingerprint(g)
+    True
+    """
+    recs: list[NodeRecord] = list(map(_RECORD, graph._node.values()))  # type: ignore[attr-defined]
+    keys = meta_keys(graph)
+    try:
+        return _form(recs, keys)
+    except ValueError:  # marshal refused a value: a str subclass, an odd object in a field no
+        # constructor checks; the careful path makes every such value a plain one
+        return _form(list(map(_plain_record, recs)), keys, careful=True)
+
+
+#: marshal format 2: no back-references (format 3 on marks objects met twice, so its output
+#: would depend on which equal objects are one object), floats as their 8 bytes (every NaN is
+#: made :data:`_NAN` first, as JSON keeps one NaN), strings as UTF-8 (surrogates passed).
+_MARSHAL_FORMAT = 2
+#: The one NaN of the canonical form: a quiet NaN, sign bit clear.
+_NAN: float = struct.unpack("<d", bytes.fromhex("000000000000f87f"))[0]
+
+
+def _dumps(value: Any) -> bytes:
+    return marshal.dumps(value, _MARSHAL_FORMAT)
+
+
+_FORM_HEADER = ("portmeta.fingerprint", 2)
+#: Records per block of the canonical form: a block's columns are built and marshalled while
+#: its records are still in the CPU caches (a whole 100k-node graph's are not).
+_BLOCK = 1024
+
+_RECORD = itemgetter("record")
+#: The string fields of a record, each a column joined into one text (:func:`_joined`).
+_TEXT_FIELDS = tuple(map(attrgetter, ("name", "op", "target.name", "target.kind._value_")))
+_HEAD = attrgetter("users", "foreign", "meta_owner", "kwargs")
+_HEAD_KWARGS = itemgetter(3)
+_ARGS = attrgetter("args")
+_META = attrgetter("meta")
+_ANNOTATION = attrgetter("annotation")
+_INPUTS = attrgetter("inputs")
+_INPUT_HEAD = attrgetter("node", "is_node")
+_QSPEC = attrgetter("qspec")
+_OUTPUT = attrgetter("output")
+_MALFORMED = attrgetter("malformed")
+_MALFORMED_KEY = attrgetter("error", "message")
+_OPAQUE_KEY = attrgetter("type_name", "text")
+_NAME = attrgetter("name")
+_TYPE_NAME = attrgetter("type_name")
+_TEXT = attrgetter("text")
+
+#: Argument codes: a scalar other than a float, a node reference (its name goes to the names
+#: column), an opaque constant (its type name and text go to their columns), anything else
+#: (a container: its key, :func:`_key`, goes to the values column, as scalars do), a float
+#: (any NaN made :data:`_NAN`).
+_PLAIN_ARG, _REF_ARG, _OPAQUE_ARG, _OTHER_ARG, _FLOAT_ARG = 0, 1, 2, 3, 4
+#: ``codes.translate`` tables: 1 where the code is that of a node reference, of an opaque
+#: constant, of another argument, of a float; the codes of the arguments that are no values.
+_IS_REF = bytes(int(c == _REF_ARG) for c in range(256))
+_IS_OPAQUE = bytes(int(c == _OPAQUE_ARG) for c in range(256))
+_IS_VALUE = bytes(int(c not in (_REF_ARG, _OPAQUE_ARG)) for c in range(256))
+_IS_FLOAT = bytes(int(c == _FLOAT_ARG) for c in range(256))
+_NOT_VALUE = bytes([_REF_ARG, _OPAQUE_ARG])
+_ARG_CODES: dict[type, int] = {
+    str: _PLAIN_ARG,
+    int: _PLAIN_ARG,
+    bool: _PLAIN_ARG,
+    float: _FLOAT_ARG,
+    type(None): _PLAIN_ARG,
+    NodeRef: _REF_ARG,
+    Opaque: _OPAQUE_ARG,
+}
+_SCALARS = frozenset({str, int, bool, float, type(None)})
+#: The scalar types whose values are their own key (not floats: NaN), as are flat tuples and
+#: lists of them.
+_SELF_KEYED = frozenset({str, int, bool, type(None)})
+
+_QSPEC_TYPES = frozenset({QSpec, type(None)})
+_TUPLE = frozenset({tuple})
+
+
+def _form(
+    recs: list[NodeRecord], keys: tuple[str, ...] | None, *, careful: bool = False
+) -> CanonicalForm:
+    """The canonical form of ``recs``, hashed block by block of :data:`_BLOCK` records.
+
+    ``careful`` takes every argument through :func:`_arg_key` (for records from
+    :func:`_plain_record`); the result is the same for records the fast path can read.
+    """
+    header = (_FORM_HEADER, None if keys is None else tuple(map(_plain_field, keys)), len(recs))
+    structure = hashlib.sha256(_dumps(header))
+    meta: list[Any] = []
+    blocks = []  # the metadata, marshalled while each block is in the caches
+    for start in range(0, len(recs), _BLOCK):
+        columns, block_meta = _block(recs[start : start + _BLOCK], careful)
+        structure.update(_dumps(columns))
+        meta += block_meta
+        blocks.append(_dumps(tuple(block_meta)))
+    return CanonicalForm(structure, tuple(meta), tuple(blocks))
+
+
+def _block(recs: list[NodeRecord], careful: bool) -> tuple[tuple[Any, ...], list[Any]]:
+    """The columns of one block of records (all but the metadata) and its metadata entries.
+
+    Each column is one pass over the block, in C where it can be; the unusual values are
+    completed one by one.
+    """
+    # per record: the string fields, a column each; the users, flags and keyword arguments
+    texts = tuple([_joined(list(map(field, recs))) for field in _TEXT_FIELDS])
+    heads = list(map(_HEAD, recs))
+
+    # arguments, all records' in one list: a count per record and a code per argument, then
+    # a column per kind: the node references' names, the opaque constants' type names and
+    # texts (each column one text), the other arguments (scalars, containers' keys)
+    arg_tuples = list(map(_ARGS, recs))
+    args = list(chain.from_iterable(arg_tuples))
+    if careful:
+        keyed = list(map(_arg_key, args))
+        codes = bytearray(map(itemgetter(0), keyed))
+        args = list(map(itemgetter(1), keyed))
+    else:
+        codes = bytearray(map(_ARG_CODES.get, map(type, args), repeat(_OTHER_ARG)))
+        for i in _positions(codes, _OTHER_ARG):  # containers, constants of other types: rare
+            codes[i], args[i] = _arg_key(args[i])
+    names = list(map(_NAME, compress(args, codes.translate(_IS_REF))))
+    opaques = list(compress(args, codes.translate(_IS_OPAQUE)))
+    values = list(compress(args, codes.translate(_IS_VALUE)))
+    # floats: one NaN for all (a sum in C tells whether there is any NaN, or inf - inf)
+    total = sum(compress(values, codes.translate(None, _NOT_VALUE).translate(_IS_FLOAT)), 0.0)
+    if total != total:
+        values = [_float_key(v) if type(v) is float else v for v in values]
+
+    # keyword arguments (few records have any): (key, code, payload) per argument
+    for i in compress(range(len(heads)), map(_HEAD_KWARGS, heads)):
+        *head, kwargs = heads[i]
+        heads[i] = (*head, tuple([_kwarg_key(k, v) for k, v in kwargs]))
+
+    # recorded metadata: pairs of strings as they are; other values by their canonical key
+    meta = list(map(_META, recs))
+    if not set(map(type, map(itemgetter(1), chain.from_iterable(meta)))) <= _STR:
+        for i, pairs in enumerate(meta):
+            if not set(map(type, map(itemgetter(1), pairs))) <= _STR:
+                meta[i] = _meta_key(pairs)
+
+    # annotations: which records have one; per annotation its input count, per input its
+    # node and is_node; per spec (the inputs', then the outputs') its kind and is_dynamic,
+    # None for None; per annotation its malformed (error, message) or None
+    anns = list(map(_ANNOTATION, recs))
+    annotated = bytes(map(is_not, anns, repeat(None)))
+    anns = list(compress(anns, annotated))
+    inputs = list(map(_INPUTS, anns))
+    flat_inputs = list(chain.from_iterable(inputs))
+    specs = list(map(_QSPEC, flat_inputs))
+    specs += map(_OUTPUT, anns)
+    if not set(map(type, specs)) <= _QSPEC_TYPES:
+        raise ValueError("a quantization spec that is not a QSpec")  # careful path
+    malformed = list(map(_MALFORMED, anns))
+    for i in compress(range(len(malformed)), map(is_not, malformed, repeat(None))):
+        malformed[i] = _MALFORMED_KEY(malformed[i])
+
+    columns = (
+        texts,
+        heads,
+        list(map(len, arg_tuples)),
+        bytes(codes),
+        _joined(names),
+        _joined(list(map(_TYPE_NAME, opaques))),
+        _joined(list(map(_TEXT, opaques))),
+        values,
+        annotated,
+        list(map(len, inputs)),
+        list(map(_INPUT_HEAD, flat_inputs)),
+        list(map(getattr, specs, repeat("kind"), specs)),
+        list(map(getattr, specs, repeat("is_dynamic"), specs)),
+        malformed,
+    )
+    return columns, meta
+
+
+def _joined(strings: list[Any]) -> Any:
+    """A column of strings as one text, NUL between them (unless one of them holds a NUL:
+    then the list as it is)."""
+    try:
+        text = "\0".join(strings)
+    except TypeError:  # not all strings (the careful path's keys of odd values)
+        return strings
+    return text if text.count("\0") == len(strings) - 1 else strings
+
+
+def _positions(codes: bytearray, code: int) -> Iterator[int]:
+    """The positions of ``code`` in ``codes`` (a C search between them: codes other than the
+    usual ones are rare)."""
+    i = codes.find(code)
+    while i >= 0:
+        yield i
+        i = codes.find(code, i + 1)
+
+
+def _arg_key(value: Any) -> tuple[int, Any]:
+    """The code of one argument and the argument as the columns take it: the value as a
+    loaded snapshot holds it (:func:`_canonical`), with plain strings in a node reference or
+    an opaque constant, a float's NaN made :data:`_NAN`, a container as its key."""
+    kind = type(value)
+    if (kind is tuple or kind is list) and set(map(type, value)) <= _SELF_KEYED:
+        return _OTHER_ARG, value  # a shape, a list of dims: its own key
+    value = _canonical(value)
+    kind = type(value)
+    if kind is NodeRef:
+        return _REF_ARG, _make_ref(_plain_field(value.name))
+    if kind is Opaque:
+        return _OPAQUE_ARG, _make_opaque(_plain_field(value.type_name), _plain_field(value.text))
+    if kind is float:
+        return _FLOAT_ARG, _float_key(value)
+    if kind in _SCALARS:
+        return _PLAIN_ARG, value
+    return _OTHER_ARG, _guarded_key(value)
+
+
+def _kwarg_key(key: Any, value: Any) -> tuple[Any, int, Any]:
+    """One keyword argument as the canonical form holds it: key, code, payload (a node
+    reference's name, an opaque constant's (type name, text), or the argument's key)."""
+    code, item = _arg_key(value)
+    if code == _REF_ARG:
+        item = item.name
+    elif code == _OPAQUE_ARG:
+        item = _OPAQUE_KEY(item)
+    return _plain_field(key), code, item
+
+
+def _meta_key(pairs: Iterable[tuple[Any, Any]]) -> tuple[tuple[Any, Any], ...]:
+    """The canonical entry of one record's metadata ``pairs`` (strings stay as they are)."""
+    pairs = tuple(pairs)
+    if set(map(type, pairs)) <= _TUPLE and set(map(type, chain.from_iterable(pairs))) <= _STR:
+        return pairs  # (key, text) pairs, the usual metadata: their own entry
+    return tuple([(_plain_field(k), _value_key(v)) for k, v in pairs])
+
+
+def _value_key(value: Any) -> Any:
+    """The canonical key of any value: of the value as a loaded snapshot holds it."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return _float_key(value) if kind is float else value
+    return _guarded_key(_canonical(value))
+
+
+def _guarded_key(value: Any) -> Any:
+    """:func:`_key` of a canonical value; one nested too deeply to walk is keyed as an opaque
+    constant of the whole, as the codec would keep it."""
+    try:
+        return _key(value)
+    except RecursionError:
+        return _key(codec.opaque_of(value))
+
+
+def _key(value: Any) -> Any:
+    """The marshal-ready key of a canonical value (one of the codec's domain).
+
+    Scalars, tuples and lists stay what they are (marshal keeps their types apart); a node
+    reference, an opaque constant and a dict become tuples tagged with ``...`` (Ellipsis,
+    which no canonical value holds: the codec makes it an opaque constant) and a name, so
+    that none of them equals a string or a tuple.
+    """
+    kind = type(value)
+    if kind is tuple:
+        return tuple(map(_key, value))
+    if kind is list:
+        return list(map(_key, value))
+    if kind is NodeRef:
+        return (..., "node", _plain_field(value.name))
+    if kind is Opaque:
+        return (..., "opaque", _plain_field(value.type_name), _plain_field(value.text))
+    if kind is dict:
+        return (..., "dict", *chain.from_iterable((_key(k), _key(v)) for k, v in value.items()))
+    return _float_key(value) if kind is float else value
+
+
+def _float_key(value: float) -> float:
+    """A float as the canonical form holds it: itself, or :data:`_NAN` for any NaN."""
+    return value if value == value else _NAN
+
+
+def _plain_field(value: Any) -> Any:
+    """A field the canonical form takes as it is: a ``str`` stays, a ``str`` subclass becomes
+    the ``str`` of its text (as in its JSON round trip: ``str.__str__``, not a ``__str__`` of
+    its own, as an enum's), anything else becomes its canonical key."""
+    if type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    return _value_key(value)
+
+
+_make_record = trusted_constructor(NodeRecord)
+_make_target = trusted_constructor(Target)
+_make_annotation = trusted_constructor(Annotation)
+_make_input = trusted_constructor(QInput)
+_make_qspec = trusted_constructor(QSpec)
+_make_malformed = trusted_constructor(Malformed)
+_make_opaque = trusted_constructor(Opaque)
+_make_ref = trusted_constructor(NodeRef)
+
+
+def _plain_qspec(spec: Any) -> QSpec | None:
+    if spec is None:
+        return None
+    return _make_qspec(_plain_field(spec.kind), _plain_field(spec.is_dynamic))
+
+
+def _plain_record(rec: NodeRecord) -> NodeRecord:
+    """``rec`` with plain values in every field the canonical form takes as it is.
+
+    The fallback of :func:`canonical_form` for a snapshot whose records hold a ``str`` subclass
+    or an odd object in a field no constructor checks (``users``, ``is_node``, a malformed
+    annotation's texts); its arguments are then keyed one by one.
+    """
+    ann = rec.annotation
+    if ann is not None:
+        bad = ann.malformed
+        ann = _make_annotation(
+            tuple(
+                [
+                    _make_input(
+                        _plain_field(i.node), _plain_qspec(i.qspec), _plain_field(i.is_node)
+                    )
+                    for i in ann.inputs
+                ]
+            ),
+            _plain_qspec(ann.output),
+            None
+            if bad is None
+            else _make_malformed(_plain_field(bad.error), _plain_field(bad.message)),
+        )
+    target = rec.target
+    return _make_record(
+        _plain_field(rec.name),
+        _plain_field(rec.op),
+        _make_target(_plain_field(target.name), target.kind),
+        rec.args,
+        rec.kwargs,
+        tuple(map(_plain_field, rec.users)),
+        tuple([(_plain_field(k), v) for k, v in rec.meta]),
+        ann,
+        _plain_field(rec.foreign),
+        _plain_field(rec.meta_owner),
+    )
+
+
+# ---------------------------------------------------------------------- fingerprint, scheme v1
+
+
 def canonical_lines(graph: Snapshot) -> list[str]:
-    """One canonical text per record, in graph order: what :func:`fingerprint` hashes."""
+    """One canonical text per record, in graph order: what :func:`fingerprint_v1` hashes."""
     return [canonical_line(rec) for rec in records(graph)]
 
 
@@ -513,7 +1023,7 @@ def _annotation_key(ann: Annotation) -> Any:
 
 
 def digest(lines: Iterable[str], keys: tuple[str, ...] | None) -> str:
-    """SHA-256 (hex) of canonical ``lines`` read with metadata ``keys``."""
+    """SHA-256 (hex) of canonical ``lines`` read with metadata ``keys``: a v1 fingerprint."""
     h = hashlib.sha256(repr(keys).encode())
     h.update("\n".join(lines).encode("utf-8", "surrogatepass"))
     return h.hexdigest()

@@ -25,6 +25,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 from typing import Any, Literal
 
 import attrs
@@ -42,10 +43,11 @@ from .errors import (
 )
 from .graph import (
     GRAPH_FORMAT,
+    CanonicalForm,
     Snapshot,
     annotated_nodes,
+    canonical_form,
     canonical_line,
-    canonical_lines,
     digest,
     fingerprint,
     meta_keys,
@@ -142,7 +144,8 @@ class Plan:
         Warnings, overwrites and (with ``errors="collect"``) errors.
     fingerprint:
         Fingerprint of the snapshot the plan was computed from; ``apply_plan`` refuses a graph
-        whose snapshot differs.
+        whose snapshot differs. Scheme v2 (``"v2:..."``), or v1 in a plan saved before it:
+        compare with :func:`portmeta.graph.fingerprint_matches`.
     profile:
         The profile used.
 
@@ -453,6 +456,8 @@ _Cell = tuple[Any, str, bool]
 
 _new_delta = trusted_constructor(MetaDelta)
 _new_diagnostic = trusted_constructor(Diagnostic)
+_NAME = attrgetter("name")
+_META_OWNER = attrgetter("meta_owner")
 
 
 def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]:
@@ -674,12 +679,16 @@ def plan_writes(
 
 
 def fingerprint_after(
-    graph: Snapshot, deltas: Iterable[MetaDelta], lines: list[str] | None = None
+    graph: Snapshot,
+    deltas: Iterable[MetaDelta],
+    form: CanonicalForm | list[str] | None = None,
 ) -> str:
     """The fingerprint a snapshot of the graph will have once ``deltas`` are written.
 
-    Only the written nodes (and the nodes sharing their meta dicts) are encoded again; pass
-    ``lines`` (:func:`portmeta.graph.canonical_lines` of ``graph``) if you have them already.
+    Only the written nodes' metadata (and that of the nodes sharing their meta dicts) is
+    encoded again; pass ``form`` (:func:`portmeta.graph.canonical_form` of ``graph``) if you
+    have it already. With the v1 lines of ``graph`` (:func:`portmeta.graph.canonical_lines`)
+    instead, the result is a v1 fingerprint, for a plan saved before scheme v2.
 
     Example
     -------
@@ -693,21 +702,32 @@ def fingerprint_after(
     >>> fingerprint_after(graph(), plan(graph()).deltas) == fingerprint(graph(tag="P0"))
     True
     """
-    index = {rec.name: rec for rec in records(graph)}
+    recs = list(records(graph))
+    index = dict(zip(map(_NAME, recs), recs, strict=True))
+    shared = any(map(_META_OWNER, recs))  # nodes that share a meta dict count as one node
+    last = last_writes(deltas, (lambda t: index[t].meta_owner or t) if shared else None)
     written: dict[str, dict[str, Any]] = {}
-    for (owner, key), d in last_writes(deltas, lambda t: index[t].meta_owner or t).items():
-        if owner not in written:
-            written[owner] = index[owner].meta_dict()
-        written[owner][key] = d.value
+    for (owner, key), d in last.items():
+        final = written.get(owner)
+        if final is None:
+            final = written[owner] = index[owner].meta_dict()
+        final[key] = d.value
     keys = meta_keys(graph)
-    out = list(canonical_lines(graph)) if lines is None else list(lines)
-    if written:
-        for i, rec in enumerate(index.values()):
-            final = written.get(rec.meta_owner or rec.name)
-            if final is not None:
-                order = keys if keys is not None else tuple(final)
-                out[i] = canonical_line(rec, [(k, final[k]) for k in order if k in final])
-    return digest(out, keys)
+    position = {name: i for i, name in enumerate(index)}
+    after: dict[int, tuple[tuple[str, Any], ...]] = {}
+    for owner, final in written.items():
+        order = keys if keys is not None else tuple(final)
+        after[position[owner]] = tuple([(k, final[k]) for k in order if k in final])
+    if shared and written:
+        for i, rec in enumerate(recs):
+            if rec.meta_owner in written:
+                after[i] = after[position[rec.meta_owner]]
+    if isinstance(form, list):  # scheme v1: the records' lines, the written ones again
+        lines = list(form)
+        for i, pairs in after.items():
+            lines[i] = canonical_line(recs[i], pairs)
+        return digest(lines, keys)
+    return (canonical_form(graph) if form is None else form).fingerprint(after)
 
 
 def final_meta(graph: Snapshot, p: Plan) -> dict[str, dict[str, Any]]:

@@ -226,7 +226,7 @@ class NodeRef:
 
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
 
-    def __repr__(self) -> str:  # attrs' format, written out: fingerprints repr every argument
+    def __repr__(self) -> str:  # attrs' format, written out: v1 fingerprints repr every argument
         return f"NodeRef(name={self.name!r})"
 
 
@@ -243,7 +243,7 @@ class Opaque:
     type_name: str
     text: str
 
-    def __repr__(self) -> str:  # attrs' format, written out: fingerprints repr every argument
+    def __repr__(self) -> str:  # attrs' format, written out: v1 fingerprints repr every argument
         return f"Opaque(type_name={self.type_name!r}, text={self.text!r})"
 
     def __str__(self) -> str:

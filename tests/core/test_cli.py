@@ -568,6 +568,23 @@ def test_draw_notes_a_plan_made_from_another_snapshot(graph_file: Path, tmp_path
     )
 
 
+@pytest.mark.parametrize("command", ["draw", "check"])
+def test_a_plan_saved_with_a_v1_fingerprint_is_still_the_graphs(
+    tmp_path: Path, command: str
+) -> None:
+    # written by portmeta before fingerprint scheme v2, for the graph beside it
+    data = Path(__file__).resolve().parent / "data"
+    graph_file, plan_file = data / "conv_relu_graph.json", data / "conv_relu_v1.plan.json"
+    out = ("-o", str(tmp_path / "x.dot")) if command == "draw" else ()
+    r = run(command, str(graph_file), "--plan", str(plan_file), *out)
+    assert r.returncode in (0, 1), r.stderr
+    assert "different snapshot" not in r.stderr
+    other = tmp_path / "other.json"
+    portmeta.dump_graph(affine_graph(), other)
+    r = run(command, str(other), "--plan", str(plan_file), *out)
+    assert f"{plan_file} was planned from a different snapshot than {other}" in r.stderr
+
+
 def test_unknown_node(graph_file: Path, tmp_path: Path) -> None:
     before = snapshot_dir(tmp_path)
     r = run("explain", str(graph_file), "no_such_node")

@@ -140,8 +140,20 @@ def _recipe(tag="T", order=None, meta_keys=None, kind="overload", with_annotatio
 def test_fingerprint_is_stable_across_rebuilds():
     fp = portmeta.fingerprint(_recipe())
     assert fp == portmeta.fingerprint(_recipe())
-    assert len(fp) == 64
-    assert int(fp, 16) >= 0
+    assert fp.startswith("v2:") and len(fp) == 67
+    assert int(fp[3:], 16) >= 0
+
+
+def test_fingerprints_of_both_schemes_are_pinned():
+    # a change of either value breaks every plan saved with that scheme: the v2 value is what
+    # this version computes, the v1 value what portmeta computed before v2 (8365d90)
+    from portmeta.graph import fingerprint_v1
+
+    g = _recipe()
+    assert portmeta.fingerprint(g) == (
+        "v2:a7e755f78af683246c926b911bb7c24c8ec01e504360bcc097be02a24267c2ad"
+    )
+    assert fingerprint_v1(g) == "88cc28bbe404f6dd10cedf6d5eddb639d19c2bf9d4c850b158144842c09a4796"
 
 
 @pytest.mark.parametrize(

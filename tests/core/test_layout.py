@@ -15,7 +15,15 @@ from hypothesis import given, settings
 
 import portmeta
 from portmeta import NodeRecord, NodeRef, Opaque, Target, build_graph
-from portmeta.graph import canonical_line, canonical_lines, digest, graph_from_dict, graph_to_dict
+from portmeta.graph import (
+    canonical_form,
+    canonical_line,
+    canonical_lines,
+    digest,
+    fingerprint_v1,
+    graph_from_dict,
+    graph_to_dict,
+)
 from portmeta.plan import fingerprint_after, plan_writes
 from portmeta.testing import GraphBuilder, static
 from portmeta.testing.strategies import graphs
@@ -165,11 +173,12 @@ def test_fingerprint_is_computed_once_and_kept():
     g = b.build()
     assert "fingerprint" not in g.graph
     value = portmeta.fingerprint(g)
-    assert g.graph["fingerprint"] == value == digest(canonical_lines(g), None)
-    assert len(value) == 64 and int(value, 16) >= 0
+    assert g.graph["fingerprint"] == value == canonical_form(g).fingerprint()
+    assert fingerprint_v1(g) == digest(canonical_lines(g), None)
+    assert "fingerprint" in g.graph and len(g.graph) == 3  # the v1 value is not kept
 
 
-def test_canonical_line_keeps_types_apart():
+def test_canonical_line_keeps_types_apart():  # scheme v1 (scheme v2: test_fingerprint.py)
     def line(*args):
         return canonical_line(NodeRecord("n", "call_function", Target.overload("a.b.c"), args))
 
@@ -224,7 +233,9 @@ def test_fingerprint_after_is_the_fingerprint_of_the_written_graph(g):
         check=False,
     )
     assert fingerprint_after(g, deltas) == portmeta.fingerprint(rebuilt)
-    assert fingerprint_after(g, deltas, canonical_lines(g)) == portmeta.fingerprint(rebuilt)
+    assert fingerprint_after(g, deltas, canonical_form(g)) == portmeta.fingerprint(rebuilt)
+    # with the v1 lines, the v1 fingerprint (a plan saved before v2, applied)
+    assert fingerprint_after(g, deltas, canonical_lines(g)) == fingerprint_v1(rebuilt)
     if not deltas:
         assert fingerprint_after(g, deltas) == portmeta.fingerprint(g)
 

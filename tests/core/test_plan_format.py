@@ -13,6 +13,7 @@ import pytest
 import portmeta
 from portmeta import LEGACY_TORCH_AO, TORCHAO, Plan, Target
 from portmeta.diff import diff_plans
+from portmeta.graph import fingerprint_matches, fingerprint_scheme
 from portmeta.plan import PLAN_SCHEMA_VERSION
 from portmeta.testing import GraphBuilder, assert_matches_golden, shared, static
 
@@ -73,9 +74,15 @@ def test_a_golden_file_is_mostly_writes():
 def test_version_1_files_still_load():
     old = Plan.load(str(V1_FILE))
     assert json.loads(V1_FILE.read_text())["version"] == 1
-    now = portmeta.plan(portmeta.load_graph(DATA / "conv_relu_graph.json"), UNSQUEEZE)
-    assert old == now and old.profile == UNSQUEEZE
-    assert diff_plans(old, now).agree
+    graph = portmeta.load_graph(DATA / "conv_relu_graph.json")
+    now = portmeta.plan(graph, UNSQUEEZE)
+    # the file carries a fingerprint of scheme v1, which still identifies the graph
+    assert fingerprint_scheme(old.fingerprint) == "v1" and fingerprint_matches(
+        graph, old.fingerprint
+    )
+    assert attrs.evolve(old, fingerprint=now.fingerprint) == now and old.profile == UNSQUEEZE
+    diff = diff_plans(old, now)
+    assert diff.agree and any("different schemes (v1, v2)" in n for n in diff.notes)
 
 
 def test_an_old_golden_file_still_matches_and_an_update_rewrites_it(tmp_path):

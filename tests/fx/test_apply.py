@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 import torch
 from parity import KEYS, assert_same_meta, identity_signature, port_keys_state, static_model
@@ -242,3 +243,52 @@ def test_the_applied_record_follows_shared_meta_dicts() -> None:
     apply_plan(p, gm)
     assert _applied[gm][_plan_key(p)] == portmeta.fingerprint(from_fx(gm))
     assert apply_plan(p, gm).entries == ()
+
+
+# --------------------------------------------------------------------------- fingerprint schemes
+
+
+def _saved_before_v2(p: portmeta.Plan, gm: torch.fx.GraphModule) -> portmeta.Plan:
+    """``p`` as portmeta saved it before fingerprint scheme v2: with a v1 fingerprint."""
+    from portmeta.graph import fingerprint_v1
+
+    old = attrs.evolve(p, fingerprint=fingerprint_v1(from_fx(gm, p.profile)))
+    return portmeta.Plan.from_json(old.to_json())
+
+
+def test_a_plan_saved_with_a_v1_fingerprint_still_applies() -> None:
+    from portmeta.graph import fingerprint_scheme, fingerprint_v1
+    from portmeta_fx.apply import _applied, _plan_key
+
+    gm, ref = static_model(), static_model()
+    old = _saved_before_v2(portmeta.plan(from_fx(gm)), gm)
+    assert fingerprint_scheme(old.fingerprint) == "v1"
+    undo = apply_plan(old, gm)
+    assert undo.entries
+    Upstream()(ref)
+    assert_same_meta(gm, ref)
+    # the applied record is in the plan's scheme: applying again writes nothing
+    assert _applied[gm][_plan_key(old)] == fingerprint_v1(from_fx(gm))
+    assert apply_plan(old, gm).entries == ()
+    undo.restore(gm)
+    next(n for n in gm.graph.nodes if n.name == "x").meta["quantization_tag"] = "new"
+    with pytest.raises(portmeta.StalePlanError, match=old.fingerprint):
+        apply_plan(old, gm)
+
+
+def test_a_live_snapshot_with_odd_values_fingerprints_like_its_saved_graph(tmp_path: Any) -> None:
+    from portmeta_fx import dump
+
+    class Tag(str):
+        pass
+
+    gm = static_model()
+    nodes = {n.name: n for n in gm.graph.nodes}
+    nan_user = gm.graph.call_function(torch.ops.aten.add.Tensor, (nodes["x"], -float("nan")))
+    nan_user.meta["quantization_tag"] = Tag("T")
+    nodes["x"].meta["nn_module_stack"] = {"L__self__": ("", torch.nn.Module), "n": float("nan")}
+    profile = portmeta.TORCHAO.extend(keys=["nn_module_stack"])
+    dump(gm, tmp_path / "g.json", profile)
+    live, saved = from_fx(gm, profile), portmeta.load_graph(tmp_path / "g.json")
+    assert portmeta.fingerprint(live) == portmeta.fingerprint(saved)
+    assert portmeta.plan(saved, profile).fingerprint == portmeta.plan(live, profile).fingerprint
