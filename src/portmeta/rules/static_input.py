@@ -76,23 +76,25 @@ def _walk(
     cur = nodes[start]["record"]
     is_workflow_op = profile.is_workflow_op
     while is_workflow_op(cur):
-        if not cur.args:
+        args = cur.args
+        if not args:
             if strict:
                 raise MissingArgumentError(node, cur.name)
             break
-        first = cur.args[0]
-        if not isinstance(first, NodeRef):
+        first = args[0]
+        if type(first) is not NodeRef and not isinstance(first, NodeRef):
             if strict:
                 raise NonNodeQuantArgError(node, cur.name, show(first))
             break
-        if first.name in walked:
+        name = first.name
+        if name in walked:
             if strict:
-                raise CyclicWalkError(node, first.name)
+                raise CyclicWalkError(node, name)
             break
-        if not strict and first.name not in nodes:
+        if not strict and name not in nodes:
             break
-        cur = nodes[first.name]["record"]
-        walked.append(cur.name)
+        cur = nodes[name]["record"]
+        walked.append(name)
     return tuple(walked)
 
 
