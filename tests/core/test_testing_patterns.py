@@ -52,9 +52,11 @@ def test_no_graph_shows_a_pattern_not_asked_for(chosen, data):
 
 
 def test_fan_out_and_sym_size_still_draw_every_case_when_asked():
+    # a search that each case is drawn at all: fixed draws, so that the verdict is the same in
+    # every hypothesis profile (random draws missed the sym-size case in about a third of runs)
     kinds: Counter[str] = Counter()
 
-    @settings(max_examples=150)
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None)
     @given(graphs(patterns={"static", "output", "fan_out", "sym_size"}))
     def run(graph):
         for name in graph:
