@@ -221,23 +221,23 @@ _JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner),
     max_leaves=4,
 )
+#: Encoded-looking values with a mistake in them, and values of a shape the schema puts elsewhere.
+_MISTAKES: list[Any] = [
+    {"$dict": [[1, 2]]},
+    {"$dict": [[[1], 2]]},
+    {"$float": "big"},
+    {"$float": []},
+    {"$node": 1},
+    {"$tuple": 1},
+    {"$opaque": 1, "type": "t"},
+    {"name": "x", "kind": "lambda"},
+    {"kind": "Q", "is_dynamic": "no"},
+    {"inputs": [{"node": "x"}], "output": None, "malformed": {"error": "E"}},
+    [{"$node": "x"}],
+]
 _TRICKY = st.one_of(
     st.sampled_from(list(TRICKY_DICTS.values())),
-    st.sampled_from(
-        [
-            {"$dict": [[1, 2]]},
-            {"$dict": [[[1], 2]]},
-            {"$float": "big"},
-            {"$float": []},
-            {"$node": 1},
-            {"$tuple": 1},
-            {"$opaque": 1, "type": "t"},
-            {"name": "x", "kind": "lambda"},
-            {"kind": "Q", "is_dynamic": "no"},
-            {"inputs": [{"node": "x"}], "output": None, "malformed": {"error": "E"}},
-            [{"$node": "x"}],
-        ]
-    ),
+    st.sampled_from(_MISTAKES),
     _JSON,
 )
 
@@ -295,18 +295,8 @@ def _small_odd_graph() -> portmeta.graph.Snapshot:
 
 _EVERY_TRICK = [
     *TRICKY_DICTS.values(),
-    {"$dict": [[1, 2]]},
-    {"$dict": [[[1], 2]]},
-    {"$float": "big"},
-    {"$float": []},
-    {"$node": 1},
-    {"$tuple": 1},
-    {"$opaque": 1, "type": "t"},
-    {"name": "x", "kind": "lambda"},
-    {"kind": "Q", "is_dynamic": "no"},
-    {"inputs": [{"node": "x"}], "output": None, "malformed": {"error": "E"}},
+    *_MISTAKES,
     {"inputs": [], "output": None, "malformed": {"error": "E", "message": "m"}},
-    [{"$node": "x"}],
     [],
     {},
     None,
