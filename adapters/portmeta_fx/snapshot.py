@@ -80,6 +80,9 @@ _new_ref = trusted_constructor(NodeRef)
 _new_input = trusted_constructor(QInput)
 _new_annotation = trusted_constructor(Annotation)
 
+#: The annotation of a node with an empty annotation (no input specs, no output spec).
+_NOT_ANNOTATED = Annotation()
+
 #: The ``node.meta`` key quantizers store their annotation under (torchao's ``Q_ANNOTATION_KEY``).
 Q_ANNOTATION_KEY = "quantization_annotation"
 
@@ -439,16 +442,22 @@ class _Reader:
     def annotation(self, value: Any) -> Annotation | None:
         """:func:`annotation_of` for a node's ``quantization_annotation`` value (not ``None``).
 
-        The usual annotation (a non-empty dict of the graph's nodes to specs met before) is
-        read here without a call per input; anything else by :func:`_annotation`.
+        The usual annotation (a dict of the graph's nodes to specs met before) is read here
+        without a call per input; anything else by :func:`_annotation`. The empty one that
+        marks a node as handled (torchao's quantizers leave it on weights and biases) is one
+        shared record.
         """
         try:
             qspec_map = value.input_qspec_map
             output = value.output_qspec
         except AttributeError:  # malformed: the general reader says how
             qspec_map = None
-        if type(qspec_map) is not dict or not qspec_map:
+        if type(qspec_map) is not dict:
             return _annotation(value, self.name, self.qspec)
+        if not qspec_map:
+            if output is None:
+                return _NOT_ANNOTATED
+            return _new_annotation((), self.qspec(output, read_dynamic=False), None)
         names, specs = self.names, self.input_specs
         inputs = []
         for key, spec in qspec_map.items():

@@ -11,6 +11,7 @@ hand edits) both give the same records.
 from __future__ import annotations
 
 import attrs
+import torch
 import fxgen
 from hypothesis import given, settings
 
@@ -31,3 +32,26 @@ def test_reader_records_equal_the_careful_conversion(recipe: fxgen.Recipe) -> No
         careful = record_of(node, keys, names)
         assert attrs.evolve(rec, meta_owner=None) == careful, node.name
     assert [r.name for r in fast[: len(own)]] == [names[n] for n in own]
+
+
+def test_empty_annotations_read_as_the_careful_conversion_reads_them() -> None:
+    """A quantizer's "handled, nothing to quantize" mark (torchao's leave it on weights and
+    biases) and an output-only annotation, both with an empty input map."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+    from torchao.testing.pt2e._xnnpack_quantizer import get_symmetric_quantization_config
+
+    spec = get_symmetric_quantization_config().output_activation
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    w = g.placeholder("w")
+    y = g.call_function(torch.ops.aten.relu.default, (x,))
+    g.output((y, w))
+    w.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
+    y.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=spec)
+    keys = portmeta.TORCHAO.keys
+    reader = _Reader(g, keys)
+    fast = reader.records()
+    assert fast == [record_of(n, keys, reader.names) for n in g.nodes]
+    assert fast[1].annotation == portmeta.Annotation()
+    assert fast[2].annotation.inputs == () and fast[2].annotation.output is not None
+    assert portmeta.annotated_nodes(portmeta.build_graph(fast)) == ("w", y.name)

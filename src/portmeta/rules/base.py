@@ -164,7 +164,7 @@ def non_sym_users(graph: Snapshot, profile: Profile, name: str) -> tuple[str, ..
     if name not in nodes:
         return ()
     is_sym_size = profile.is_sym_size
-    return tuple([u for u in graph._succ[name] if not is_sym_size(nodes[u]["record"])])  # type: ignore[attr-defined]
+    return tuple([u for u in nodes[name]["record"].users if not is_sym_size(nodes[u]["record"])])
 
 
 def show(value: Any) -> str:

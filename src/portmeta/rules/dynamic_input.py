@@ -37,7 +37,7 @@ from ..errors import (
     NoUserError,
     ScaleWithoutUsersError,
 )
-from ..graph import Snapshot
+from ..graph import Snapshot, record
 from ..profiles import Profile
 from .base import Rule, RuleResult, new_copy, new_result, non_sym_users
 
@@ -62,10 +62,10 @@ def find_choose_qparams(
     >>> find_choose_qparams(b.build(), TORCHAO, "x")
     ('x', 'choose_qparams')
     """
-    nodes, succ = graph._node, graph._succ  # type: ignore[attr-defined]
+    nodes = graph._node  # type: ignore[attr-defined]
     if input_node not in nodes:
         return None
-    parent = dict.fromkeys(succ[input_node], input_node)
+    parent = dict.fromkeys(nodes[input_node]["record"].users, input_node)
     queue = deque(parent)
     is_choose_qparams = profile.is_choose_qparams
     while queue:
@@ -78,7 +78,7 @@ def find_choose_qparams(
             while path[-1] != input_node:
                 path.append(parent[path[-1]])
             return tuple(reversed(path))
-        for user in succ[name]:
+        for user in rec.users:
             if user not in parent:
                 parent[user] = name
                 queue.append(user)
@@ -115,7 +115,7 @@ def dynamic_input(
     if len(cq_users) != 2:
         raise ChooseQParamsUsersError(node, cq, len(cq_users))
     scale = cq_users[-1]
-    scale_users = tuple(graph._succ[scale])  # type: ignore[attr-defined]
+    scale_users = record(graph, scale).users
     if not scale_users:
         raise ScaleWithoutUsersError(node, scale)
     q = scale_users[0]

@@ -22,7 +22,7 @@ Example
 from __future__ import annotations
 
 from ..errors import NoUserError
-from ..graph import Snapshot, record, users
+from ..graph import Snapshot, record
 from ..profiles import Profile
 from .base import (
     EMPTY,
@@ -47,7 +47,7 @@ def static_output(graph: Snapshot, profile: Profile, node: str) -> RuleResult:
         Every user is a sym-size node, or (legacy profile) there is no user at all
         (upstream: ``IndexError``).
     """
-    if not users(graph, node) and profile.skip_output_without_users:
+    if not record(graph, node).users and profile.skip_output_without_users:
         return EMPTY
     kept = non_sym_users(graph, profile, node)
     diagnostics: list[Diagnostic] = []
