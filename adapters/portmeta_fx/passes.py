@@ -46,15 +46,15 @@ import portmeta
 from portmeta._gc import without_gc
 from portmeta.check import Finding, check_writes
 from portmeta.graph import Snapshot
-from portmeta.plan import plan_writes
+from portmeta.plan import Row, deltas_of_rows, plan_rows
 
-from .apply import write_meta
+from .apply import write_rows
 from .snapshot import read_fx, resolve_profile
 
 __all__ = ["PortmetaInternalError", "PortNodeMetaForQDQ", "patch_convert_pt2e"]
 
-#: What planning returns: the writes in order and the diagnostics.
-_Writes = tuple[tuple[portmeta.MetaDelta, ...], tuple[portmeta.Diagnostic, ...]]
+#: What planning returns: the writes in order (plain rows) and the diagnostics.
+_Writes = tuple[list[Row], tuple[portmeta.Diagnostic, ...]]
 
 
 class PortmetaInternalError(InternalError, portmeta.UpstreamInternalError):
@@ -168,6 +168,7 @@ class PortNodeMetaForQDQ(PassBase):
         self._snapshot: Snapshot | None = None
         self._writes_made: _Writes | None = None
         self._last_plan: portmeta.Plan | None = None
+        self._delta_records: tuple[_Writes, tuple[portmeta.MetaDelta, ...]] | None = None
 
     @property
     def last_snapshot(self) -> Snapshot | None:
@@ -187,17 +188,23 @@ class PortNodeMetaForQDQ(PassBase):
         if self._last_plan is None:
             assert self._snapshot is not None  # set together with the writes
             fp = portmeta.fingerprint(self._snapshot)
-            self._last_plan = portmeta.Plan(writes[0], writes[1], fp, self.profile)
+            self._last_plan = portmeta.Plan(self._deltas(writes), writes[1], fp, self.profile)
         return self._last_plan
+
+    def _deltas(self, writes: _Writes) -> tuple[portmeta.MetaDelta, ...]:
+        """The writes as :class:`portmeta.MetaDelta` records, made once, when first needed."""
+        if self._delta_records is None or self._delta_records[0] is not writes:
+            self._delta_records = (writes, deltas_of_rows(writes[0]))
+        return self._delta_records[1]
 
     def _writes(
         self, graph_module: torch.fx.GraphModule
     ) -> tuple[_Writes, dict[str, torch.fx.Node]]:
         """Snapshot and plan; remember both; map errors as :meth:`call` documents."""
-        self._snapshot = self._writes_made = self._last_plan = None
+        self._snapshot = self._writes_made = self._last_plan = self._delta_records = None
         self._snapshot, nodes = read_fx(graph_module, self.profile)
         try:
-            writes = plan_writes(self._snapshot, self.profile, errors=self.errors)
+            writes = plan_rows(self._snapshot, self.profile, errors=self.errors)
         except portmeta.UpstreamInternalError as exc:
             if isinstance(exc, InternalError):
                 raise
@@ -235,9 +242,9 @@ class PortNodeMetaForQDQ(PassBase):
         """
         if self.check == "off" or self._snapshot is None or self._writes_made is None:
             return
-        deltas, diagnostics = self._writes_made
+        deltas = self._deltas(self._writes_made)
         found = check_writes(
-            self._snapshot, deltas, diagnostics, self.profile, keys=self.check_keys
+            self._snapshot, deltas, self._writes_made[1], self.profile, keys=self.check_keys
         )
         self._findings = (self._writes_made, found)
         if not found:
@@ -253,9 +260,9 @@ class PortNodeMetaForQDQ(PassBase):
 
         Raises where upstream raises (see the module docstring), having written nothing.
         """
-        (deltas, _), nodes = self._writes(graph_module)
+        (rows, _), nodes = self._writes(graph_module)
         self._check(stacklevel=5)
-        write_meta(deltas, nodes)
+        write_rows(rows, nodes)
         return PassResult(graph_module, True)
 
 

@@ -4,6 +4,7 @@
   every unusual node to it;
 * trusted constructors make records equal to the checked constructors';
 * ``last_writes`` is the last delta per (node, key), in first-write order;
+* ``plan_rows`` gives the deltas of ``plan_writes`` as plain tuples of their fields;
 * ``errors="collect"`` drops exactly the writes of the failing annotated nodes (there is no
   rollback to do: a node's rules all run before any of its copies is resolved).
 """
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 import portmeta
 from portmeta import NodeRecord, NodeRef, Opaque, Target
 from portmeta.graph import _Reader, graph_from_dict, graph_to_dict
-from portmeta.plan import MetaDelta, last_writes, plan_writes
+from portmeta.plan import MetaDelta, deltas_of_rows, last_writes, plan_rows, plan_writes
 from portmeta.records import Annotation, QInput, QSpec, TargetKind, trusted_constructor
 from portmeta.testing import GraphBuilder, dynamic, static
 from portmeta.testing.strategies import graphs
@@ -174,3 +175,16 @@ def test_trusted_constructor_mutable_twin_and_descriptor_fallback():
     assert "twin" not in trusted_constructor(WithWeakref).__globals__
     cached = trusted_constructor(Target)("aten.relu.default", TargetKind.OVERLOAD)
     assert hash(cached) == hash(Target.overload("aten.relu.default"))
+
+
+@settings(max_examples=40)
+@given(graphs(max_blocks=6))
+def test_plan_rows_are_the_fields_of_plan_writes_deltas(g):
+    rows, row_diagnostics = plan_rows(g, errors="collect")
+    deltas, diagnostics = plan_writes(g, errors="collect")
+    assert row_diagnostics == diagnostics
+    assert deltas_of_rows(rows) == deltas
+    assert [tuple(getattr(d, f.name) for f in attrs.fields(MetaDelta)) for d in deltas] == [
+        tuple(r) for r in rows
+    ]
+    assert all(type(r) is tuple for r in rows)

@@ -11,8 +11,8 @@ hand edits) both give the same records.
 from __future__ import annotations
 
 import attrs
-import torch
 import fxgen
+import torch
 from hypothesis import given, settings
 
 import portmeta
