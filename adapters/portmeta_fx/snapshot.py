@@ -209,6 +209,30 @@ def _key_of(key: Any) -> Any:
 _ABSENT = object()
 
 
+def _return_slot(self: Any) -> Any:
+    return self.slot
+
+
+def _property_returns(prop: Any, slot: str) -> bool:
+    """Whether the property ``prop`` is exactly ``return self.<slot>`` (its bytecode checked)."""
+    code = getattr(getattr(prop, "fget", None), "__code__", None)
+    return (
+        code is not None
+        and code.co_names == (slot,)
+        and code.co_code == _return_slot.__code__.co_code
+        and code.co_argcount == 1
+    )
+
+
+#: torch.fx's ``Node.args`` and ``Node.kwargs`` are Python properties returning the C-level
+#: members ``_args`` and ``_kwargs``; the reader's loop reads the members when the properties
+#: are exactly that (checked here, on the torch in use), saving a Python call per read: the
+#: reader 6.78 -> 6.35 ms (static), 7.20 -> 6.72 ms (dynamic).
+_MEMBERS = _property_returns(torch.fx.Node.args, "_args") and _property_returns(
+    torch.fx.Node.kwargs, "_kwargs"
+)
+
+
 def qspec_of(spec: Any, *, read_dynamic: bool = True) -> QSpec | None:
     """The part of a quantization spec that planning reads.
 
@@ -525,6 +549,7 @@ class _Reader:
         user_name, ref_of = names.__getitem__, refs.get
         new_ref, new_record, annotation_of_value = _new_ref, _new_record, self.annotation
         node_type, scalars, dtype = torch.fx.Node, _SCALARS, torch.dtype
+        members = _MEMBERS
         for node in self.own:
             meta = node.meta
             name = names[node]
@@ -534,7 +559,8 @@ class _Reader:
             t = node.target
             found = targets.get(id(t))
             op = node.op
-            if found is None or found[0] is not t or node.kwargs or type(op) is not str or not op:
+            kwargs = node._kwargs if members else node.kwargs
+            if found is None or found[0] is not t or kwargs or type(op) is not str or not op:
                 recs.append(self.record(node, owner, foreign=False))  # the general case
                 continue
             try:
@@ -550,7 +576,7 @@ class _Reader:
             # the arguments as :meth:`args` converts them, inline: 7.78 -> 7.27 ms on the
             # dynamic 100-block graph's 2,603 nodes
             args: list[Any] = []
-            for value in node.args:
+            for value in node._args if members else node.args:
                 kind = type(value)
                 if kind is node_type:
                     ref = ref_of(value)

@@ -55,3 +55,37 @@ def test_empty_annotations_read_as_the_careful_conversion_reads_them() -> None:
     assert fast[1].annotation == portmeta.Annotation()
     assert fast[2].annotation.inputs == () and fast[2].annotation.output is not None
     assert portmeta.annotated_nodes(portmeta.build_graph(fast)) == ("w", y.name)
+
+
+def test_the_reader_reads_nodes_members_only_where_the_properties_return_them(
+    monkeypatch,
+) -> None:
+    """``Node.args`` / ``Node.kwargs`` are read through ``_args`` / ``_kwargs`` only while the
+    properties are exactly ``return self._args`` / ``return self._kwargs``; with any other
+    getter the reader uses the properties, to the same records."""
+    from portmeta_fx import snapshot
+
+    assert snapshot._MEMBERS  # torch 2.13's properties are exactly that
+
+    class Probe:
+        def __init__(self) -> None:
+            self._args = (1,)
+
+        exact = property(lambda self: self._args)
+        copied = property(lambda self: tuple(self._args))
+        other = property(lambda self: self._kwargs)
+
+    assert snapshot._property_returns(Probe.exact, "_args")
+    assert not snapshot._property_returns(Probe.copied, "_args")
+    assert not snapshot._property_returns(Probe.other, "_args")
+    assert not snapshot._property_returns(object(), "_args")
+
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    y = g.call_function(torch.ops.aten.add.Tensor, (x, x), {"alpha": 2})
+    z = g.call_function(torch.ops.aten.relu.default, (y,))
+    g.output(z)
+    keys = portmeta.TORCHAO.keys
+    with_members = _Reader(g, keys).records()
+    monkeypatch.setattr(snapshot, "_MEMBERS", False)
+    assert _Reader(g, keys).records() == with_members == [record_of(n, keys) for n in g.nodes]
