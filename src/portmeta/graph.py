@@ -398,10 +398,11 @@ _IMMUTABLE_META = frozenset({str, int, float, bool, type(None)})
 def _assemble(recs: list[NodeRecord], keys: tuple[str, ...] | None) -> Snapshot:
     """The (unfrozen) snapshot of ``recs``, which must already form a graph.
 
-    The adjacency dicts are built directly and handed to networkx through the ``_node``,
-    ``_succ`` and ``_pred`` attributes its documentation describes for subclasses (assigning
-    them resets networkx's cached views): ``add_edges_from`` costs a few times more per edge.
-    As there, each edge has its own attribute dict, shared by ``_succ`` and ``_pred``.
+    The node dicts are handed to networkx through the ``_node`` attribute its documentation
+    describes for subclasses; the ``_succ`` and ``_pred`` dicts are left to be built from the
+    records on first use (:class:`_LazyAdjacency`; :func:`_build_adjacency` builds them
+    directly, a few times cheaper per edge than ``add_edges_from``, each edge with its own
+    attribute dict shared by ``_succ`` and ``_pred``, as there).
 
     Metadata values are the live objects; if one can change in place (a dict, a list), the
     fingerprint is taken now rather than on first use, so that it describes the graph as read.
