@@ -150,8 +150,9 @@ class Undo:
 def write_deltas(deltas: Iterable[portmeta.MetaDelta], nodes: Mapping[str, torch.fx.Node]) -> Undo:
     """Perform ``deltas`` in order on ``nodes`` (name -> node), reading sources live.
 
-    Shared by :func:`apply_plan` and :class:`portmeta_fx.PortNodeMetaForQDQ`; no staleness
-    check. On any exception the keys written so far are restored, then it propagates.
+    What :func:`apply_plan` writes with (the drop-in pass writes the same way through
+    :func:`write_rows`); no staleness check. On any exception the keys written so far are
+    restored, then it propagates.
 
     Example
     -------
