@@ -15,9 +15,10 @@ the plan's scheme (a plan saved before fingerprint scheme v2 carries a v1 finger
 compared with the v1 fingerprint of the snapshot: see :mod:`portmeta.graph`):
 
 * equal to ``plan.fingerprint``: the plan is applied;
-* equal to the fingerprint this module recorded right after applying *the same plan to the same
-  graph module object* (the plan is already applied and nothing changed since): nothing is
-  written and an empty :class:`Undo` is returned, so applying twice is idempotent;
+* equal to the fingerprint of the graph module's snapshot taken right after this module applied
+  *the same plan to the same graph module object* (the plan is already applied and nothing
+  changed since): nothing is written and an empty :class:`Undo` is returned, so applying twice
+  is idempotent;
 * anything else: :class:`portmeta.StalePlanError`, nothing written.
 
 The "already applied" record is kept in a weak per-graph-module table, so it does not survive
@@ -43,7 +44,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import attrs
@@ -51,20 +51,10 @@ import torch
 import torch.fx
 
 import portmeta
-from portmeta._gc import without_gc
-from portmeta.graph import (
-    CanonicalForm,
-    canonical_form,
-    canonical_lines,
-    digest,
-    fingerprint_scheme,
-    meta_keys,
-)
-from portmeta.plan import Row, fingerprint_after
 
 from .snapshot import read_fx, snapshot_nodes
 
-__all__ = ["UndoEntry", "Undo", "apply_plan", "write_deltas", "write_meta", "write_rows"]
+__all__ = ["UndoEntry", "Undo", "apply_plan", "write_deltas"]
 
 
 class UndoEntry(NamedTuple):
@@ -80,10 +70,6 @@ class UndoEntry(NamedTuple):
     key: str
     had_value: bool
     previous: Any
-
-
-def _entries(value: Iterable[Any]) -> tuple[UndoEntry, ...]:
-    return tuple([e if type(e) is UndoEntry else UndoEntry(*e) for e in value])
 
 
 def _restore_entry(node: torch.fx.Node, entry: UndoEntry) -> None:
@@ -107,7 +93,7 @@ def _restore_all(entries: Sequence[UndoEntry], nodes: Mapping[str, torch.fx.Node
     return failures
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen
 class Undo:
     """Plain-data record of what :func:`apply_plan` overwrote; :meth:`restore` puts it back.
 
@@ -120,12 +106,12 @@ class Undo:
     >>> g = torch.fx.Graph(); x = g.placeholder("x"); _ = g.output(x)
     >>> gm = torch.fx.GraphModule(torch.nn.Module(), g)
     >>> x.meta["quantization_tag"] = "new"
-    >>> Undo([("x", "quantization_tag", False, None)]).restore(gm)
+    >>> Undo((UndoEntry("x", "quantization_tag", False, None),)).restore(gm)
     >>> "quantization_tag" in x.meta
     False
     """
 
-    entries: tuple[UndoEntry, ...] = attrs.field(default=(), converter=_entries)
+    entries: tuple[UndoEntry, ...] = ()
 
     def restore(self, gm: torch.fx.GraphModule) -> None:
         """Put every recorded key back exactly (deleting keys that were absent).
@@ -150,85 +136,35 @@ class Undo:
 def write_deltas(deltas: Iterable[portmeta.MetaDelta], nodes: Mapping[str, torch.fx.Node]) -> Undo:
     """Perform ``deltas`` in order on ``nodes`` (name -> node), reading sources live.
 
-    What :func:`apply_plan` writes with (the drop-in pass writes the same way through
-    :func:`write_rows`); no staleness check. On any exception the keys written so far are
-    restored, then it propagates.
+    The one writer: :func:`apply_plan` and the drop-in pass write with it. No staleness check.
+    On any exception the keys written so far are restored, then it propagates.
 
     Example
     -------
     >>> import torch, portmeta
     >>> g = torch.fx.Graph(); a = g.placeholder("a"); b = g.placeholder("b")
     >>> a.meta["quantization_tag"] = "T"
-    >>> d = portmeta.MetaDelta("b", "quantization_tag", "T", "a", "a", "static_input", "a", ("a", "b"))
+    >>> d = portmeta.MetaDelta("b", "quantization_tag", "T", "a", "a", portmeta.Rule.STATIC_INPUT, "a", ("a", "b"))
     >>> write_deltas([d], {"a": a, "b": b}).entries[0].had_value, b.meta["quantization_tag"]
     (False, 'T')
     """
-    return Undo(list(map(UndoEntry._make, write_meta(deltas, nodes))))
-
-
-def write_meta(
-    deltas: Iterable[portmeta.MetaDelta], nodes: Mapping[str, torch.fx.Node]
-) -> list[tuple[str, str, bool, Any]]:
-    """:func:`write_deltas` without the :class:`Undo` record: returns its entries as plain
-    tuples, for callers that never undo a finished write. Writing the 1,800 deltas of the
-    dynamic 100-block graph took 2.11 ms before this split (an ``UndoEntry`` made twice per
-    written key), 1.22 ms through :func:`write_deltas` and 0.73 ms here.
-
-    Example
-    -------
-    >>> import torch, portmeta
-    >>> g = torch.fx.Graph(); a = g.placeholder("a"); b = g.placeholder("b")
-    >>> a.meta["quantization_tag"] = "T"
-    >>> d = portmeta.MetaDelta("b", "quantization_tag", "T", "a", "a", "static_input", "a", ("a", "b"))
-    >>> write_meta([d], {"a": a, "b": b}), b.meta["quantization_tag"]
-    ([('b', 'quantization_tag', False, None)], 'T')
-    """
-    return _write(map(_TARGET_KEY_SOURCE, deltas), nodes)
-
-
-def write_rows(
-    rows: Iterable[Row], nodes: Mapping[str, torch.fx.Node]
-) -> list[tuple[str, str, bool, Any]]:
-    """:func:`write_meta` for the writes of :func:`portmeta.plan.plan_rows` (the drop-in pass).
-
-    Example
-    -------
-    >>> import torch, portmeta
-    >>> g = torch.fx.Graph(); a = g.placeholder("a"); b = g.placeholder("b")
-    >>> a.meta["quantization_tag"] = "T"
-    >>> row = ("b", "quantization_tag", "T", "a", "a", portmeta.Rule.STATIC_INPUT, "a", ("a", "b"))
-    >>> write_rows([row], {"a": a, "b": b}), b.meta["quantization_tag"]
-    ([('b', 'quantization_tag', False, None)], 'T')
-    """
-    return _write(map(_ROW_TARGET_KEY_SOURCE, rows), nodes)
-
-
-_TARGET_KEY_SOURCE = attrgetter("target", "key", "source")
-_ROW_TARGET_KEY_SOURCE = itemgetter(0, 1, 3)
-
-
-def _write(
-    writes: Iterable[tuple[str, str, str]], nodes: Mapping[str, torch.fx.Node]
-) -> list[tuple[str, str, bool, Any]]:
-    """Perform ``(target, key, source)`` writes in order; restore all on an exception."""
-    entries: list[tuple[str, str, bool, Any]] = []
+    entries: list[UndoEntry] = []
     seen: set[tuple[str, str]] = set()
     try:
-        for name, key, source in writes:
-            meta = nodes[name].meta
-            value = nodes[source].meta[key]
-            pair = (name, key)
-            if pair not in seen:
-                seen.add(pair)
-                had = key in meta
-                entries.append((name, key, had, meta[key] if had else None))
-            meta[key] = value
+        for d in deltas:
+            meta = nodes[d.target].meta
+            value = nodes[d.source].meta[d.key]
+            if (d.target, d.key) not in seen:
+                seen.add((d.target, d.key))
+                had = d.key in meta
+                entries.append(UndoEntry(d.target, d.key, had, meta[d.key] if had else None))
+            meta[d.key] = value
     except BaseException as exc:
-        failures = _restore_all(list(map(UndoEntry._make, entries)), nodes)
+        failures = _restore_all(entries, nodes)
         if failures:
             exc.add_note("portmeta_fx could not restore: " + "; ".join(failures))
         raise
-    return entries
+    return Undo(tuple(entries))
 
 
 _PlanKey = tuple[str, portmeta.Profile, tuple[tuple[str, str, str], ...]]
@@ -256,7 +192,6 @@ def _stale_message(plan: portmeta.Plan, current: str, nodes: Mapping[str, torch.
     return text + "; take a new snapshot and plan again"
 
 
-@without_gc
 def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     """Write ``plan`` onto ``gm``; return the :class:`Undo` that reverses it.
 
@@ -280,15 +215,7 @@ def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     portmeta.errors.StalePlanError: the graph changed since the plan was made: ...
     """
     snapshot, nodes = read_fx(gm, plan.profile)
-    # the snapshot's fingerprint in the plan's scheme (v1 for a plan saved before scheme v2),
-    # with the parts fingerprint_after patches
-    form: CanonicalForm | list[str]
-    if fingerprint_scheme(plan.fingerprint) == "v1":
-        form = canonical_lines(snapshot)
-        current = digest(form, meta_keys(snapshot))
-    else:
-        form = canonical_form(snapshot)
-        current = form.fingerprint()
+    current = portmeta.fingerprint(snapshot)
     key = _plan_key(plan)
     if current != plan.fingerprint:
         done = _applied.get(gm, {})
@@ -297,6 +224,5 @@ def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
         raise portmeta.StalePlanError(_stale_message(plan, current, nodes))
     undo = write_deltas(plan.deltas, nodes)
     if not isinstance(gm, torch.fx.Graph):
-        # what a snapshot would read now, without walking the graph again
-        _applied.setdefault(gm, {})[key] = fingerprint_after(snapshot, plan.deltas, form)
+        _applied.setdefault(gm, {})[key] = portmeta.fingerprint(read_fx(gm, plan.profile)[0])
     return undo

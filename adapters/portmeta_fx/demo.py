@@ -38,10 +38,10 @@ import torch  # noqa: E402
 import torch.fx  # noqa: E402
 
 import portmeta  # noqa: E402
-from portmeta._io import atomic_write_text  # noqa: E402
 from portmeta.check import check, format_findings  # noqa: E402
 from portmeta.check import summary as check_summary  # noqa: E402
 from portmeta.draw import render, to_dot  # noqa: E402
+from portmeta.io import atomic_write_text  # noqa: E402
 from portmeta.report import format_diagnostics, format_table, short_value, summary  # noqa: E402
 
 from .passes import patch_convert_pt2e  # noqa: E402

@@ -43,18 +43,16 @@ from torch._export.error import InternalError
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
 import portmeta
-from portmeta._gc import without_gc
 from portmeta.check import Finding, check_writes
-from portmeta.graph import Snapshot
-from portmeta.plan import Row, deltas_of_rows, plan_rows
+from portmeta.plan import plan_writes
 
-from .apply import write_rows
+from .apply import write_deltas
 from .snapshot import read_fx, resolve_profile
 
 __all__ = ["PortmetaInternalError", "PortNodeMetaForQDQ", "patch_convert_pt2e"]
 
-#: What planning returns: the writes in order (plain rows) and the diagnostics.
-_Writes = tuple[list[Row], tuple[portmeta.Diagnostic, ...]]
+#: What planning returns: the writes in order and the diagnostics.
+_Writes = tuple[tuple[portmeta.MetaDelta, ...], tuple[portmeta.Diagnostic, ...]]
 
 
 class PortmetaInternalError(InternalError, portmeta.UpstreamInternalError):
@@ -79,7 +77,8 @@ class PortmetaInternalError(InternalError, portmeta.UpstreamInternalError):
 
         Example
         -------
-        >>> e = PortmetaInternalError.from_plan_error(portmeta.ChooseQParamsUsersError("l", "cq", 3))
+        >>> from portmeta.errors import ChooseQParamsUsersError
+        >>> e = PortmetaInternalError.from_plan_error(ChooseQParamsUsersError("l", "cq", 3))
         >>> e.subject, e.upstream_class
         ('cq', 'InternalError')
         """
@@ -165,13 +164,12 @@ class PortNodeMetaForQDQ(PassBase):
                     f"got {list(self.check_keys)!r}"
                 )
         self.errors: Literal["raise", "collect"] = errors
-        self._snapshot: Snapshot | None = None
+        self._snapshot: portmeta.Snapshot | None = None
         self._writes_made: _Writes | None = None
         self._last_plan: portmeta.Plan | None = None
-        self._delta_records: tuple[_Writes, tuple[portmeta.MetaDelta, ...]] | None = None
 
     @property
-    def last_snapshot(self) -> Snapshot | None:
+    def last_snapshot(self) -> portmeta.Snapshot | None:
         """The snapshot of the last call: the graph before porting (``None`` before the first)."""
         return self._snapshot
 
@@ -179,32 +177,25 @@ class PortNodeMetaForQDQ(PassBase):
     def last_plan(self) -> portmeta.Plan | None:
         """The :class:`portmeta.Plan` of the last call (``None`` before it, or if it raised).
 
-        Built on first access: the writes are kept as computed, and the snapshot's fingerprint,
-        which the pass itself never needs, is computed then.
+        Assembled on first access: the snapshot's fingerprint, which the pass itself never
+        needs, is computed then.
         """
-        return None if self._writes_made is None else self._assemble_plan(self._writes_made)
-
-    def _assemble_plan(self, writes: _Writes) -> portmeta.Plan:
+        if self._writes_made is None or self._snapshot is None:
+            return None
         if self._last_plan is None:
-            assert self._snapshot is not None  # set together with the writes
+            deltas, diagnostics = self._writes_made
             fp = portmeta.fingerprint(self._snapshot)
-            self._last_plan = portmeta.Plan(self._deltas(writes), writes[1], fp, self.profile)
+            self._last_plan = portmeta.Plan(deltas, diagnostics, fp, self.profile)
         return self._last_plan
-
-    def _deltas(self, writes: _Writes) -> tuple[portmeta.MetaDelta, ...]:
-        """The writes as :class:`portmeta.MetaDelta` records, made once, when first needed."""
-        if self._delta_records is None or self._delta_records[0] is not writes:
-            self._delta_records = (writes, deltas_of_rows(writes[0]))
-        return self._delta_records[1]
 
     def _writes(
         self, graph_module: torch.fx.GraphModule
     ) -> tuple[_Writes, dict[str, torch.fx.Node]]:
         """Snapshot and plan; remember both; map errors as :meth:`call` documents."""
-        self._snapshot = self._writes_made = self._last_plan = self._delta_records = None
+        self._snapshot = self._writes_made = self._last_plan = None
         self._snapshot, nodes = read_fx(graph_module, self.profile)
         try:
-            writes = plan_rows(self._snapshot, self.profile, errors=self.errors)
+            writes = plan_writes(self._snapshot, self.profile, errors=self.errors)
         except portmeta.UpstreamInternalError as exc:
             if isinstance(exc, InternalError):
                 raise
@@ -223,8 +214,9 @@ class PortNodeMetaForQDQ(PassBase):
         >>> PortNodeMetaForQDQ().plan(torch.fx.symbolic_trace(torch.nn.ReLU())).deltas
         ()
         """
-        writes, _ = self._writes(graph_module)
-        return self._assemble_plan(writes)
+        self._writes(graph_module)
+        assert self.last_plan is not None  # planning succeeded
+        return self.last_plan
 
     @property
     def last_findings(self) -> tuple[Finding, ...] | None:
@@ -242,9 +234,9 @@ class PortNodeMetaForQDQ(PassBase):
         """
         if self.check == "off" or self._snapshot is None or self._writes_made is None:
             return
-        deltas = self._deltas(self._writes_made)
+        deltas, diagnostics = self._writes_made
         found = check_writes(
-            self._snapshot, deltas, self._writes_made[1], self.profile, keys=self.check_keys
+            self._snapshot, deltas, diagnostics, self.profile, keys=self.check_keys
         )
         self._findings = (self._writes_made, found)
         if not found:
@@ -254,15 +246,14 @@ class PortNodeMetaForQDQ(PassBase):
         warning = portmeta.PortingWarning(found, where="the pass's last_findings")
         warnings.warn(warning, stacklevel=_user_stacklevel(stacklevel))
 
-    @without_gc
     def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
         """Port the metadata in place; returns ``PassResult(graph_module, True)`` like upstream.
 
         Raises where upstream raises (see the module docstring), having written nothing.
         """
-        (rows, _), nodes = self._writes(graph_module)
+        (deltas, _), nodes = self._writes(graph_module)
         self._check(stacklevel=5)
-        write_rows(rows, nodes)
+        write_deltas(deltas, nodes)
         return PassResult(graph_module, True)
 
 

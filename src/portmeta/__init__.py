@@ -18,44 +18,22 @@ Example
 
 from .check import Finding, check
 from .errors import (
-    AnnotationAttributeError,
-    AnnotationTypeError,
-    ChooseQParamsUsersError,
-    CyclicWalkError,
-    DynamicQuantUsersError,
     GraphBuildError,
     GraphFormatError,
-    MalformedAnnotationError,
-    MissingArgumentError,
-    NoChooseQParamsError,
-    NonNodeQuantArgError,
-    NotANodeInputError,
-    NoUserError,
+    OptionError,
     PlanError,
     PortingCheckError,
     PortingWarning,
     PortmetaError,
     ProfileError,
-    ScaleWithoutUsersError,
     StalePlanError,
     UnknownNodeError,
     UpstreamInternalError,
 )
 from .explain import explain
-from .graph import (
-    annotated_nodes,
-    build_graph,
-    dump_graph,
-    fingerprint,
-    fingerprint_matches,
-    graph_from_dict,
-    graph_to_dict,
-    load_graph,
-    record,
-    records,
-    users,
-)
-from .plan import MetaDelta, OptionError, Plan, final_meta, plan
+from .fingerprint import fingerprint
+from .io import dump_graph, graph_from_dict, graph_to_dict, load_graph
+from .plan import MetaDelta, Plan, final_meta, plan
 from .profiles import LEGACY_TORCH_AO, PROFILES, TORCHAO, Profile, get_profile
 from .records import (
     Annotation,
@@ -68,13 +46,16 @@ from .records import (
     Target,
     TargetKind,
 )
-from .rules import Copy, Diagnostic, Rule, RuleResult, Severity
+from .rules import Diagnostic, Rule, Severity
+from .snapshot import Snapshot, annotated_nodes, build_graph, record, records, users
 
 __version__ = "0.1.0"
 
+# The exceptions a caller catches by name are here; every planning failure's own class
+# (NoChooseQParamsError, ...) is in portmeta.errors, each a PlanError.
 __all__ = [
     "__version__",
-    # records and graph
+    # records and snapshots
     "Annotation",
     "Malformed",
     "NodeRecord",
@@ -82,19 +63,20 @@ __all__ = [
     "Opaque",
     "QInput",
     "QSpec",
+    "Snapshot",
     "Target",
     "TargetKind",
     "annotated_nodes",
     "build_graph",
-    "dump_graph",
-    "fingerprint",
-    "fingerprint_matches",
-    "graph_from_dict",
-    "graph_to_dict",
-    "load_graph",
     "record",
     "records",
     "users",
+    # files and fingerprints
+    "dump_graph",
+    "fingerprint",
+    "graph_from_dict",
+    "graph_to_dict",
+    "load_graph",
     # profiles
     "LEGACY_TORCH_AO",
     "PROFILES",
@@ -102,41 +84,27 @@ __all__ = [
     "Profile",
     "get_profile",
     # planning
-    "Copy",
     "Diagnostic",
     "MetaDelta",
     "Plan",
     "Rule",
-    "RuleResult",
     "Severity",
     "explain",
     "final_meta",
     "plan",
-    # errors
-    "ChooseQParamsUsersError",
-    "CyclicWalkError",
-    "DynamicQuantUsersError",
-    "GraphBuildError",
-    "AnnotationAttributeError",
-    "AnnotationTypeError",
-    "GraphFormatError",
-    "MalformedAnnotationError",
-    "MissingArgumentError",
-    "NoChooseQParamsError",
-    "NonNodeQuantArgError",
-    "NotANodeInputError",
-    "NoUserError",
-    "OptionError",
-    "PlanError",
-    "PortmetaError",
-    "ProfileError",
-    "ScaleWithoutUsersError",
-    "StalePlanError",
-    "UnknownNodeError",
-    "UpstreamInternalError",
     # check
     "Finding",
     "check",
+    # errors
+    "GraphBuildError",
+    "GraphFormatError",
+    "OptionError",
+    "PlanError",
     "PortingCheckError",
     "PortingWarning",
+    "PortmetaError",
+    "ProfileError",
+    "StalePlanError",
+    "UnknownNodeError",
+    "UpstreamInternalError",
 ]

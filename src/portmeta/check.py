@@ -54,16 +54,16 @@ from typing import Any
 
 import attrs
 
-from ._io import read_json
 from .errors import GraphFormatError, OptionError, PortmetaError, UnknownNodeError
-from .graph import Snapshot, annotated_nodes, record, users
+from .io import read_json
 from .plan import MetaDelta, Plan, final_meta, plan_writes, same_value
 from .profiles import TORCHAO, Profile
-from .records import NodeRecord, NodeRef, names
+from .records import NodeRecord, NodeRef
 from .report import short_value
 from .rules import Diagnostic, Rule, Severity, non_sym_users
 from .rules.static_input import walk_to_producer_lenient
 from .rules.view_chain import view_chain
+from .snapshot import Snapshot, annotated_nodes, record, users
 
 __all__ = [
     "FINDINGS_FORMAT",
@@ -134,6 +134,10 @@ def _cause(_: Any, attribute: Any, value: str) -> None:
         raise ValueError(f"Finding cause must be one of {list(CAUSES)!r}, got {value!r}")
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(slots=True)
 class Finding:
     """One place where the pass leaves a partition's q/dq node without its values.
@@ -171,7 +175,7 @@ class Finding:
     keys: tuple[str, ...] = attrs.field(converter=_keys)
     cause: str = attrs.field(validator=_cause)
     message: str
-    related: tuple[str, ...] = attrs.field(default=(), converter=names)
+    related: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
     def to_dict(self) -> dict[str, Any]:
         """The finding as JSON-ready data."""
@@ -383,8 +387,7 @@ class _State:
         self.writes: dict[tuple[str, str], list[MetaDelta]] = {}
         for d in kept:
             self.writes.setdefault((self.owner(d.target), d.key), []).append(d)
-        final = Plan((), (), "", profile) if ported else Plan(kept, (), "", profile)
-        self.final = final_meta(graph, final)
+        self.final = final_meta(graph, () if ported else kept)
         self.errors: dict[str, Diagnostic] = {}
         for diag in diagnostics:
             if diag.severity is Severity.ERROR:

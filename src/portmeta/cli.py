@@ -27,18 +27,18 @@ from typing import Literal, NoReturn
 import attrs
 
 from . import __version__
-from ._gc import gc_paused
-from ._io import atomic_write_text, read_json
 from .check import check, findings_to_json, format_findings, unmatched_writes
 from .check import summary as check_summary
 from .diff import diff_plans, format_diff
 from .draw import FORMATS, write_drawing
 from .errors import CliError, GraphFormatError, PlanError, PortmetaError, UnknownNodeError
 from .explain import explain
-from .graph import GRAPH_FORMAT, Snapshot, fingerprint_matches, graph_from_dict, load_graph
+from .fingerprint import fingerprint
+from .io import GRAPH_FORMAT, atomic_write_text, graph_from_dict, load_graph, read_json
 from .plan import PLAN_FORMAT, Plan, plan, plan_writes
 from .profiles import PROFILES, Profile, get_profile
 from .report import format_diagnostics, format_table, summary
+from .snapshot import Snapshot
 
 __all__ = ["main", "build_parser", "CliError"]
 
@@ -208,7 +208,7 @@ def _plan_to_use(
             )
         return _plan_graph(graph_path, graph, profile, "collect")
     p = Plan.load(plan_file) if isinstance(plan_file, str) else plan_file
-    if graph is not None and not fingerprint_matches(graph, p.fingerprint):
+    if graph is not None and fingerprint(graph) != p.fingerprint:
         where = plan_file if isinstance(plan_file, str) else "the plan"
         print(
             f"{PROG}: note: {where} was planned from a different snapshot than "
@@ -623,10 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        # one command is one short pass over data that lives until it ends: the cyclic
-        # collector would only walk the whole loaded graph again and again
-        with gc_paused():
-            return func(args)
+        return func(args)
     except CliError as exc:
         return _fail(str(exc))
     except PortmetaError as exc:

@@ -72,7 +72,7 @@ def encode(value: Any) -> Any:
 
 def _encode(value: Any) -> Any:
     kind = type(value)
-    if value is None or kind is bool or kind is str or kind is int:
+    if kind is str or kind is int or value is None or kind is bool:
         return value
     if kind is float:
         return value if math.isfinite(value) else {"$float": repr(value)}
@@ -94,9 +94,7 @@ _FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 def decode(data: Any) -> Any:
     """Decode what :func:`encode` produced; raises :class:`CodecError` on anything else."""
-    if data is None or isinstance(data, (bool, str, int)):
-        return data
-    if isinstance(data, float):
+    if data is None or isinstance(data, (bool, str, int, float)):
         return data
     if isinstance(data, list):
         return [decode(v) for v in data]

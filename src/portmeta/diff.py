@@ -24,7 +24,6 @@ from typing import Any
 
 import attrs
 
-from .graph import fingerprint_scheme
 from .plan import MetaDelta, Plan, same_value
 from .report import short_value
 
@@ -169,14 +168,7 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
         notes.append(f"profiles differ: {a.profile.name} vs {b.profile.name}")
     elif a.profile != b.profile:
         notes.append(f"profiles named {a.profile.name!r} differ in content (keys or op sets)")
-    scheme_a, scheme_b = fingerprint_scheme(a.fingerprint), fingerprint_scheme(b.fingerprint)
-    if scheme_a and scheme_b and scheme_a != scheme_b:
-        # one plan saved before fingerprint scheme v2: the fingerprints cannot tell
-        notes.append(
-            f"fingerprints of different schemes ({scheme_a}, {scheme_b}), not compared: "
-            f"{a.fingerprint[:12]} vs {b.fingerprint[:12]}"
-        )
-    elif a.fingerprint != b.fingerprint:
+    if a.fingerprint != b.fingerprint:
         notes.append(
             f"planned from different snapshots: {a.fingerprint[:12]} vs {b.fingerprint[:12]}"
         )

@@ -28,13 +28,13 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from ._io import atomic_write_text
 from ._text import short_value
 from .errors import RenderError
-from .graph import Snapshot, annotated_nodes, record
+from .io import atomic_write_text
 from .plan import Plan
 from .report import short_target
 from .rules import Rule, Severity
+from .snapshot import Snapshot, annotated_nodes, record
 
 __all__ = [
     "RULE_COLORS",

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from ._text import short_value
 from .errors import PlanError, UnknownNodeError
-from .graph import Snapshot, record, users
 from .plan import MetaDelta, Plan, plan_writes
 from .profiles import TORCHAO, Profile
 from .records import NodeRecord, NodeRef
 from .rules import Severity, non_sym_users, static_input, walk_to_producer
+from .snapshot import Snapshot, record, users
 
 __all__ = ["explain", "role"]
 

@@ -25,15 +25,11 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
-from itertools import starmap
-from operator import attrgetter
 from typing import Any, Literal
 
 import attrs
 
 from . import codec
-from ._gc import without_gc
-from ._io import json_error, read_json
 from ._text import short_value
 from .errors import (
     GraphFormatError,
@@ -42,31 +38,20 @@ from .errors import (
     PlanError,
     ProfileError,
 )
-from .graph import (
-    GRAPH_FORMAT,
-    CanonicalForm,
-    Snapshot,
-    annotated_nodes,
-    canonical_form,
-    canonical_line,
-    digest,
-    fingerprint,
-    meta_keys,
-    records,
-)
+from .fingerprint import FINGERPRINT_SCHEME, fingerprint, is_fingerprint
+from .io import GRAPH_FORMAT, json_error, read_json
 from .profiles import PROFILES, TORCHAO, Profile, get_profile
-from .records import names, trusted_constructor
 from .rules import (
     Copy,
     Diagnostic,
     Rule,
     RuleResult,
     Severity,
-    as_rule,
     dynamic_input,
     static_input,
     static_output,
 )
+from .snapshot import Snapshot, annotated_nodes, meta_keys, record, records
 
 __all__ = [
     "PLAN_FORMAT",
@@ -75,22 +60,18 @@ __all__ = [
     "Plan",
     "plan",
     "plan_writes",
-    "plan_rows",
-    "deltas_of_rows",
-    "fingerprint_after",
     "final_meta",
     "last_writes",
     "same_value",
-    "OptionError",
 ]
 
 PLAN_FORMAT = "portmeta.plan"
-#: Version 2 names the profile (version 1 wrote it out in full); both are read.
+#: Version 2 names the profile (version 1, which wrote it out in full, came with fingerprints
+#: of an older scheme, so its plans are refused like theirs).
 PLAN_SCHEMA_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
 
 
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen
 class MetaDelta:
     """One metadata write: ``target.meta[key] = value``, copied from ``source``.
 
@@ -122,20 +103,12 @@ class MetaDelta:
     value: Any = attrs.field(eq=attrs.cmp_using(eq=lambda a, b: same_value(a, b)))
     source: str
     origin: str
-    rule: Rule = attrs.field(converter=as_rule)
+    rule: Rule
     anchor: str
-    path: tuple[str, ...] = attrs.field(converter=names)
+    path: tuple[str, ...]
 
 
-def _deltas(value: Iterable[MetaDelta]) -> tuple[MetaDelta, ...]:
-    return tuple(value)
-
-
-def _diagnostics(value: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
-    return tuple(value)
-
-
-@attrs.frozen(slots=True)
+@attrs.frozen
 class Plan:
     """The plain-data result of :func:`plan`.
 
@@ -146,9 +119,8 @@ class Plan:
     diagnostics:
         Warnings, overwrites and (with ``errors="collect"``) errors.
     fingerprint:
-        Fingerprint of the snapshot the plan was computed from; ``apply_plan`` refuses a graph
-        whose snapshot differs. Scheme v2 (``"v2:..."``), or v1 in a plan saved before it:
-        compare with :func:`portmeta.graph.fingerprint_matches`.
+        Fingerprint of the snapshot the plan was computed from (:func:`portmeta.fingerprint`);
+        ``apply_plan``, the check and the drawing refuse a graph whose snapshot differs.
     profile:
         The profile used.
 
@@ -160,8 +132,8 @@ class Plan:
     ((), {})
     """
 
-    deltas: tuple[MetaDelta, ...] = attrs.field(converter=_deltas)
-    diagnostics: tuple[Diagnostic, ...] = attrs.field(converter=_diagnostics)
+    deltas: tuple[MetaDelta, ...]
+    diagnostics: tuple[Diagnostic, ...]
     fingerprint: str
     profile: Profile
 
@@ -300,18 +272,23 @@ class Plan:
                 f"not a portmeta plan file (format is {data.get('format')!r}, expected "
                 f"{PLAN_FORMAT!r}){hint}"
             )
+        again = f"plan again (`portmeta plan GRAPH.json -o {source or 'PLAN.json'}`)"
         version = data.get("version")
-        if type(version) is not int or version not in _READABLE_VERSIONS:
+        if version == 1:
+            raise fail(f"a plan of schema version 1, saved by an older portmeta; {again}")
+        if type(version) is not int or version != PLAN_SCHEMA_VERSION:
             raise fail(
                 f"unsupported plan schema version {version!r} "
-                f"(this portmeta reads versions {' and '.join(map(str, _READABLE_VERSIONS))})"
+                f"(this portmeta reads version {PLAN_SCHEMA_VERSION})"
+            )
+        found = data.get("fingerprint")
+        if not is_fingerprint(found):
+            raise fail(
+                f"the plan's fingerprint {short_value(found, 24, trace=False)} is not of scheme "
+                f"{FINGERPRINT_SCHEME} (a plan saved by an older portmeta); {again}"
             )
         try:
-            profile = (
-                Profile.from_dict(data["profile"])
-                if version == 1
-                else _profile_from_data(data["profile"])
-            )
+            profile = _profile_from_data(data["profile"])
             deltas = [
                 MetaDelta(
                     target=_str(d["target"]),
@@ -326,7 +303,7 @@ class Plan:
                 for d in data["deltas"]
             ]
             diagnostics = [
-                Diagnostic(
+                Diagnostic.of(
                     kind=_str(d["kind"]),
                     severity=Severity(d["severity"]),
                     node=_str(d["node"]),
@@ -337,7 +314,7 @@ class Plan:
                 )
                 for d in data["diagnostics"]
             ]
-            return cls(deltas, diagnostics, _str(data["fingerprint"]), profile)
+            return cls(tuple(deltas), tuple(diagnostics), str(found), profile)
         except ProfileError as exc:
             raise fail(str(exc)) from None
         except KeyError as exc:
@@ -411,9 +388,9 @@ def last_writes(
 
     Example
     -------
-    >>> a = MetaDelta("dq", "quantization_tag", "A", "x", "x", "static_input", "x", ())
-    >>> b = MetaDelta("q", "quantization_tag", "B", "y", "y", "static_output", "y", ())
-    >>> c = MetaDelta("dq", "quantization_tag", "C", "z", "z", "static_input", "z", ())
+    >>> a = MetaDelta("dq", "quantization_tag", "A", "x", "x", Rule.STATIC_INPUT, "x", ())
+    >>> b = MetaDelta("q", "quantization_tag", "B", "y", "y", Rule.STATIC_OUTPUT, "y", ())
+    >>> c = MetaDelta("dq", "quantization_tag", "C", "z", "z", Rule.STATIC_INPUT, "z", ())
     >>> {pair: d.value for pair, d in last_writes([a, b, c]).items()}
     {('dq', 'quantization_tag'): 'C', ('q', 'quantization_tag'): 'B'}
     >>> {pair: d.value for pair, d in last_writes([a, b, c], owner=lambda n: "dq").items()}
@@ -457,11 +434,6 @@ def same_value(a: Any, b: Any) -> bool:
 #: A cell of the running metadata view: (value, origin, written by the plan).
 _Cell = tuple[Any, str, bool]
 
-_new_delta = trusted_constructor(MetaDelta)
-_new_diagnostic = trusted_constructor(Diagnostic)
-_NAME = attrgetter("name")
-_META_OWNER = attrgetter("meta_owner")
-
 
 def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]:
     """The rule results for one annotated node, in upstream's order.
@@ -471,17 +443,16 @@ def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]
     rule of the node runs before any of its copies is resolved, so a node whose rules fail
     leaves nothing to undo.
     """
-    ann = graph._node[node]["record"].annotation  # type: ignore[attr-defined]
+    ann = record(graph, node).annotation
     if ann is None:
         return []
     if ann.malformed is not None:
         raise MalformedAnnotationError.of(node, ann.malformed.error, ann.malformed.message)
     results = []
     for inp in ann.inputs:  # an annotation without inputs or output spec is ignored: no rules
-        qspec = inp.qspec
-        if qspec is None:
+        if inp.qspec is None:
             continue
-        rule = dynamic_input if qspec.is_dynamic is True else static_input
+        rule = dynamic_input if inp.qspec.dynamic else static_input
         results.append(rule(graph, profile, node, inp.node, is_node=inp.is_node))
     if ann.output is not None:
         results.append(static_output(graph, profile, node))
@@ -491,99 +462,67 @@ def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]
 class _Resolver:
     """The running view of metadata: each node's recorded values overlaid by the writes so far.
 
-    Nodes that share a meta dict (``meta_owner``) share one view. A cell is ``(value, origin,
-    written)``; a copy becomes one :class:`MetaDelta` per profile key present on its source
-    (with ``rows``, one tuple of the same fields instead).
+    Nodes that share a meta dict (``meta_owner``) share one view, kept under the owner's name.
+    A cell is ``(value, origin, written)``; a copy becomes one :class:`MetaDelta` per profile
+    key present on its source.
     """
 
-    def __init__(self, graph: Snapshot, profile: Profile, rows: bool = False) -> None:
-        self._nodes = graph._node  # type: ignore[attr-defined]
-        self._keys = profile.keys
-        self._keyset = frozenset(profile.keys)
-        self._by_name: dict[str, dict[str, _Cell]] = {}
-        self._rows = rows
-        self.deltas: list[Any] = []
+    def __init__(self, graph: Snapshot, profile: Profile) -> None:
+        self.graph = graph
+        self.keys = profile.keys
+        self.views: dict[str, dict[str, _Cell]] = {}
+        self.deltas: list[MetaDelta] = []
         self.diagnostics: list[Diagnostic] = []
 
-    def cells(self, name: str) -> dict[str, _Cell]:
-        """The cells of ``name``, made on first use (call it when ``_by_name`` has none).
-
-        Nodes sharing a meta dict share the cells of the first of them asked for, which is
-        their values' origin; the group is kept under the name of the node owning the dict.
-        A plain loop, not a comprehension (no frame per node), and one dict for names and
-        owners: the cells of the 1,700 nodes the static 100-block graph's plan touches took
-        1.19 ms before, 0.63 ms after.
-        """
-        by_name = self._by_name
-        rec = self._nodes[name]["record"]
-        owner = rec.meta_owner
-        cells = None if owner is None else by_name.get(owner)
+    def view(self, name: str) -> dict[str, _Cell]:
+        """The cells of ``name`` (those of the node owning its meta dict), made on first use
+        from its recorded values."""
+        rec = record(self.graph, name)
+        owner = rec.meta_owner or name
+        cells = self.views.get(owner)
         if cells is None:
-            cells = {}
-            keys = self._keyset
-            for key, value in rec.meta:
-                if key in keys:
-                    cells[key] = (value, name, False)
-            if owner is not None:
-                by_name[owner] = cells
-        by_name[name] = cells
+            # the first node of a sharing group asked for is its values' origin
+            cells = self.views[owner] = {
+                key: (value, name, False) for key, value in rec.meta if key in self.keys
+            }
         return cells
 
     def resolve(self, copies: tuple[Copy, ...], anchor: str) -> None:
         """Append the writes of ``copies`` (in order) and any overwrite they make."""
-        append = self.deltas.append
-        by_name = self._by_name
-        keys = self._keys
-        rows = self._rows
         for copy in copies:
-            source = copy.source
-            src = by_name.get(source)
-            if src is None:
-                src = self.cells(source)
+            src = self.view(copy.source)
             if not src:
                 continue
-            target = copy.target
-            dst = by_name.get(target)
-            if dst is None:
-                dst = self.cells(target)
-            rule, path = copy.rule, copy.path
-            for key in keys:
+            dst = self.view(copy.target)
+            for key in self.keys:
                 cell = src.get(key)
                 if cell is None:
                     continue
                 value, origin, _ = cell
-                if rows:
-                    append((target, key, value, source, origin, rule, anchor, path))
-                else:
-                    append(_new_delta(target, key, value, source, origin, rule, anchor, path))
+                self.deltas.append(
+                    MetaDelta(
+                        copy.target, key, value, copy.source, origin, copy.rule, anchor, copy.path
+                    )
+                )
                 previous = dst.get(key)
                 dst[key] = (value, origin, True)
-                if (
-                    previous is not None
-                    and previous[2]
-                    and previous[0] is not value
-                    and not same_value(previous[0], value)
-                ):
-                    self.diagnostics.append(_overwrite(target, source, key, rule, previous, cell))
+                if previous is not None and previous[2] and not same_value(previous[0], value):
+                    self.diagnostics.append(_overwrite(copy, key, previous, cell))
 
 
-def _overwrite(
-    target: str, source: str, key: str, rule: Rule, previous: _Cell, cell: _Cell
-) -> Diagnostic:
+def _overwrite(copy: Copy, key: str, previous: _Cell, cell: _Cell) -> Diagnostic:
     return Diagnostic(
         "overwrite",
         Severity.INFO,
-        target,
-        f"{rule.value} write from {source!r} replaces {key!r} on {target!r} "
+        copy.target,
+        f"{copy.rule.value} write from {copy.source!r} replaces {key!r} on {copy.target!r} "
         f"({short_value(previous[0], trace=False)} from {previous[1]!r} becomes "
-        f"{short_value(cell[0], trace=False)} from "
-        f"{cell[1]!r})",
-        rule,
+        f"{short_value(cell[0], trace=False)} from {cell[1]!r})",
+        copy.rule,
         (previous[1], cell[1]),
     )
 
 
-@without_gc
 def plan(
     graph: Snapshot,
     profile: Profile = TORCHAO,
@@ -606,6 +545,7 @@ def plan(
     Returns
     -------
     Plan
+        :func:`plan_writes`' writes and diagnostics, with the snapshot's fingerprint.
 
     Raises
     ------
@@ -631,17 +571,16 @@ def plan(
     return Plan(deltas, diagnostics, fingerprint(graph), profile)
 
 
-@without_gc
 def plan_writes(
     graph: Snapshot,
     profile: Profile = TORCHAO,
     errors: Literal["raise", "collect"] = "raise",
 ) -> tuple[tuple[MetaDelta, ...], tuple[Diagnostic, ...]]:
-    """What :func:`plan` computes, without the snapshot's fingerprint: the writes and diagnostics.
+    """The planner: the writes and diagnostics of :func:`plan`, without the fingerprint.
 
-    For callers that write the plan at once and so never need to check it against the graph
-    later (:func:`plan_rows` gives the writes as plain tuples); arguments and errors as for
-    :func:`plan`.
+    For callers that write the plan at once and so never check it against the graph later
+    (the drop-in pass, which hashes the snapshot only if someone asks for its ``last_plan``);
+    arguments and errors as for :func:`plan`.
 
     Example
     -------
@@ -650,56 +589,6 @@ def plan_writes(
     >>> plan_writes(b.build())
     ((), ())
     """
-    deltas, diagnostics = _plan(graph, profile, errors, rows=False)
-    return tuple(deltas), diagnostics
-
-
-#: The fields of a :class:`MetaDelta`, in order, as :func:`plan_rows` gives them.
-Row = tuple[str, str, Any, str, str, Rule, str, tuple[str, ...]]
-
-
-@without_gc
-def plan_rows(
-    graph: Snapshot,
-    profile: Profile = TORCHAO,
-    errors: Literal["raise", "collect"] = "raise",
-) -> tuple[list[Row], tuple[Diagnostic, ...]]:
-    """:func:`plan_writes` with each write as a plain tuple of the :class:`MetaDelta` fields.
-
-    For the drop-in pass, which writes at once and makes the :class:`MetaDelta` records only
-    if someone asks for its plan (:func:`deltas_of_rows`). A tuple costs a quarter of a
-    record: on the dynamic 100-block graph's 1,800 writes, 0.14 ms against 0.60 ms.
-
-    Example
-    -------
-    >>> from portmeta.testing import GraphBuilder, static
-    >>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
-    >>> y = b.call("aten.relu.default", dq, name="relu", tag="P0")
-    >>> b.annotate(y, inputs={x: static()}); b.output(y); g = b.build()
-    >>> rows, _ = plan_rows(g)
-    >>> rows[0][:4]
-    ('dq', 'quantization_tag', 'P0', 'relu')
-    >>> deltas_of_rows(rows) == plan_writes(g)[0]
-    True
-    """
-    return _plan(graph, profile, errors, rows=True)
-
-
-def deltas_of_rows(rows: Iterable[Row]) -> tuple[MetaDelta, ...]:
-    """The :class:`MetaDelta` records of :func:`plan_rows`' tuples.
-
-    Example
-    -------
-    >>> deltas_of_rows([("b", "k", 1, "a", "a", Rule.STATIC_INPUT, "a", ("a", "b"))])[0].rule
-    <Rule.STATIC_INPUT: 'static_input'>
-    """
-    return tuple(starmap(_new_delta, rows))
-
-
-def _plan(
-    graph: Snapshot, profile: Profile, errors: str, *, rows: bool
-) -> tuple[list[Any], tuple[Diagnostic, ...]]:
-    """What :func:`plan_writes` and :func:`plan_rows` compute, writes as records or rows."""
     if errors not in ("raise", "collect"):
         raise OptionError(f"errors must be 'raise' or 'collect', got {errors!r}")
     recorded = meta_keys(graph)
@@ -710,7 +599,7 @@ def _plan(
                 f"profile {profile.name!r} copies keys {missing!r} that the snapshot did not "
                 f"record (it recorded {list(recorded)!r}); take the snapshot with those keys"
             )
-    resolver = _Resolver(graph, profile, rows)
+    resolver = _Resolver(graph, profile)
     diagnostics = resolver.diagnostics
     for node in annotated_nodes(graph):
         try:
@@ -720,7 +609,7 @@ def _plan(
                 raise
             # nothing of this node was resolved yet: dropping its writes is not writing them
             diagnostics.append(
-                _new_diagnostic(
+                Diagnostic(
                     "error",
                     Severity.ERROR,
                     node,
@@ -732,66 +621,15 @@ def _plan(
             )
             continue
         for result in results:
-            if result.diagnostics:
-                diagnostics.extend(result.diagnostics)
+            diagnostics.extend(result.diagnostics)
             resolver.resolve(result.copies, node)
-    return resolver.deltas, tuple(diagnostics)
+    return tuple(resolver.deltas), tuple(diagnostics)
 
 
-def fingerprint_after(
-    graph: Snapshot,
-    deltas: Iterable[MetaDelta],
-    form: CanonicalForm | list[str] | None = None,
-) -> str:
-    """The fingerprint a snapshot of the graph will have once ``deltas`` are written.
+def final_meta(graph: Snapshot, p: Plan | Iterable[MetaDelta]) -> dict[str, dict[str, Any]]:
+    """Every node's recorded metadata after a plan's writes: ``{node: {key: value}}``.
 
-    Only the written nodes' metadata (and that of the nodes sharing their meta dicts) is
-    encoded again; pass ``form`` (:func:`portmeta.graph.canonical_form` of ``graph``) if you
-    have it already. With the v1 lines of ``graph`` (:func:`portmeta.graph.canonical_lines`)
-    instead, the result is a v1 fingerprint, for a plan saved before scheme v2.
-
-    Example
-    -------
-    >>> from portmeta.testing import GraphBuilder, static
-    >>> def graph(tag=None):
-    ...     b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
-    ...     y = b.call("aten.relu.default", dq, name="relu", tag="P0")
-    ...     b.annotate(y, inputs={x: static()}); b.output(y)
-    ...     if tag: b.set_meta(dq, quantization_tag=tag)
-    ...     return b.build()
-    >>> fingerprint_after(graph(), plan(graph()).deltas) == fingerprint(graph(tag="P0"))
-    True
-    """
-    recs = list(records(graph))
-    index = dict(zip(map(_NAME, recs), recs, strict=True))
-    shared = any(map(_META_OWNER, recs))  # nodes that share a meta dict count as one node
-    last = last_writes(deltas, (lambda t: index[t].meta_owner or t) if shared else None)
-    written: dict[str, dict[str, Any]] = {}
-    for (owner, key), d in last.items():
-        final = written.get(owner)
-        if final is None:
-            final = written[owner] = index[owner].meta_dict()
-        final[key] = d.value
-    keys = meta_keys(graph)
-    position = {name: i for i, name in enumerate(index)}
-    after: dict[int, tuple[tuple[str, Any], ...]] = {}
-    for owner, final in written.items():
-        order = keys if keys is not None else tuple(final)
-        after[position[owner]] = tuple([(k, final[k]) for k in order if k in final])
-    if shared and written:
-        for i, rec in enumerate(recs):
-            if rec.meta_owner in written:
-                after[i] = after[position[rec.meta_owner]]
-    if isinstance(form, list):  # scheme v1: the records' lines, the written ones again
-        lines = list(form)
-        for i, pairs in after.items():
-            lines[i] = canonical_line(recs[i], pairs)
-        return digest(lines, keys)
-    return (canonical_form(graph) if form is None else form).fingerprint(after)
-
-
-def final_meta(graph: Snapshot, p: Plan) -> dict[str, dict[str, Any]]:
-    """Every node's recorded metadata after applying ``p``: ``{node: {key: value}}``.
+    ``p`` is a :class:`Plan` or its writes.
 
     Nodes are in graph order; a node's keys are its recorded keys, then keys the plan added.
     Nodes that share a meta dict (``meta_owner``) show each other's writes, as in place.
@@ -805,7 +643,8 @@ def final_meta(graph: Snapshot, p: Plan) -> dict[str, dict[str, Any]]:
     """
     recs = {rec.name: rec for rec in records(graph)}
     out = {name: rec.meta_dict() for name, rec in recs.items()}
-    for (owner, key), d in last_writes(p.deltas, lambda t: recs[t].meta_owner or t).items():
+    deltas = p.deltas if isinstance(p, Plan) else p
+    for (owner, key), d in last_writes(deltas, lambda t: recs[t].meta_owner or t).items():
         out[owner][key] = d.value
     for name, rec in recs.items():
         if rec.meta_owner is not None:

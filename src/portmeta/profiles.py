@@ -21,17 +21,13 @@ from typing import Any
 import attrs
 
 from .errors import ProfileError
-from .records import NodeRecord, Target, TargetKind
+from .records import NodeRecord, Target
 
 __all__ = ["Profile", "TORCHAO", "LEGACY_TORCH_AO", "PROFILES", "get_profile"]
 
 
 def _targets(value: Iterable[Target]) -> frozenset[Target]:
     return frozenset(value)
-
-
-#: A field derived from the others after construction: not an argument, not compared, not shown.
-_DERIVED: Any = attrs.field(init=False, eq=False, repr=False, hash=False)
 
 
 def _keys(value: Iterable[str]) -> tuple[str, ...]:
@@ -44,7 +40,7 @@ def _keys(value: Iterable[str]) -> tuple[str, ...]:
     return keys
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen
 class Profile:
     """The data that parameterises the porting rules.
 
@@ -87,63 +83,33 @@ class Profile:
     sym_size_call_function: frozenset[Target] = attrs.field(converter=_targets)
     sym_size_any_op: frozenset[Target] = attrs.field(converter=_targets)
     skip_output_without_users: bool = True
-    # Each target set by name: {name: kinds}, derived in __attrs_post_init__. A predicate then
-    # hashes the target's name (a str, its hash cached in C) instead of the Target (a Python
-    # __hash__ call): 145 -> 100 ns per test, and most tests are of nodes in no set at all.
-    _quantize_by_name: dict[str, tuple[TargetKind, ...]] = _DERIVED
-    _dequantize_by_name: dict[str, tuple[TargetKind, ...]] = _DERIVED
-    _choose_qparams_by_name: dict[str, tuple[TargetKind, ...]] = _DERIVED
-    _workflow_ops_by_name: dict[str, tuple[TargetKind, ...]] = _DERIVED
-    _view_ops_by_name: dict[str, tuple[TargetKind, ...]] = _DERIVED
-    _sym_size_call_function_by_name: dict[str, tuple[TargetKind, ...]] = _DERIVED
-    _sym_size_any_op_by_name: dict[str, tuple[TargetKind, ...]] = _DERIVED
-
-    def __attrs_post_init__(self) -> None:
-        for field in _SET_FIELDS:
-            by_name: dict[str, tuple[TargetKind, ...]] = {}
-            for target in getattr(self, field):
-                by_name[target.name] = (*by_name.get(target.name, ()), target.kind)
-            object.__setattr__(self, f"_{field}_by_name", by_name)
 
     # -- predicates the rules use -------------------------------------------------------
     def is_quantize(self, rec: NodeRecord) -> bool:
         """A ``call_function`` node whose target is a quantize op."""
-        t = rec.target
-        kinds = self._quantize_by_name.get(t.name)
-        return kinds is not None and t.kind in kinds and rec.op == "call_function"
+        return rec.op == "call_function" and rec.target in self.quantize
 
     def is_dequantize(self, rec: NodeRecord) -> bool:
         """A ``call_function`` node whose target is a dequantize op."""
-        t = rec.target
-        kinds = self._dequantize_by_name.get(t.name)
-        return kinds is not None and t.kind in kinds and rec.op == "call_function"
+        return rec.op == "call_function" and rec.target in self.dequantize
 
     def is_choose_qparams(self, rec: NodeRecord) -> bool:
         """A ``call_function`` node whose target is a choose_qparams op."""
-        t = rec.target
-        kinds = self._choose_qparams_by_name.get(t.name)
-        return kinds is not None and t.kind in kinds and rec.op == "call_function"
+        return rec.op == "call_function" and rec.target in self.choose_qparams
 
     def is_view(self, rec: NodeRecord) -> bool:
         """A ``call_function`` node whose target is a view op of the get_attr chain."""
-        t = rec.target
-        kinds = self._view_ops_by_name.get(t.name)
-        return kinds is not None and t.kind in kinds and rec.op == "call_function"
+        return rec.op == "call_function" and rec.target in self.view_ops
 
     def is_workflow_op(self, rec: NodeRecord) -> bool:
         """Whether the connectivity walk steps through ``rec`` (the target alone decides)."""
-        t = rec.target
-        kinds = self._workflow_ops_by_name.get(t.name)
-        return kinds is not None and t.kind in kinds
+        return rec.target in self.workflow_ops
 
     def is_sym_size(self, rec: NodeRecord) -> bool:
         """Whether ``rec`` is dropped from user lists (upstream's ``_is_sym_size_node``)."""
-        t = rec.target
-        kinds = self._sym_size_any_op_by_name.get(t.name)
-        if kinds is not None and t.kind in kinds:
-            return True
-        kinds = self._sym_size_call_function_by_name.get(t.name)
-        return kinds is not None and t.kind in kinds and rec.op == "call_function"
+        return rec.target in self.sym_size_any_op or (
+            rec.op == "call_function" and rec.target in self.sym_size_call_function
+        )
 
     # -- deriving -------------------------------------------------------------------------
     def extend(

@@ -1,32 +1,37 @@
 """Immutable value records describing one node of a quantized graph.
 
-Everything here is an attrs frozen, slotted class: build new records with :func:`attrs.evolve`,
-never by mutation. The records take no weak references (``weakref_slot=False``, which lets
-:func:`trusted_constructor` build them at about half the cost). The records hold only plain data: node references inside ``args`` and
-``kwargs`` are :class:`NodeRef` values, constants the snapshot could not represent as JSON
-types are :class:`Opaque` values, and operator targets are :class:`Target` values whose
-``kind`` keeps an operator overload, an operator packet, a Python callable and a plain name
-apart even where their strings would look alike.
+Every record is an attrs frozen, slotted class with plain fields: attrs' generated ``__init__``
+stores what it is given, no converter or check runs. Values are normalised and checked at the
+boundary instead: the classmethod factories (:meth:`NodeRecord.of`, :meth:`Annotation.of`,
+:meth:`Target.of`), the readers (``portmeta_fx.from_fx``, :func:`portmeta.load_graph`) and
+:func:`portmeta.build_graph`, which checks every record once. Build new records with
+:func:`attrs.evolve`, never by mutation.
+
+The records hold only plain data: node references inside ``args`` and ``kwargs`` are
+:class:`NodeRef` values, constants the snapshot could not represent as JSON types are
+:class:`Opaque` values, and operator targets are :class:`Target` values whose ``kind`` keeps an
+operator overload, an operator packet, a Python callable and a plain name apart even where their
+strings would look alike.
 
 Example
 -------
->>> from portmeta.records import NodeRecord, NodeRef, Target
->>> q = NodeRecord(
-...     name="q",
-...     op="call_function",
-...     target=Target.overload("quantized_decomposed.quantize_per_tensor.default"),
-...     args=(NodeRef("x"), 0.1, 0, -128, 127, Opaque("torch.dtype", "torch.int8")),
-...     users=("dq",),
+>>> from portmeta.records import NodeRecord, NodeRef, Opaque, Target
+>>> q = NodeRecord.of(
+...     "q",
+...     "call_function",
+...     Target.overload("quantized_decomposed.quantize_per_tensor.default"),
+...     args=[NodeRef("x"), 0.1, 0, -128, 127, Opaque("torch.dtype", "torch.int8")],
+...     users=["dq"],
 ... )
->>> q.input_names()
-('x',)
+>>> q.input_names(), q.users
+(('x',), ('dq',))
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
 
@@ -43,11 +48,11 @@ __all__ = [
     "NodeRecord",
     "OPS",
     "iter_node_refs",
-    "trusted_constructor",
 ]
 
-#: The ``op`` values ``torch.fx`` creates (a record accepts any non-empty string, as a node
-#: whose ``op`` was reassigned by hand is still walked by upstream).
+#: The ``op`` values ``torch.fx`` creates. A saved graph must use one of them; a record built
+#: in Python accepts any non-empty string, as a node whose ``op`` was reassigned by hand is still
+#: walked by upstream.
 OPS = frozenset(
     {"placeholder", "get_attr", "call_function", "call_method", "call_module", "output"}
 )
@@ -72,80 +77,7 @@ class TargetKind(str, enum.Enum):
     NAME = "name"
 
 
-_T = TypeVar("_T")
-
-
-def trusted_constructor(cls: type[_T]) -> Callable[..., _T]:
-    """A constructor for the slotted attrs class ``cls`` that stores its arguments as given.
-
-    It takes every field positionally, in field order, and runs no converter, validator or
-    ``__attrs_post_init__`` check: it is for producers whose values already have the types the
-    fields hold (the FX reader, the JSON reader after its own checks, the planner). The result
-    is an ordinary instance of ``cls``, equal to the one the checked constructor makes from the
-    same values.
-
-    A frozen class refuses plain attribute stores, so its ``__init__`` sets each slot through
-    ``object.__setattr__``. Here the fields are stored on an instance of a *mutable twin* (a
-    plain class with the same slots) by plain stores, which CPython specialises, and the instance
-    then becomes a ``cls`` by ``__class__`` assignment, which CPython allows between classes of
-    the same layout: about half the cost for a ten-field record (measured in
-    docs/performance.md). That needs ``cls`` without a ``__weakref__`` slot (attrs'
-    ``weakref_slot=False``, as the records here are declared); for any other class the slots are
-    set through their descriptors instead.
-
-    Example
-    -------
-    >>> make = trusted_constructor(NodeRef)
-    >>> make("x") == NodeRef("x"), type(make("x")) is NodeRef
-    (True, True)
-    """
-    fields = [a.name for a in attrs.fields(cls)]  # type: ignore[arg-type]
-    slots = tuple(getattr(cls, "__slots__", ()))
-    cached_hash = "_attrs_cached_hash" in slots  # attrs' cache_hash=True slot
-    params = ", ".join(fields)
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    twin = _mutable_twin(cls, slots)
-    if twin is not None:
-        namespace["twin"] = twin
-        body = "".join(f"    obj.{f} = {f}\n" for f in fields)
-        if cached_hash:
-            body += "    obj._attrs_cached_hash = None\n"
-        code = f"def make({params}):\n    obj = new(twin)\n{body}    obj.__class__ = cls\n    return obj\n"
-    else:
-        body = "".join(f"    set_{f}(obj, {f})\n" for f in fields)
-        for f in fields:
-            namespace[f"set_{f}"] = cls.__dict__[f].__set__
-        if cached_hash:
-            namespace["set_hash"] = cls.__dict__["_attrs_cached_hash"].__set__
-            body += "    set_hash(obj, None)\n"
-        code = f"def make({params}):\n    obj = new(cls)\n{body}    return obj\n"
-    exec(compile(code, f"<trusted constructor of {cls.__qualname__}>", "exec"), namespace)
-    make: Callable[..., _T] = namespace["make"]
-    make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
-    return make
-
-
-def _mutable_twin(cls: type[Any], slots: tuple[str, ...]) -> type[Any] | None:
-    """A plain class with the slots of ``cls`` whose instances may become ``cls`` instances
-    (``None`` when CPython refuses the ``__class__`` assignment: another layout)."""
-    if not slots or cls.__bases__ != (object,):
-        return None
-    twin = type(f"_Mutable{cls.__name__}", (), {"__slots__": slots})
-    probe: Any = object.__new__(twin)
-    try:
-        probe.__class__ = cls
-    except TypeError:  # "object layout differs": a __weakref__ slot, a base with slots...
-        return None
-    return twin
-
-
-#: Operator targets, interned: a graph names few distinct operators many times, and an
-#: interned target makes the profiles' set lookups identity hits.
-_INTERNED: dict[tuple[str, TargetKind], Target] = {}
-_INTERN_LIMIT = 20_000
-
-
-@attrs.frozen(slots=True, cache_hash=True, weakref_slot=False)
+@attrs.frozen(cache_hash=True)
 class Target:
     """A node target as a canonical string plus its kind.
 
@@ -161,30 +93,25 @@ class Target:
     'aten.view.default'
     """
 
-    name: str = attrs.field(validator=attrs.validators.instance_of(str))
-    kind: TargetKind = attrs.field(converter=TargetKind)
+    name: str
+    kind: TargetKind
 
     @classmethod
     def of(cls, name: str, kind: TargetKind | str) -> Target:
-        """The target ``name`` of ``kind``; operator targets (a bounded vocabulary) are interned.
+        """The target ``name`` of ``kind`` (a :class:`TargetKind` or its value), checked.
 
         Example
         -------
-        >>> Target.of("aten.relu.default", "overload") is Target.overload("aten.relu.default")
+        >>> Target.of("aten.relu.default", "overload") == Target.overload("aten.relu.default")
         True
+        >>> Target.of("x", "nonsense")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'nonsense' is not a valid TargetKind
         """
-        kind = TargetKind(kind)
-        if kind is not TargetKind.OVERLOAD and kind is not TargetKind.PACKET:
-            # names and callables are open-ended (one per attribute, a repr per lambda): a
-            # process-wide table of them would only grow
-            return cls(name, kind)
-        key = (name, kind)
-        found = _INTERNED.get(key)
-        if found is None:
-            found = cls(name, kind)
-            if len(_INTERNED) < _INTERN_LIMIT:  # a file naming endless "operators" stops here
-                _INTERNED[key] = found
-        return found
+        if not isinstance(name, str):
+            raise TypeError(f"a target's name must be a str, got {name!r}")
+        return cls(name, TargetKind(kind))
 
     @classmethod
     def overload(cls, name: str) -> Target:
@@ -204,18 +131,13 @@ class Target:
     @classmethod
     def named(cls, name: str) -> Target:
         """A string target: placeholder, attribute, module or method name."""
-        if type(name) is not str:
-            return cls(name, TargetKind.NAME)  # the checked constructor says what is wrong
-        return _new_target(name, TargetKind.NAME)
+        return cls.of(name, TargetKind.NAME)
 
     def __str__(self) -> str:
         return self.name
 
 
-_new_target = trusted_constructor(Target)
-
-
-@attrs.frozen(slots=True, repr=False, weakref_slot=False)
+@attrs.frozen
 class NodeRef:
     """A reference to another node inside ``args`` / ``kwargs``.
 
@@ -225,13 +147,10 @@ class NodeRef:
     (False, NodeRef(name='x'))
     """
 
-    name: str = attrs.field(validator=attrs.validators.instance_of(str))
-
-    def __repr__(self) -> str:  # attrs' format, written out: v1 fingerprints repr every argument
-        return f"NodeRef(name={self.name!r})"
+    name: str
 
 
-@attrs.frozen(slots=True, repr=False, weakref_slot=False)
+@attrs.frozen
 class Opaque:
     """A constant the snapshot keeps only as text: its type name and its ``repr``.
 
@@ -243,9 +162,6 @@ class Opaque:
 
     type_name: str
     text: str
-
-    def __repr__(self) -> str:  # attrs' format, written out: v1 fingerprints repr every argument
-        return f"Opaque(type_name={self.type_name!r}, text={self.text!r})"
 
     def __str__(self) -> str:
         return self.text
@@ -288,7 +204,7 @@ def iter_node_refs(value: Any) -> Iterator[str]:
             stack.extend(reversed(list(item.values())))
 
 
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen
 class QSpec:
     """The part of a quantization spec that planning reads.
 
@@ -308,28 +224,19 @@ class QSpec:
     kind: str
     is_dynamic: bool | None = None
 
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.kind, str):
-            raise TypeError(f"QSpec kind must be a str, got {self.kind!r}")
-        if self.is_dynamic is not None and not isinstance(self.is_dynamic, bool):
-            raise TypeError(
-                f"QSpec is_dynamic must be True, False or None, got {self.is_dynamic!r}"
-            )
-
     @property
     def dynamic(self) -> bool:
         """Whether the dynamic input rule applies (``is_dynamic is True``)."""
         return self.is_dynamic is True
 
 
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen
 class QInput:
     """One entry of an annotation's ``input_qspec_map``.
 
     ``node`` names the input's record. ``is_node`` is False when the annotation's key is not an
     FX node at all (a string, a tuple...): it connects to nothing, and the dynamic rule fails on
-    it like upstream (``AttributeError``). A node name that is not in the graph is an input
-    without users (an erased node a hand-built graph still names).
+    it like upstream (``AttributeError``).
 
     Example
     -------
@@ -341,16 +248,8 @@ class QInput:
     qspec: QSpec | None = None
     is_node: bool = True
 
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.node, str):
-            raise TypeError(f"QInput node must be a node name (str), got {self.node!r}")
-        if self.qspec is not None and not isinstance(self.qspec, QSpec):
-            raise TypeError(
-                f"input {self.node!r}: qspec must be a QSpec or None, got {self.qspec!r}"
-            )
 
-
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen
 class Malformed:
     """An annotation object upstream cannot read, and the error reading it raises.
 
@@ -368,41 +267,53 @@ class Malformed:
     message: str
 
 
-def _to_inputs(value: Any) -> tuple[QInput, ...]:
-    if type(value) is tuple:
-        return value
-    if isinstance(value, Mapping):
-        return tuple(QInput(name, spec) for name, spec in value.items())
-    return tuple(value)
-
-
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen
 class Annotation:
     """A quantization annotation as plain data: ordered inputs and the output spec.
 
-    ``inputs`` accepts a mapping ``{input name: QSpec | None}`` or a sequence of
-    :class:`QInput`; it is stored as a tuple in insertion order.
+    Build one from a mapping with :meth:`of`.
 
     Example
     -------
-    >>> ann = Annotation({"x": QSpec("QuantizationSpec", False)}, output=None)
+    >>> ann = Annotation.of({"x": QSpec("QuantizationSpec", False)})
     >>> ann.is_valid, [i.node for i in ann.inputs]
     (True, ['x'])
-    >>> Annotation({}, None).is_valid
+    >>> Annotation().is_valid
     False
     """
 
-    inputs: tuple[QInput, ...] = attrs.field(factory=tuple, converter=_to_inputs)
+    inputs: tuple[QInput, ...] = ()
     output: QSpec | None = None
     malformed: Malformed | None = None
 
-    def __attrs_post_init__(self) -> None:
-        if self.output is not None and not isinstance(self.output, QSpec):
-            raise TypeError(f"Annotation output must be a QSpec or None, got {self.output!r}")
-        if self.malformed is not None and not isinstance(self.malformed, Malformed):
-            raise TypeError(
-                f"Annotation malformed must be Malformed or None, got {self.malformed!r}"
-            )
+    @classmethod
+    def of(
+        cls,
+        inputs: Mapping[str, QSpec | None] | Iterable[QInput] = (),
+        output: QSpec | None = None,
+        malformed: Malformed | None = None,
+    ) -> Annotation:
+        """An annotation from ``{input name: QSpec | None}`` (insertion order kept) or a
+        sequence of :class:`QInput`, checked.
+
+        Example
+        -------
+        >>> Annotation.of({"x": None}, output=QSpec("QuantizationSpec")).inputs
+        (QInput(node='x', qspec=None, is_node=True),)
+        >>> Annotation.of(output="int8")
+        Traceback (most recent call last):
+        ...
+        TypeError: an annotation's output must be a QSpec or None, got 'int8'
+        """
+        if isinstance(inputs, Mapping):
+            items = tuple(QInput(name, spec) for name, spec in inputs.items())
+        else:
+            items = tuple(inputs)
+        ann = cls(items, output, malformed)
+        problem = annotation_problem(ann)
+        if problem is not None:
+            raise TypeError(problem)
+        return ann
 
     @property
     def is_valid(self) -> bool:
@@ -413,28 +324,54 @@ class Annotation:
         return bool(self.inputs) or self.output is not None or self.malformed is not None
 
 
-def names(value: Iterable[str]) -> tuple[str, ...]:
-    """Converter: any iterable of node names to a tuple (for attrs fields)."""
-    return value if type(value) is tuple else tuple(value)
+def _qspec_problem(spec: Any, where: str) -> str | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, QSpec):
+        return f"{where} must be a QSpec or None, got {spec!r}"
+    if not isinstance(spec.kind, str):
+        return f"{where}'s kind must be a str, got {spec.kind!r}"
+    if spec.is_dynamic is not None and type(spec.is_dynamic) is not bool:
+        return f"{where}'s is_dynamic must be True, False or None, got {spec.is_dynamic!r}"
+    return None
 
 
-def _args(value: Iterable[Any]) -> tuple[Any, ...]:
-    return value if type(value) is tuple else tuple(value)
+def annotation_problem(ann: Any) -> str | None:
+    """What is wrong with the fields of ``ann`` (an :class:`Annotation`), or ``None``.
+
+    Example
+    -------
+    >>> annotation_problem(Annotation((QInput(1),)))
+    "an annotation's input must name a node (a str), got 1"
+    """
+    if not isinstance(ann, Annotation):
+        return f"an annotation must be an Annotation or None, got {ann!r}"
+    if type(ann.inputs) is not tuple:
+        return f"an annotation's inputs must be a tuple, got {ann.inputs!r}"
+    for inp in ann.inputs:
+        if not isinstance(inp, QInput):
+            return f"an annotation's inputs must be QInput records, got {inp!r}"
+        if not isinstance(inp.node, str):
+            return f"an annotation's input must name a node (a str), got {inp.node!r}"
+        if type(inp.is_node) is not bool:
+            return f"input {inp.node!r}: is_node must be True or False, got {inp.is_node!r}"
+        problem = _qspec_problem(inp.qspec, f"input {inp.node!r}: the qspec")
+        if problem is not None:
+            return problem
+    problem = _qspec_problem(ann.output, "an annotation's output")
+    if problem is not None:
+        return problem
+    bad = ann.malformed
+    if bad is not None and not (
+        isinstance(bad, Malformed) and isinstance(bad.error, str) and isinstance(bad.message, str)
+    ):
+        return f"an annotation's malformed must be Malformed(error, message) or None, got {bad!r}"
+    return None
 
 
-def _is_pairs(value: tuple[Any, ...]) -> bool:
-    """Whether ``value`` is already ``((str key, value), ...)`` with no key twice."""
-    for pair in value:
-        if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not str:
-            return False
-    return len(value) < 2 or len({k for k, _ in value}) == len(value)
-
-
-def _to_meta(value: Any) -> tuple[tuple[str, Any], ...]:
-    """Converter: a mapping or pairs to ``((str key, value), ...)``, as a JSON object holds
-    them (keys as strings, a repeated key keeping its last value in its first place)."""
-    if type(value) is tuple and _is_pairs(value):  # already converted
-        return value
+def _pairs(value: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> tuple[tuple[str, Any], ...]:
+    """A mapping or ``(key, value)`` pairs as pairs with ``str`` keys, as a JSON object holds
+    them (a repeated key keeps its last value in its first place)."""
     items = value.items() if isinstance(value, Mapping) else value
     out: dict[str, Any] = {}
     for k, v in items:
@@ -442,21 +379,26 @@ def _to_meta(value: Any) -> tuple[tuple[str, Any], ...]:
     return tuple(out.items())
 
 
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen
 class NodeRecord:
     """One node of the snapshot.
+
+    Build one with :meth:`of`, which takes lists and mappings and checks the fields; the
+    constructor stores its arguments as given (readers that already hold the right types use
+    it, and :func:`portmeta.build_graph` checks every record either way).
 
     Parameters
     ----------
     name, op, target:
         As on ``torch.fx.Node``; ``target`` is a :class:`Target`.
     args, kwargs:
-        Arguments with node references as :class:`NodeRef`. ``kwargs`` keeps its order.
+        Arguments with node references as :class:`NodeRef`: a tuple, and ``(key, value)``
+        pairs in their order.
     users:
         Names of the node's users, in ``node.users`` order.
     meta:
-        The values of the metadata keys planning reads, in the order given. Absent keys are
-        absent (presence, not truthiness, decides whether a key is copied).
+        ``(key, value)`` pairs of the metadata keys planning reads, in the order given. Absent
+        keys are absent (presence, not truthiness, decides whether a key is copied).
     annotation:
         The quantization annotation, or ``None``.
     foreign:
@@ -471,43 +413,67 @@ class NodeRecord:
 
     Example
     -------
-    >>> rec = NodeRecord("x", "placeholder", Target.named("x"), meta={"stack_trace": "a.py:1"})
-    >>> rec.meta_dict()
-    {'stack_trace': 'a.py:1'}
+    >>> rec = NodeRecord.of("x", "placeholder", Target.named("x"), meta={"stack_trace": "a.py:1"})
+    >>> rec.meta, rec.meta_dict()
+    ((('stack_trace', 'a.py:1'),), {'stack_trace': 'a.py:1'})
     """
 
     name: str
     op: str
     target: Target
-    args: tuple[Any, ...] = attrs.field(default=(), converter=_args)
-    kwargs: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_to_meta)
-    users: tuple[str, ...] = attrs.field(default=(), converter=names)
-    meta: tuple[tuple[str, Any], ...] = attrs.field(default=(), converter=_to_meta)
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    users: tuple[str, ...] = ()
+    meta: tuple[tuple[str, Any], ...] = ()
     annotation: Annotation | None = None
     foreign: bool = False
     meta_owner: str | None = None
 
-    def __attrs_post_init__(self) -> None:
-        # one check of the fields a snapshot walks, where attrs validators would cost a call each
-        if type(self.name) is not str and not isinstance(self.name, str):
-            raise TypeError(f"NodeRecord name must be a str, got {self.name!r}")
-        if type(self.op) is not str and not isinstance(self.op, str):
-            raise TypeError(f"node {self.name!r}: op must be a str, got {self.op!r}")
-        if not self.op:
-            raise ValueError(f"node {self.name!r}: op must not be empty")
-        if type(self.target) is not Target and not isinstance(self.target, Target):
-            raise TypeError(f"node {self.name!r}: target must be a Target, got {self.target!r}")
-        ann = self.annotation
-        if ann is not None and type(ann) is not Annotation and not isinstance(ann, Annotation):
-            raise TypeError(f"node {self.name!r}: annotation must be an Annotation, got {ann!r}")
-        if self.foreign is not True and self.foreign is not False:
-            raise TypeError(
-                f"node {self.name!r}: foreign must be True or False, got {self.foreign!r}"
-            )
-        if self.meta_owner is not None and not isinstance(self.meta_owner, str):
-            raise TypeError(
-                f"node {self.name!r}: meta_owner must be a node name or None, got {self.meta_owner!r}"
-            )
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        op: str,
+        target: Target,
+        *,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+        users: Iterable[str] = (),
+        meta: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+        annotation: Annotation | None = None,
+        foreign: bool = False,
+        meta_owner: str | None = None,
+    ) -> NodeRecord:
+        """A record from lists and mappings, its fields checked.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A field of the wrong type (the message names the node and the field).
+
+        Example
+        -------
+        >>> NodeRecord.of("y", "call_function", "relu")
+        Traceback (most recent call last):
+        ...
+        TypeError: node 'y': target must be a Target, got 'relu'
+        """
+        rec = cls(
+            name,
+            op,
+            target,
+            tuple(args),
+            _pairs(kwargs),
+            tuple(users),
+            _pairs(meta),
+            annotation,
+            foreign,
+            meta_owner,
+        )
+        problem = record_problem(rec)
+        if problem is not None:
+            raise (ValueError if rec.op == "" else TypeError)(problem)
+        return rec
 
     def meta_dict(self) -> dict[str, Any]:
         """The recorded metadata as a new dict (key order kept)."""
@@ -517,9 +483,59 @@ class NodeRecord:
         """Names of the nodes referenced by args and kwargs, first occurrence order, no repeats."""
         seen: dict[str, None] = {}
         for value in (*self.args, *(v for _, v in self.kwargs)):
-            if type(value) is NodeRef:  # the common case, without the generic walk
-                seen.setdefault(value.name, None)
-            elif isinstance(value, (list, tuple, dict)):
-                for name in iter_node_refs(value):
-                    seen.setdefault(name, None)
+            for name in iter_node_refs(value):
+                seen.setdefault(name, None)
         return tuple(seen)
+
+
+def _is_pairs(value: Any) -> bool:
+    return type(value) is tuple and all(
+        type(pair) is tuple and len(pair) == 2 and isinstance(pair[0], str) for pair in value
+    )
+
+
+def record_problem(rec: Any) -> str | None:
+    """What is wrong with the field types of ``rec`` (a :class:`NodeRecord`), or ``None``.
+
+    The one check of a record's fields: :meth:`NodeRecord.of` and
+    :func:`portmeta.build_graph` run it.
+
+    Example
+    -------
+    >>> record_problem(NodeRecord("x", "placeholder", Target.named("x"), meta={"k": 1}))
+    "node 'x': meta must be a tuple of (key, value) pairs, got {'k': 1}; build records with NodeRecord.of(...)"
+    """
+    if not isinstance(rec, NodeRecord):
+        return f"expected NodeRecord, got {type(rec).__name__}"
+    if not isinstance(rec.name, str):
+        return f"NodeRecord name must be a str, got {rec.name!r}"
+    where = f"node {rec.name!r}"
+    if not isinstance(rec.op, str):
+        return f"{where}: op must be a str, got {rec.op!r}"
+    if not rec.op:
+        return f"{where}: op must not be empty"
+    if not (
+        isinstance(rec.target, Target)
+        and isinstance(rec.target.name, str)
+        and isinstance(rec.target.kind, TargetKind)
+    ):
+        return f"{where}: target must be a Target, got {rec.target!r}"
+    if type(rec.args) is not tuple:
+        return f"{where}: args must be a tuple, got {rec.args!r}"
+    for field in ("kwargs", "meta"):
+        if not _is_pairs(getattr(rec, field)):
+            return (
+                f"{where}: {field} must be a tuple of (key, value) pairs, got "
+                f"{getattr(rec, field)!r}; build records with NodeRecord.of(...)"
+            )
+    if type(rec.users) is not tuple or not all(isinstance(u, str) for u in rec.users):
+        return f"{where}: users must be a tuple of node names, got {rec.users!r}"
+    if rec.annotation is not None:
+        problem = annotation_problem(rec.annotation)
+        if problem is not None:
+            return f"{where}: {problem}"
+    if type(rec.foreign) is not bool:
+        return f"{where}: foreign must be True or False, got {rec.foreign!r}"
+    if rec.meta_owner is not None and not isinstance(rec.meta_owner, str):
+        return f"{where}: meta_owner must be a node name or None, got {rec.meta_owner!r}"
+    return None

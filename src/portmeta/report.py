@@ -23,10 +23,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ._text import short_value
-from .graph import Snapshot, annotated_nodes, record
 from .plan import Plan
 from .records import TargetKind
 from .rules import Rule
+from .snapshot import Snapshot, annotated_nodes, record
 
 __all__ = ["short_target", "short_value", "format_table", "format_diagnostics", "summary"]
 

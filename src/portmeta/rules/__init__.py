@@ -13,7 +13,7 @@ Each takes ``(graph, profile, ...)`` and returns a :class:`RuleResult`; none rea
 metadata values (see :func:`portmeta.plan`).
 """
 
-from .base import EMPTY, Copy, Diagnostic, Rule, RuleResult, Severity, as_rule, non_sym_users
+from .base import EMPTY, Copy, Diagnostic, Rule, RuleResult, Severity, non_sym_users
 from .dynamic_input import dynamic_input, find_choose_qparams
 from .static_input import static_input, walk_to_producer
 from .static_output import static_output
@@ -26,7 +26,6 @@ __all__ = [
     "Rule",
     "RuleResult",
     "Severity",
-    "as_rule",
     "non_sym_users",
     "dynamic_input",
     "find_choose_qparams",

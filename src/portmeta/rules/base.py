@@ -21,13 +21,11 @@ from typing import Any
 import attrs
 
 from .._text import short_value
-from ..graph import Snapshot
 from ..profiles import Profile
-from ..records import names, trusted_constructor
+from ..snapshot import Snapshot, record
 
 __all__ = [
     "Rule",
-    "as_rule",
     "Severity",
     "Copy",
     "Diagnostic",
@@ -67,12 +65,7 @@ class Severity(str, enum.Enum):
     ERROR = "error"
 
 
-def as_rule(value: Rule | str) -> Rule:
-    """Converter: a :class:`Rule` or its value to a :class:`Rule` (a rule passes through)."""
-    return value if type(value) is Rule else Rule(value)
-
-
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen
 class Copy:
     """One ``copy(target <- source)`` a rule asks for.
 
@@ -87,11 +80,11 @@ class Copy:
 
     target: str
     source: str
-    rule: Rule = attrs.field(converter=as_rule)
-    path: tuple[str, ...] = attrs.field(converter=names)
+    rule: Rule
+    path: tuple[str, ...]
 
 
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen
 class Diagnostic:
     """Something planning noticed, as data.
 
@@ -108,23 +101,43 @@ class Diagnostic:
     """
 
     kind: str
-    severity: Severity = attrs.field(converter=Severity)
+    severity: Severity
     node: str
     message: str
-    rule: Rule | None = attrs.field(default=None, converter=attrs.converters.optional(Rule))
-    related: tuple[str, ...] = attrs.field(default=(), converter=names)
+    rule: Rule | None = None
+    related: tuple[str, ...] = ()
     error_class: str | None = None
 
+    @classmethod
+    def of(
+        cls,
+        kind: str,
+        severity: Severity | str,
+        node: str,
+        message: str,
+        rule: Rule | str | None = None,
+        related: Iterable[str] = (),
+        error_class: str | None = None,
+    ) -> Diagnostic:
+        """A diagnostic from plain values (enum values as strings, any iterable of names).
 
-def _copies(value: Iterable[Copy]) -> tuple[Copy, ...]:
-    return value if type(value) is tuple else tuple(value)
+        Example
+        -------
+        >>> Diagnostic.of("user_count", "warning", "conv", "...", "static_output", ["a"]).rule
+        <Rule.STATIC_OUTPUT: 'static_output'>
+        """
+        return cls(
+            kind,
+            Severity(severity),
+            node,
+            message,
+            None if rule is None else Rule(rule),
+            tuple(related),
+            error_class,
+        )
 
 
-def _diagnostics(value: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
-    return value if type(value) is tuple else tuple(value)
-
-
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen
 class RuleResult:
     """The copies a rule asks for, in order, and its diagnostics.
 
@@ -134,18 +147,14 @@ class RuleResult:
     ((), ())
     """
 
-    copies: tuple[Copy, ...] = attrs.field(default=(), converter=_copies)
-    diagnostics: tuple[Diagnostic, ...] = attrs.field(default=(), converter=_diagnostics)
+    copies: tuple[Copy, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
 
     def __add__(self, other: RuleResult) -> RuleResult:
         return RuleResult(self.copies + other.copies, self.diagnostics + other.diagnostics)
 
 
 EMPTY = RuleResult()
-
-#: Constructors for rules, which pass a :class:`Rule` and tuples as they are (no converters).
-new_copy = trusted_constructor(Copy)
-new_result = trusted_constructor(RuleResult)
 
 
 def non_sym_users(graph: Snapshot, profile: Profile, name: str) -> tuple[str, ...]:
@@ -160,11 +169,10 @@ def non_sym_users(graph: Snapshot, profile: Profile, name: str) -> tuple[str, ..
     >>> non_sym_users(b.build(), TORCHAO, "x")   # the .int overload is not filtered
     ('s', 'output')
     """
-    nodes = graph._node  # type: ignore[attr-defined]
-    if name not in nodes:
+    if name not in graph:
         return ()
     is_sym_size = profile.is_sym_size
-    return tuple([u for u in nodes[name]["record"].users if not is_sym_size(nodes[u]["record"])])
+    return tuple(u for u in record(graph, name).users if not is_sym_size(record(graph, u)))
 
 
 def show(value: Any) -> str:

@@ -37,9 +37,9 @@ from ..errors import (
     NoUserError,
     ScaleWithoutUsersError,
 )
-from ..graph import Snapshot, record
 from ..profiles import Profile
-from .base import Rule, RuleResult, new_copy, new_result, non_sym_users
+from ..snapshot import Snapshot, record
+from .base import Copy, Rule, RuleResult, non_sym_users
 
 __all__ = ["dynamic_input", "find_choose_qparams"]
 
@@ -62,15 +62,14 @@ def find_choose_qparams(
     >>> find_choose_qparams(b.build(), TORCHAO, "x")
     ('x', 'choose_qparams')
     """
-    nodes = graph._node  # type: ignore[attr-defined]
-    if input_node not in nodes:
+    if input_node not in graph:
         return None
-    parent = dict.fromkeys(nodes[input_node]["record"].users, input_node)
+    parent = dict.fromkeys(record(graph, input_node).users, input_node)
     queue = deque(parent)
     is_choose_qparams = profile.is_choose_qparams
     while queue:
         name = queue.popleft()
-        rec = nodes[name]["record"]
+        rec = record(graph, name)
         if rec.op == "output":
             continue
         if is_choose_qparams(rec):
@@ -127,11 +126,11 @@ def dynamic_input(
     dq = q_users[0]
     path = (*found, scale, q, dq)
     rule = Rule.DYNAMIC_INPUT
-    return new_result(
+    return RuleResult(
         (
-            new_copy(cq, node, rule, path),
-            new_copy(q, node, rule, path),
-            new_copy(dq, node, rule, path),
+            Copy(cq, node, rule, path),
+            Copy(q, node, rule, path),
+            Copy(dq, node, rule, path),
         ),
         (),
     )

@@ -24,10 +24,10 @@ Example
 from __future__ import annotations
 
 from ..errors import CyclicWalkError, MissingArgumentError, NonNodeQuantArgError
-from ..graph import Snapshot
 from ..profiles import Profile
 from ..records import NodeRef
-from .base import EMPTY, Rule, RuleResult, new_copy, new_result, show
+from ..snapshot import Snapshot, record
+from .base import EMPTY, Copy, Rule, RuleResult, show
 from .view_chain import view_chain
 
 __all__ = ["static_input", "walk_to_producer", "walk_to_producer_lenient"]
@@ -71,9 +71,8 @@ def walk_to_producer_lenient(graph: Snapshot, profile: Profile, start: str) -> t
 def _walk(
     graph: Snapshot, profile: Profile, node: str, start: str, *, strict: bool
 ) -> tuple[str, ...]:
-    nodes = graph._node  # type: ignore[attr-defined]
     walked = [start]
-    cur = nodes[start]["record"]
+    cur = record(graph, start)
     is_workflow_op = profile.is_workflow_op
     while is_workflow_op(cur):
         args = cur.args
@@ -82,7 +81,7 @@ def _walk(
                 raise MissingArgumentError(node, cur.name)
             break
         first = args[0]
-        if type(first) is not NodeRef and not isinstance(first, NodeRef):
+        if not isinstance(first, NodeRef):
             if strict:
                 raise NonNodeQuantArgError(node, cur.name, show(first))
             break
@@ -91,9 +90,9 @@ def _walk(
             if strict:
                 raise CyclicWalkError(node, name)
             break
-        if not strict and name not in nodes:
+        if not strict and name not in graph:
             break
-        cur = nodes[name]["record"]
+        cur = record(graph, name)
         walked.append(name)
     return tuple(walked)
 
@@ -123,22 +122,17 @@ def static_input(
     NonNodeQuantArgError, MissingArgumentError
         From the connectivity walk (see :func:`walk_to_producer`).
     """
-    nodes = graph._node  # type: ignore[attr-defined]
-    reachable = is_node and input_node in nodes
-    is_dequantize = profile.is_dequantize
-    for arg in nodes[node]["record"].args:
-        if type(arg) is not NodeRef and not isinstance(arg, NodeRef):
-            continue
-        if not is_dequantize(nodes[arg.name]["record"]):
+    for arg in record(graph, node).args:
+        if not isinstance(arg, NodeRef) or not profile.is_dequantize(record(graph, arg.name)):
             continue
         walked = _walk(graph, profile, node, arg.name, strict=True)
-        if reachable and walked[-1] == input_node:
+        if is_node and walked[-1] == input_node:
             break
     else:
         return EMPTY
     dq, q = walked[0], walked[1]
-    if not profile.is_quantize(nodes[q]["record"]):
+    if not profile.is_quantize(record(graph, q)):
         return EMPTY
     path = (*walked[::-1], node)
     chain = view_chain(graph, profile, node, q)
-    return new_result((*chain.copies, new_copy(dq, node, Rule.STATIC_INPUT, path)), ())
+    return RuleResult((*chain.copies, Copy(dq, node, Rule.STATIC_INPUT, path)), ())

@@ -22,16 +22,15 @@ Example
 from __future__ import annotations
 
 from ..errors import NoUserError
-from ..graph import Snapshot, record
 from ..profiles import Profile
+from ..snapshot import Snapshot, record
 from .base import (
     EMPTY,
+    Copy,
     Diagnostic,
     Rule,
     RuleResult,
     Severity,
-    new_copy,
-    new_result,
     non_sym_users,
 )
 
@@ -79,5 +78,5 @@ def static_output(graph: Snapshot, profile: Profile, node: str) -> RuleResult:
                 (q,),
             )
         )
-        return new_result((), tuple(diagnostics))
-    return new_result((new_copy(q, node, Rule.STATIC_OUTPUT, (node, q)),), tuple(diagnostics))
+        return RuleResult((), tuple(diagnostics))
+    return RuleResult((Copy(q, node, Rule.STATIC_OUTPUT, (node, q)),), tuple(diagnostics))

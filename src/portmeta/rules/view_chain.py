@@ -22,10 +22,10 @@ Example
 from __future__ import annotations
 
 from ..errors import CyclicWalkError, MissingArgumentError
-from ..graph import Snapshot
 from ..profiles import Profile
 from ..records import NodeRef
-from .base import EMPTY, Rule, RuleResult, new_copy, new_result
+from ..snapshot import Snapshot, record
+from .base import EMPTY, Copy, Rule, RuleResult
 
 __all__ = ["view_chain"]
 
@@ -46,23 +46,22 @@ def view_chain(graph: Snapshot, profile: Profile, node: str, q: str) -> RuleResu
     CyclicWalkError
         The chain comes back to a node on it (upstream never returns).
     """
-    nodes = graph._node  # type: ignore[attr-defined]
     chain = [q]
-    q_rec = nodes[q]["record"]
+    q_rec = record(graph, q)
     if not q_rec.args:
         raise MissingArgumentError(node, q)
     cur = q_rec.args[0]
     is_view = profile.is_view
-    while isinstance(cur, NodeRef) and is_view(nodes[cur.name]["record"]):
+    while isinstance(cur, NodeRef) and is_view(record(graph, cur.name)):
         if cur.name in chain:
             raise CyclicWalkError(node, cur.name)
         chain.append(cur.name)
-        view = nodes[cur.name]["record"]
+        view = record(graph, cur.name)
         if not view.args:
             raise MissingArgumentError(node, view.name)
         cur = view.args[0]
-    if not (isinstance(cur, NodeRef) and nodes[cur.name]["record"].op == "get_attr"):
+    if not (isinstance(cur, NodeRef) and record(graph, cur.name).op == "get_attr"):
         return EMPTY
     source = cur.name
     path = (source, *chain[::-1])
-    return new_result(tuple([new_copy(n, source, Rule.GET_ATTR_CHAIN, path) for n in chain]), ())
+    return RuleResult(tuple(Copy(n, source, Rule.GET_ATTR_CHAIN, path) for n in chain))

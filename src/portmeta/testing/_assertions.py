@@ -26,9 +26,10 @@ import networkx as nx
 
 from .._text import did_you_mean, short_value
 from ..explain import explain
-from ..graph import Snapshot, fingerprint_matches
+from ..fingerprint import fingerprint
 from ..plan import MetaDelta, Plan, plan, same_value
 from ..profiles import TORCHAO, Profile
+from ..snapshot import Snapshot
 
 __all__ = ["NOTHING", "Nothing", "assert_ported"]
 
@@ -279,7 +280,7 @@ def assert_ported(
     __tracebackhide__ = True
     if isinstance(plan_or_graph, Plan):
         p = plan_or_graph
-        if graph is not None and p.fingerprint and not fingerprint_matches(graph, p.fingerprint):
+        if graph is not None and p.fingerprint and fingerprint(graph) != p.fingerprint:
             raise ValueError(
                 "graph= is not the graph this plan was made from (their fingerprints differ)"
             )

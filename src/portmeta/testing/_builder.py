@@ -31,7 +31,6 @@ from typing import Any
 import attrs
 
 from ..errors import GraphBuildError
-from ..graph import Snapshot, build_graph
 from ..profiles import TORCHAO, Profile
 from ..records import (
     Annotation,
@@ -44,6 +43,7 @@ from ..records import (
     TargetKind,
     iter_node_refs,
 )
+from ..snapshot import Snapshot, build_graph
 
 __all__ = [
     "GraphBuilder",
@@ -380,7 +380,7 @@ class GraphBuilder:
         ...
         portmeta.errors.GraphBuildError: annotate('linear'): 'dq' is not an input of 'linear' but a node on the way to one; name 'permute', the node before q -> dq, as the quantizer saw it before q/dq nodes were put in between; pass check_inputs=False to build such an annotation on purpose
         """
-        annotation = Annotation(inputs if inputs is not None else {}, output)
+        annotation = Annotation.of(inputs if inputs is not None else {}, output)
         if check_inputs:
             real = self.inputs_of(node)
             for entry in annotation.inputs:
@@ -493,10 +493,10 @@ class GraphBuilder:
     def records(self) -> list[NodeRecord]:
         """The records so far, in graph order."""
         return [
-            NodeRecord(
-                name=d.name,
-                op=d.op,
-                target=d.target,
+            NodeRecord.of(
+                d.name,
+                d.op,
+                d.target,
                 args=d.args,
                 kwargs=d.kwargs,
                 users=tuple(self._users[d.name]),

@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable
 import networkx as nx
 
 from ..check import CAUSES, KINDS, Finding, check
-from ..graph import Snapshot
 from ..plan import Plan
 from ..profiles import TORCHAO, Profile
+from ..snapshot import Snapshot
 
 __all__ = ["assert_no_findings"]
 

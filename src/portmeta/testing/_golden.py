@@ -42,9 +42,9 @@ from typing import Any
 
 import attrs
 
-from .._io import atomic_write_text
 from ..diff import PlanDiff, diff_plans
 from ..errors import GraphFormatError
+from ..io import atomic_write_text
 from ..plan import MetaDelta, Plan
 from ._assertions import _show
 

@@ -33,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from ..graph import Snapshot, load_graph
+from ..io import load_graph
+from ..snapshot import Snapshot
 from . import _golden
 from ._builder import GraphBuilder
 

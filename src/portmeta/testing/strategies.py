@@ -62,10 +62,10 @@ except ImportError as exc:  # pragma: no cover - exercised without hypothesis on
         "`pip install 'portmeta[testing]'` (or `pip install 'hypothesis>=6.100'`)"
     ) from exc
 
-from ..graph import Snapshot, annotated_nodes, records, users
 from ..plan import plan
 from ..profiles import TORCHAO, Profile
 from ..records import NodeRecord, NodeRef, QSpec
+from ..snapshot import Snapshot, annotated_nodes, records, users
 from ._builder import GraphBuilder, derived, dynamic, fixed, shared, static, target
 
 __all__ = [
