@@ -342,6 +342,13 @@ class _Reader:
             ref = self.refs[node] = NodeRef(self.name(node))
         return ref
 
+    def arg(self, value: Any) -> Any:
+        """An argument as a snapshot value (:func:`arg_of`, with this reader's references)."""
+        if type(value) is torch.fx.Node:  # the usual argument
+            ref = self.refs.get(value)
+            return self.ref(value) if ref is None else ref
+        return _convert(value, self.ref)
+
     def target(self, node: torch.fx.Node) -> Target:
         t = node.target
         try:
@@ -357,15 +364,18 @@ class _Reader:
         if not isinstance(node.op, str) or not node.op:  # a hand-assigned op
             return NodeRecord.of(name, node.op, target_of(node))  # raises, saying what is wrong
         meta, kwargs = node.meta, node.kwargs
-        ref, names = self.ref, self.names
+        try:
+            users = tuple(map(self.names.__getitem__, node.users))
+        except KeyError:  # a user in another graph, met here first
+            users = tuple(map(self.name, node.users))
         annotation = None if foreign else meta.get(Q_ANNOTATION_KEY)
         return NodeRecord(
             name,
             node.op,
             self.target(node),
-            tuple([_convert(a, ref) for a in node.args]),
-            tuple([(str(k), _convert(v, ref)) for k, v in kwargs.items()]) if kwargs else (),
-            tuple([names.get(user) or self.name(user) for user in node.users]),
+            tuple(map(self.arg, node.args)),
+            tuple([(str(k), self.arg(v)) for k, v in kwargs.items()]) if kwargs else (),
+            users,
             tuple([(k, meta[k]) for k in self.keys if k in meta]),
             None if annotation is None else _annotation(annotation, self.name),
             foreign,
