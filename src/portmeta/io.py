@@ -311,6 +311,22 @@ class _Reader:
         except CodecError as exc:
             raise self.fail(f"{where}: {exc}") from None
 
+    def values(self, items: list[Any], where: str) -> tuple[Any, ...]:
+        """Decoded ``items``; the message of the first that fails names ``where``."""
+        try:
+            return tuple(map(codec.decode, items))
+        except CodecError as exc:
+            raise self.fail(f"{where}: {exc}") from None
+
+    def pairs(self, mapping: dict[str, Any], where: str) -> tuple[tuple[str, Any], ...]:
+        """``(key, decoded value)`` pairs; the message of the first that fails names its key."""
+        try:
+            return tuple(zip(mapping, map(codec.decode, mapping.values())))
+        except CodecError:
+            for key, data in mapping.items():
+                self.value(data, f"{where}[{key!r}]")
+            raise
+
     def target(self, data: dict[str, Any], where: str) -> Target:
         name = self.field(data, "name", str, f"{where}.target")
         kind = self.field(data, "kind", str, f"{where}.target")
@@ -372,23 +388,12 @@ class _Reader:
         if op not in OPS:
             raise self.fail(f"{where}: unknown op {op!r}{did_you_mean(op, OPS) or _OPS_TEXT}")
         target = self.target(self.field(data, "target", dict, where), where)
-        value = self.value
-        args = tuple([value(a, f"{where}.args") for a in self.field(data, "args", list, where)])
-        kwargs = tuple(
-            [
-                (k, value(v, f"{where}.kwargs[{k!r}]"))
-                for k, v in self.field(data, "kwargs", dict, where).items()
-            ]
-        )
+        args = self.values(self.field(data, "args", list, where), f"{where}.args")
+        kwargs = self.pairs(self.field(data, "kwargs", dict, where), f"{where}.kwargs")
         user_list = self.field(data, "users", list, where)
         if not all(type(u) is str for u in user_list):
             raise self.fail(f"{where}: users must be node names (strings)")
-        meta = tuple(
-            [
-                (k, value(v, f"{where}.meta[{k!r}]"))
-                for k, v in self.field(data, "meta", dict, where).items()
-            ]
-        )
+        meta = self.pairs(self.field(data, "meta", dict, where), f"{where}.meta")
         if "annotation" not in data:
             raise self.fail(f"{where}: missing field 'annotation'")
         foreign = self.field(data, "foreign", bool, where) if "foreign" in data else False

@@ -483,15 +483,20 @@ class NodeRecord:
         """Names of the nodes referenced by args and kwargs, first occurrence order, no repeats."""
         seen: dict[str, None] = {}
         for value in (*self.args, *(v for _, v in self.kwargs)):
-            for name in iter_node_refs(value):
-                seen.setdefault(name, None)
+            if type(value) is NodeRef:  # the usual argument
+                seen[value.name] = None
+            elif isinstance(value, (list, tuple, dict)):
+                seen.update(dict.fromkeys(iter_node_refs(value)))
         return tuple(seen)
 
 
 def _is_pairs(value: Any) -> bool:
-    return type(value) is tuple and all(
-        type(pair) is tuple and len(pair) == 2 and isinstance(pair[0], str) for pair in value
-    )
+    if type(value) is not tuple:
+        return False
+    for pair in value:
+        if type(pair) is not tuple or len(pair) != 2 or not isinstance(pair[0], str):
+            return False
+    return True
 
 
 def record_problem(rec: Any) -> str | None:

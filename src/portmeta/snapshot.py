@@ -142,13 +142,13 @@ def build_graph(
     portmeta.errors.GraphBuildError: node 'x' lists unknown user 'y'
     """
     recs = list(node_records)
-    if check:
-        _check_records(recs)
+    in_order = _check_records(recs) if check else False
     G = Snapshot()
     G.add_nodes_from(rec.name for rec in recs)
     nx.set_node_attributes(G, {rec.name: rec for rec in recs}, "record")
     G.add_edges_from((rec.name, user) for rec in recs for user in rec.users)
-    if check and not allow_cycles and not nx.is_directed_acyclic_graph(G):
+    # records whose references all point to earlier records cannot form a cycle
+    if check and not allow_cycles and not in_order and not nx.is_directed_acyclic_graph(G):
         cycle = [u for u, _ in nx.find_cycle(G)]
         raise GraphBuildError(f"graph has a cycle through nodes {cycle!r}")
     G.graph["annotated"] = tuple(
@@ -159,8 +159,9 @@ def build_graph(
     return frozen
 
 
-def _check_records(recs: list[NodeRecord]) -> None:
-    """Raise :class:`GraphBuildError` on the first problem :func:`build_graph` names."""
+def _check_records(recs: list[NodeRecord]) -> bool:
+    """Raise :class:`GraphBuildError` on the first problem :func:`build_graph` names; return
+    whether every reference points to an earlier record."""
     index: dict[str, NodeRecord] = {}
     for rec in recs:
         problem = record_problem(rec)
@@ -169,12 +170,15 @@ def _check_records(recs: list[NodeRecord]) -> None:
         if rec.name in index:
             raise GraphBuildError(f"duplicate node name {rec.name!r}")
         index[rec.name] = rec
+    position = {name: i for i, name in enumerate(index)}
     referenced_by: dict[str, dict[str, None]] = {name: {} for name in index}
-    for rec in recs:
+    in_order = True
+    for i, rec in enumerate(recs):
         for ref in rec.input_names():
             if ref not in index:
                 raise GraphBuildError(f"node {rec.name!r} refers to unknown node {ref!r}")
-            referenced_by[ref].setdefault(rec.name, None)
+            referenced_by[ref][rec.name] = None
+            in_order = in_order and position[ref] < i
     for rec in recs:
         if len(set(rec.users)) != len(rec.users):
             raise GraphBuildError(f"node {rec.name!r} lists a user twice: {list(rec.users)!r}")
@@ -204,6 +208,7 @@ def _check_records(recs: list[NodeRecord]) -> None:
                 f"node {rec.name!r} shares the meta of {owner!r}, which itself shares another "
                 "node's meta; name the first node of the group"
             )
+    return in_order
 
 
 def record(graph: Snapshot, name: str) -> NodeRecord:
