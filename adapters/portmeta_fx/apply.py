@@ -10,9 +10,8 @@ remembered in an :class:`Undo`.
 
 Staleness and re-application
 ----------------------------
-:func:`apply_plan` snapshots the graph with the plan's profile and compares fingerprints, in
-the plan's scheme (a plan saved before fingerprint scheme v2 carries a v1 fingerprint, which is
-compared with the v1 fingerprint of the snapshot: see :mod:`portmeta.graph`):
+:func:`apply_plan` snapshots the graph with the plan's profile and compares its fingerprint
+(:func:`portmeta.fingerprint`) with the plan's:
 
 * equal to ``plan.fingerprint``: the plan is applied;
 * equal to the fingerprint of the graph module's snapshot taken right after this module applied

@@ -1,7 +1,8 @@
 """What ties a plan to its graph: the snapshot's fingerprint.
 
-A plan carries the fingerprint of the snapshot it was made from; ``apply_plan``, the check, the
-drawing and the CLI refuse (or note) a plan whose fingerprint is not the graph's.
+A plan carries the fingerprint of the snapshot it was made from; ``apply_plan`` and
+``portmeta.testing.assert_ported`` refuse a plan whose fingerprint is not the graph's, and the
+CLI notes it.
 
 The fingerprint is ``"v3:"`` and the SHA-256 (hex) of the snapshot's JSON form
 (:func:`portmeta.io.graph_to_dict`), written compactly (``json.dumps`` with no spaces, ASCII

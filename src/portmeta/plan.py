@@ -120,7 +120,7 @@ class Plan:
         Warnings, overwrites and (with ``errors="collect"``) errors.
     fingerprint:
         Fingerprint of the snapshot the plan was computed from (:func:`portmeta.fingerprint`);
-        ``apply_plan``, the check and the drawing refuse a graph whose snapshot differs.
+        ``apply_plan`` refuses a graph whose snapshot differs, and the CLI notes it.
     profile:
         The profile used.
 
@@ -254,7 +254,9 @@ class Plan:
     def from_dict(cls, data: Any, *, source: str | None = None) -> Plan:
         """Inverse of :meth:`to_dict`; raises :class:`GraphFormatError` on malformed data.
 
-        Reads schema version 2 and version 1 (whose files hold the whole profile).
+        Reads schema version 2 with a fingerprint of the current scheme; a plan saved by an
+        older portmeta (schema version 1, or a fingerprint of another scheme) is refused with a
+        message saying to plan again.
         """
 
         def fail(problem: str) -> GraphFormatError:

@@ -361,8 +361,9 @@ class GraphBuilder:
             An input that is not one of ``node``'s inputs (the rules would silently skip it),
             naming ``node``'s real inputs; a quantize / dequantize between an input and
             ``node`` (the rules key on the input the walk ends at), naming that input. Pass ``check_inputs=False`` to build such an
-            annotation on purpose: a name that is not in the graph stands for an erased node,
-            a node elsewhere for a stale annotation. ``QInput(..., is_node=False)`` entries are
+            annotation on purpose (a node elsewhere, for a stale annotation); a name that
+            is no node of the graph is refused by :meth:`build` (an erased node is a
+            ``foreign`` record, as ``portmeta_fx.from_fx`` records it). ``QInput(..., is_node=False)`` entries are
             never checked.
 
         Example

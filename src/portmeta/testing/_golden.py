@@ -3,7 +3,8 @@
 A golden plan file is :meth:`portmeta.Plan.to_json` output, by default
 ``<folder of the test file>/golden/<name>.plan.json``: the writes, the diagnostics, the
 snapshot's fingerprint and the profile's name (a derived profile: its base and the fields that
-differ). Files written by earlier versions, which held the whole profile, still load. A plan
+differ). A file written by an older portmeta (plan schema 1, or a fingerprint of an older
+scheme) is refused: rewrite it with ``--portmeta-update-golden``. A plan
 *matches* its golden file when :func:`portmeta.diff.diff_plans` finds them in agreement: the
 same final value, source, origin and rule for every node and key written, and the same
 diagnostics. The write order,
