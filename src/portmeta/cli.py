@@ -15,6 +15,7 @@ Example
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -622,6 +623,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    # one command is one short pass over data that lives until it ends: the cyclic collector
+    # would only walk the whole loaded graph again and again (on a 120k-node file, `plan` took
+    # 6.6 s with it and 4.2 s without); restored for callers that run main() in their process
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return func(args)
     except CliError as exc:
@@ -648,6 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"internal error: {type(exc).__name__}: {exc} "
             "(set PORTMETA_DEBUG=1 for a traceback, and please report it)"
         )
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _quiet_stdout() -> None:
