@@ -321,7 +321,7 @@ class _Reader:
     def pairs(self, mapping: dict[str, Any], where: str) -> tuple[tuple[str, Any], ...]:
         """``(key, decoded value)`` pairs; the message of the first that fails names its key."""
         try:
-            return tuple(zip(mapping, map(codec.decode, mapping.values())))
+            return tuple(zip(mapping, map(codec.decode, mapping.values()), strict=True))
         except CodecError:
             for key, data in mapping.items():
                 self.value(data, f"{where}[{key!r}]")
