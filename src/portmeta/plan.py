@@ -464,8 +464,7 @@ def _rules_for(graph: Snapshot, profile: Profile, node: str) -> list[RuleResult]
 class _Resolver:
     """The running view of metadata: each node's recorded values overlaid by the writes so far.
 
-    Nodes that share a meta dict (``meta_owner``) share one view, kept under the owner's name.
-    A cell is ``(value, origin, written)``; a copy becomes one :class:`MetaDelta` per profile
+    Nodes that share a meta dict (``meta_owner``) share one view. A cell is ``(value, origin, written)``; a copy becomes one :class:`MetaDelta` per profile
     key present on its source.
     """
 
@@ -477,16 +476,19 @@ class _Resolver:
         self.diagnostics: list[Diagnostic] = []
 
     def view(self, name: str) -> dict[str, _Cell]:
-        """The cells of ``name`` (those of the node owning its meta dict), made on first use
-        from its recorded values."""
-        rec = record(self.graph, name)
-        owner = rec.meta_owner or name
-        cells = self.views.get(owner)
+        """The cells of ``name``: those of every node sharing its meta dict, made on first use
+        from its recorded values (the first node of a sharing group asked for is their
+        origin)."""
+        cells = self.views.get(name)
         if cells is None:
-            # the first node of a sharing group asked for is its values' origin
-            cells = self.views[owner] = {
-                key: (value, name, False) for key, value in rec.meta if key in self.keys
-            }
+            rec = record(self.graph, name)
+            owner = rec.meta_owner
+            cells = None if owner is None else self.views.get(owner)
+            if cells is None:
+                cells = {key: (value, name, False) for key, value in rec.meta if key in self.keys}
+            self.views[name] = cells
+            if owner is not None:
+                self.views[owner] = cells
         return cells
 
     def resolve(self, copies: tuple[Copy, ...], anchor: str) -> None:
