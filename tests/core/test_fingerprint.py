@@ -1,9 +1,10 @@
-"""Fingerprint scheme v2: what it keeps apart, live == loaded, the careful path, blocks,
-fingerprint_after, other processes, and plans saved with a v1 fingerprint."""
+"""Fingerprint scheme v3: the SHA-256 of the compact JSON form, what it keeps apart,
+live == loaded, big graphs, other processes, and plans saved with an older scheme (refused)."""
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import math
 import os
@@ -20,19 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import portmeta
-from portmeta import NodeRecord, NodeRef, Opaque, Target, build_graph
-from portmeta.graph import (
-    _form,
-    _plain_record,
-    canonical_form,
-    fingerprint_matches,
-    fingerprint_scheme,
-    fingerprint_v1,
-    graph_from_dict,
-    graph_to_dict,
-    meta_keys,
-)
-from portmeta.plan import fingerprint_after, plan_writes
+from portmeta import GraphFormatError, NodeRecord, NodeRef, Opaque, Snapshot, Target, build_graph
+from portmeta.fingerprint import FINGERPRINT_SCHEME, is_fingerprint
+from portmeta.io import graph_from_dict, graph_to_dict
 from portmeta.records import Annotation, Malformed, QInput, QSpec
 from portmeta.testing import GraphBuilder, static
 from portmeta.testing.strategies import graphs
@@ -40,14 +31,14 @@ from portmeta.testing.strategies import graphs
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def _round_trip(g: portmeta.graph.Snapshot) -> portmeta.graph.Snapshot:
+def _round_trip(g: Snapshot) -> Snapshot:
     return graph_from_dict(json.loads(json.dumps(graph_to_dict(g))))
 
 
-def _careful(g: portmeta.graph.Snapshot) -> str:
-    """The fingerprint through the record-by-record path, whatever the records hold."""
-    recs = [_plain_record(rec) for rec in portmeta.records(g)]
-    return _form(recs, meta_keys(g), careful=True).fingerprint()
+def _scheme_v3(g: Snapshot) -> str:
+    """The fingerprint as its scheme defines it, computed here."""
+    text = json.dumps(graph_to_dict(g), separators=(",", ":"), ensure_ascii=True)
+    return "v3:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 class Text(str):
@@ -107,7 +98,9 @@ def _with_value(where: str, value: Any) -> str:
     args: tuple[Any, ...] = (value,) if where == "args" else ()
     kwargs = {"k": value} if where == "kwargs" else {}
     meta = {"k": value} if where == "meta" else {}
-    rec = NodeRecord("n", "call_function", Target.overload("a.b.c"), args, kwargs, meta=meta)
+    rec = NodeRecord.of(
+        "n", "call_function", Target.overload("a.b.c"), args=args, kwargs=kwargs, meta=meta
+    )
     return portmeta.fingerprint(build_graph([rec], check=False))
 
 
@@ -125,7 +118,7 @@ def test_every_nan_is_one_nan_and_zeros_keep_their_sign() -> None:
         assert _with_value(where, 0.0) != _with_value(where, -0.0)
 
 
-def _graph(**changed: Any) -> portmeta.graph.Snapshot:
+def _graph(**changed: Any) -> Snapshot:
     """x -> q -> dq -> relu (annotated) -> output; ``changed`` replaces one part."""
     spec = changed.get("spec", QSpec("QuantizationSpec", False))
     ann = changed.get("annotation", Annotation((QInput("x", spec, changed.get("is_node", True)),)))
@@ -144,7 +137,7 @@ def _graph(**changed: Any) -> portmeta.graph.Snapshot:
             Target.overload("quantized_decomposed.dequantize_per_tensor.default"),
             changed.get("dq_args", (NodeRef("q"), 0)),
             users=("relu",),
-            meta=changed.get("dq_meta", {}),
+            meta=tuple(changed.get("dq_meta", {}).items()),
             meta_owner=changed.get("meta_owner"),
         ),
         NodeRecord(
@@ -153,7 +146,7 @@ def _graph(**changed: Any) -> portmeta.graph.Snapshot:
             Target.overload("aten.relu.default"),
             (NodeRef("dq"),),
             users=("output",),
-            meta={"quantization_tag": "P0"},
+            meta=(("quantization_tag", "P0"),),
             annotation=ann,
             foreign=changed.get("foreign", False),
         ),
@@ -195,7 +188,7 @@ def test_every_part_of_the_snapshot_counts(changed: dict[str, Any]) -> None:
 
 
 def test_strings_joined_into_one_text_keep_their_boundaries() -> None:
-    def graph(a: str, b: str) -> portmeta.graph.Snapshot:
+    def graph(a: str, b: str) -> Snapshot:
         recs = [
             NodeRecord(a, "placeholder", Target.named(a)),
             NodeRecord(b, "output", Target.named(b)),
@@ -240,7 +233,7 @@ VALUES_STRATEGY = st.recursive(
 
 
 @st.composite
-def unusual_graphs(draw: Any) -> portmeta.graph.Snapshot:
+def unusual_graphs(draw: Any) -> Snapshot:
     """A random graph whose records get extra arguments, keyword arguments and metadata
     values of any kind, and node references wrapped in containers."""
     g = draw(graphs(max_blocks=4))
@@ -262,7 +255,11 @@ def unusual_graphs(draw: Any) -> portmeta.graph.Snapshot:
             meta[draw(st.sampled_from(["quantization_tag", "nn_module_stack", "x"]))] = draw(
                 VALUES_STRATEGY
             )
-        recs.append(attrs.evolve(rec, args=tuple(args), kwargs=kwargs, meta=meta))
+        recs.append(
+            attrs.evolve(
+                rec, args=tuple(args), kwargs=tuple(kwargs.items()), meta=tuple(meta.items())
+            )
+        )
     return build_graph(recs)
 
 
@@ -270,19 +267,19 @@ def unusual_graphs(draw: Any) -> portmeta.graph.Snapshot:
 @given(unusual_graphs())
 def test_a_live_snapshot_and_its_json_round_trip_fingerprint_alike(g):
     loaded = _round_trip(g)
-    assert portmeta.fingerprint(loaded) == portmeta.fingerprint(g)
-    assert _careful(g) == _careful(loaded) == portmeta.fingerprint(g)
+    assert portmeta.fingerprint(loaded) == portmeta.fingerprint(g) == _scheme_v3(g)
+    assert _scheme_v3(loaded) == _scheme_v3(g)
 
 
 @settings(max_examples=40)
 @given(graphs(max_blocks=6))
-def test_the_careful_path_gives_the_fast_paths_form(g):
-    assert _careful(g) == portmeta.fingerprint(g)
+def test_random_graphs_fingerprint_as_their_scheme_and_round_trip_says(g):
+    assert portmeta.fingerprint(g) == _scheme_v3(g)
     assert portmeta.fingerprint(_round_trip(g)) == portmeta.fingerprint(g)
 
 
 def test_str_subclasses_fingerprint_as_their_text() -> None:
-    def graph(kind: type[str]) -> portmeta.graph.Snapshot:
+    def graph(kind: type[str]) -> Snapshot:
         x, q = kind("x"), kind("q")
         recs = [
             NodeRecord(x, kind("placeholder"), Target.named(kind("x")), users=(q,)),
@@ -291,7 +288,7 @@ def test_str_subclasses_fingerprint_as_their_text() -> None:
                 "call_function",
                 Target.overload("quantized_decomposed.quantize_per_tensor.default"),
                 (NodeRef(x), Opaque(kind("torch.dtype"), kind("torch.int8"))),
-                meta={kind("quantization_tag"): "T"},
+                meta=((kind("quantization_tag"), "T"),),
                 annotation=Annotation((QInput(x, QSpec(kind("QuantizationSpec"), False)),)),
                 meta_owner=None,
             ),
@@ -299,7 +296,7 @@ def test_str_subclasses_fingerprint_as_their_text() -> None:
         return build_graph(recs, meta_keys=(kind("quantization_tag"),), check=False)
 
     plain, odd = graph(str), graph(Text)
-    assert portmeta.fingerprint(odd) == portmeta.fingerprint(plain) == _careful(odd)
+    assert portmeta.fingerprint(odd) == portmeta.fingerprint(plain) == _scheme_v3(odd)
     assert portmeta.fingerprint(_round_trip(odd)) == portmeta.fingerprint(plain)
 
 
@@ -311,23 +308,23 @@ def test_odd_objects_in_unchecked_fields_do_not_break_the_fingerprint() -> None:
     for ann in (
         Annotation((QInput("x", None, Mode.A),)),  # type: ignore[arg-type]
         Annotation(malformed=Malformed("TypeError", 3)),  # type: ignore[arg-type]
-        Annotation(malformed=Malformed(Text("TypeError"), [Opaque("a", "b")])),  # type: ignore[arg-type]
+        Annotation(malformed=Malformed(Text("TypeError"), "no len()")),
     ):
         odd = _graph(annotation=ann)
-        assert portmeta.fingerprint(odd) == _careful(odd) != portmeta.fingerprint(g)
+        assert portmeta.fingerprint(odd) == _scheme_v3(odd) != portmeta.fingerprint(g)
 
 
-def test_graphs_of_many_blocks() -> None:
+def test_graphs_of_many_nodes() -> None:
     g = _many_nodes(1500)
     assert len(g) > 2 * 1024
     loaded = _round_trip(g)
-    assert portmeta.fingerprint(loaded) == portmeta.fingerprint(g) == _careful(g)
+    assert portmeta.fingerprint(loaded) == portmeta.fingerprint(g) == _scheme_v3(g)
     recs = list(portmeta.records(g))
-    recs[-3] = attrs.evolve(recs[-3], meta={"quantization_tag": "other"})
+    recs[-3] = attrs.evolve(recs[-3], meta=(("quantization_tag", "other"),))
     assert portmeta.fingerprint(build_graph(recs)) != portmeta.fingerprint(g)
 
 
-def _many_nodes(linears: int) -> portmeta.graph.Snapshot:
+def _many_nodes(linears: int) -> Snapshot:
     b = GraphBuilder()
     x = b.placeholder("x")
     _, cur = b.qdq(x)
@@ -338,22 +335,6 @@ def _many_nodes(linears: int) -> portmeta.graph.Snapshot:
         x = lin
     b.output(cur)
     return b.build()
-
-
-# --------------------------------------------------------------------------- fingerprint_after
-
-
-def test_fingerprint_after_writes_across_blocks() -> None:
-    g = _many_nodes(1500)
-    deltas, _ = plan_writes(g)
-    after = portmeta.final_meta(g, portmeta.Plan(deltas, (), "", portmeta.TORCHAO))
-    rebuilt = build_graph(
-        [attrs.evolve(rec, meta=after[rec.name]) for rec in portmeta.records(g)], check=False
-    )
-    assert deltas and fingerprint_after(g, deltas) == portmeta.fingerprint(rebuilt)
-    form = canonical_form(g)
-    assert fingerprint_after(g, deltas, form) == portmeta.fingerprint(rebuilt)
-    assert form.fingerprint() == portmeta.fingerprint(g)  # the form itself is unchanged
 
 
 # --------------------------------------------------------------------------- other processes
@@ -376,19 +357,56 @@ def test_the_fingerprint_is_the_same_in_other_processes() -> None:
 # --------------------------------------------------------------------------- schemes
 
 
-def test_schemes_are_told_apart() -> None:
-    g = _graph()
-    assert fingerprint_scheme(portmeta.fingerprint(g)) == "v2"
-    assert fingerprint_scheme(fingerprint_v1(g)) == "v1"
-    for other in ("", "v2:", "V2:" + "0" * 64, "0" * 63, "g" * 64, "v3:" + "0" * 64):
-        assert fingerprint_scheme(other) is None
-        assert not fingerprint_matches(g, other)
+def test_only_fingerprints_of_scheme_v3_are_fingerprints() -> None:
+    assert FINGERPRINT_SCHEME == "v3"
+    assert is_fingerprint(portmeta.fingerprint(_graph()))
+    assert is_fingerprint("v3:" + "0123456789abcdef" * 4)
+    for other in (
+        "",
+        "v3:",
+        "v2:" + "0" * 64,  # scheme v2
+        "0" * 64,  # scheme v1: a bare digest
+        "V3:" + "0" * 64,
+        "v3:" + "0" * 63,
+        "v3:" + "0" * 65,
+        "v3:" + "A" * 64,
+        "v3:" + "g" * 64,
+        b"v3:" + b"0" * 64,
+        None,
+        3,
+    ):
+        assert not is_fingerprint(other), other
 
 
-def test_a_plan_saved_with_a_v1_fingerprint_still_matches_its_graph() -> None:
-    g, other = _graph(), _graph(dq_meta={"quantization_tag": "P0"})
+@pytest.mark.parametrize(
+    "old",
+    ["v2:" + "5" * 64, "8" * 64],
+    ids=["v2", "v1"],
+)
+def test_a_plan_saved_with_an_older_fingerprint_is_refused_saying_to_plan_again(old: str) -> None:
+    p = portmeta.plan(_graph())
+    text = attrs.evolve(p, fingerprint=old).to_json()
+    with pytest.raises(GraphFormatError) as info:
+        portmeta.Plan.from_json(text, source="old.plan.json")
+    assert str(info.value) == (
+        f"old.plan.json: the plan's fingerprint {old[:10]!r}"[:-1]
+        + f"...{old[-9:]}' is not of scheme v3 (a plan saved by an older portmeta); "
+        "plan again (`portmeta plan GRAPH.json -o old.plan.json`)"
+    )
+    assert portmeta.Plan.from_json(p.to_json()) == p  # the same plan, of scheme v3, is read
+
+
+def test_the_saved_plan_of_an_older_portmeta_is_refused_in_one_line() -> None:
+    path = DATA / "conv_relu_v1.plan.json"
+    saved = json.loads(path.read_text())
+    assert saved["version"] == 1 and not is_fingerprint(saved["fingerprint"])
+    with pytest.raises(GraphFormatError) as info:
+        portmeta.Plan.load(str(path))
+    assert str(info.value) == (
+        f"{path}: a plan of schema version 1, saved by an older portmeta; "
+        f"plan again (`portmeta plan GRAPH.json -o {path}`)"
+    )
+    # its graph still loads, and a plan made again is read back
+    g = portmeta.load_graph(DATA / "conv_relu_graph.json")
     p = portmeta.plan(g)
-    saved = portmeta.Plan.from_json(attrs.evolve(p, fingerprint=fingerprint_v1(g)).to_json())
-    assert fingerprint_matches(g, saved.fingerprint)
-    assert not fingerprint_matches(other, saved.fingerprint)
-    assert fingerprint_matches(g, p.fingerprint) and not fingerprint_matches(other, p.fingerprint)
+    assert portmeta.Plan.from_json(p.to_json()) == p and p.fingerprint == portmeta.fingerprint(g)

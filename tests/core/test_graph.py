@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import attrs
 import networkx as nx
 import pytest
-from hypothesis import given, settings
 
 import portmeta
-from portmeta import GraphBuildError, NodeRecord, NodeRef, Target, build_graph
+from portmeta import Annotation, GraphBuildError, NodeRecord, NodeRef, QInput, Target, build_graph
+from portmeta.errors import CyclicWalkError
+from portmeta.snapshot import meta_keys
 from portmeta.testing import GraphBuilder, static
-from portmeta.testing.strategies import graphs
 
 from .helpers import DQ, Q
 
@@ -80,6 +83,97 @@ def test_non_record_is_rejected():
         build_graph([{"name": "x"}])
 
 
+def test_a_raw_record_with_a_dict_meta_is_rejected_pointing_to_the_factory():
+    x = NodeRecord("x", "placeholder", Target.named("x"), meta={"quantization_tag": "T"})
+    assert x.meta == {"quantization_tag": "T"}  # the constructor stores what it is given
+    with pytest.raises(GraphBuildError) as info:
+        build_graph([x])
+    assert str(info.value) == (
+        "node 'x': meta must be a tuple of (key, value) pairs, got {'quantization_tag': 'T'}; "
+        "build records with NodeRecord.of(...)"
+    )
+    kwargs = NodeRecord("x", "placeholder", Target.named("x"), kwargs={"dim": 1})
+    with pytest.raises(
+        GraphBuildError, match=r"node 'x': kwargs must be a tuple of .*NodeRecord\.of"
+    ):
+        build_graph([kwargs])
+    # the factory makes the same record valid
+    g = build_graph(
+        [NodeRecord.of("x", "placeholder", Target.named("x"), meta={"quantization_tag": "T"})]
+    )
+    assert portmeta.record(g, "x").meta == (("quantization_tag", "T"),)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"args": [NodeRef("x")]}, "node 'y': args must be a tuple, got [NodeRef(name='x')]"),
+        ({"users": ["out"]}, "node 'y': users must be a tuple of node names, got ['out']"),
+        (
+            {"target": "aten.relu.default"},
+            "node 'y': target must be a Target, got 'aten.relu.default'",
+        ),
+        ({"op": ""}, "node 'y': op must not be empty"),
+        ({"foreign": 1}, "node 'y': foreign must be True or False, got 1"),
+        ({"meta_owner": 3}, "node 'y': meta_owner must be a node name or None, got 3"),
+        (
+            {"annotation": {"x": None}},
+            "node 'y': an annotation must be an Annotation or None, got {'x': None}",
+        ),
+        (
+            {"annotation": Annotation({"x": None})},
+            "node 'y': an annotation's inputs must be a tuple, got {'x': None}",
+        ),
+    ],
+    ids=[
+        "args-list",
+        "users-list",
+        "target-str",
+        "op-empty",
+        "foreign-int",
+        "owner-int",
+        "annotation-dict",
+        "annotation-inputs-dict",
+    ],
+)
+def test_build_graph_checks_every_records_field_types(change, problem):
+    x = NodeRecord.of("x", "placeholder", Target.named("x"), users=["y"])
+    y = NodeRecord.of(
+        "y", "call_function", Target.overload("aten.relu.default"), args=[NodeRef("x")]
+    )
+    with pytest.raises(GraphBuildError) as info:
+        build_graph([x, attrs.evolve(y, **change)])
+    assert str(info.value) == problem
+
+
+def test_an_annotation_input_that_is_no_node_of_the_graph_is_rejected():
+    x = NodeRecord.of("x", "placeholder", Target.named("x"), users=["y"])
+
+    def y(inputs):
+        return NodeRecord.of(
+            "y",
+            "call_function",
+            Target.overload("aten.relu.default"),
+            args=[NodeRef("x")],
+            annotation=Annotation.of(inputs),
+        )
+
+    with pytest.raises(GraphBuildError) as info:
+        build_graph([x, y({"x": static(), "ghost": static()})])
+    assert str(info.value) == (
+        "node 'y': annotation input 'ghost' is not a node of the graph; name one of its nodes "
+        "(a node of another graph is recorded as a foreign node)"
+    )
+    # a key that is no FX node (is_node=False) needs no node; a node of another graph is
+    # recorded as a foreign node, one of the snapshot's nodes
+    assert build_graph([x, y([QInput("x", static()), QInput("ghost", static(), False)])])
+    ghost = NodeRecord.of("ghost", "placeholder", Target.named("ghost"), foreign=True)
+    g = build_graph([x, y({"x": static(), "ghost": static()}), ghost])
+    assert portmeta.annotated_nodes(g) == ("y",)
+    # check=False trusts its producer (from_fx): not checked there
+    assert len(build_graph([x, y({"ghost": static()})], check=False)) == 2
+
+
 def test_users_order_is_the_records_order_not_graph_order():
     b = GraphBuilder()
     x = b.placeholder("x")
@@ -127,7 +221,7 @@ def _recipe(tag="T", order=None, meta_keys=None, kind="overload", with_annotatio
     b = GraphBuilder()
     x = b.placeholder("x")
     _q, dq = b.qdq(x)
-    r = b.call(Target("aten.relu.default", kind), dq, name="relu", tag=tag)
+    r = b.call(Target.of("aten.relu.default", kind), dq, name="relu", tag=tag)
     r2 = b.call("aten.neg.default", dq, name="neg")
     if with_annotation:
         b.annotate(r, inputs={x: static()})
@@ -140,20 +234,18 @@ def _recipe(tag="T", order=None, meta_keys=None, kind="overload", with_annotatio
 def test_fingerprint_is_stable_across_rebuilds():
     fp = portmeta.fingerprint(_recipe())
     assert fp == portmeta.fingerprint(_recipe())
-    assert fp.startswith("v2:") and len(fp) == 67
+    assert fp.startswith("v3:") and len(fp) == 67
     assert int(fp[3:], 16) >= 0
 
 
-def test_fingerprints_of_both_schemes_are_pinned():
-    # a change of either value breaks every plan saved with that scheme: the v2 value is what
-    # this version computes, the v1 value what portmeta computed before v2 (8365d90)
-    from portmeta.graph import fingerprint_v1
-
+def test_the_fingerprint_is_pinned_and_is_the_sha256_of_the_compact_json_form():
+    # a change of the value breaks every plan saved with scheme v3
     g = _recipe()
     assert portmeta.fingerprint(g) == (
-        "v2:a7e755f78af683246c926b911bb7c24c8ec01e504360bcc097be02a24267c2ad"
+        "v3:80bbd32761658a1cfff9812e7e910c3213f2d1a897905705b61d6861dcc3cb96"
     )
-    assert fingerprint_v1(g) == "88cc28bbe404f6dd10cedf6d5eddb639d19c2bf9d4c850b158144842c09a4796"
+    text = json.dumps(portmeta.graph_to_dict(g), separators=(",", ":"), ensure_ascii=True)
+    assert portmeta.fingerprint(g) == "v3:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -173,8 +265,6 @@ def test_fingerprint_is_sensitive(changed):
 
 
 def test_meta_keys_recorded_on_the_graph():
-    from portmeta.graph import meta_keys
-
     assert meta_keys(_recipe()) is None
     assert meta_keys(_recipe(meta_keys=["stack_trace", "quantization_tag"])) == (
         "stack_trace",
@@ -247,7 +337,7 @@ def test_foreign_field_must_be_boolean():
 
 
 def test_cycles_are_refused_unless_allowed_and_walks_stop_on_them():
-    from portmeta import CyclicWalkError, plan
+    from portmeta import plan
 
     b = GraphBuilder()
     x = b.placeholder("x")
@@ -268,26 +358,26 @@ def test_cycles_are_refused_unless_allowed_and_walks_stop_on_them():
     assert isinstance(info.value, RuntimeError) and info.value.node == "y"
 
 
-def _check_outcome(check, recs):
-    try:
-        return ("ok", check(list(recs)))
-    except GraphBuildError as exc:
-        return ("error", str(exc))
-
-
 def _layout(g):
     """Everything of a snapshot's networkx dicts, in their orders."""
     return (
-        list(g._node.items()),
-        [(u, list(d)) for u, d in g._succ.items()],
-        [(u, list(d)) for u, d in g._pred.items()],
+        list(g.nodes(data=True)),
+        [(u, list(g.succ[u])) for u in g],
+        [(u, list(g.pred[u])) for u in g],
         g.graph,
     )
 
 
-def test_in_order_assembly_agrees_with_the_careful_check():
-    from portmeta.graph import _assemble, _assemble_in_order, _check_records_carefully
+def _networkx_built(recs):
+    """The snapshot of valid ``recs`` as networkx builds it from nodes and users."""
+    ref = nx.DiGraph()
+    ref.add_nodes_from((r.name, {"record": r}) for r in recs)
+    ref.add_edges_from((r.name, u) for r in recs for u in r.users)
+    ref.graph.update(annotated=(), meta_keys=None)
+    return ref
 
+
+def test_build_graph_refuses_bad_records_or_assembles_them_as_networkx_does():
     b = GraphBuilder()
     x = b.placeholder("x")
     _, dq = b.qdq(x)
@@ -298,56 +388,64 @@ def test_in_order_assembly_agrees_with_the_careful_check():
     recs = list(portmeta.records(b.build()))
     by_name = {r.name: r for r in recs}
     swapped_users = attrs.evolve(by_name["dq"], users=tuple(reversed(by_name["dq"].users)))
+    ok = None
     cases = {
-        "in order": recs,
-        "reversed": list(reversed(recs)),
-        "users in another order": [swapped_users if r.name == "dq" else r for r in recs],
-        "a user missing": [
-            attrs.evolve(r, users=r.users[:1]) if r.name == "dq" else r for r in recs
-        ],
-        "a user twice": [
-            attrs.evolve(r, users=(*r.users, r.users[0])) if r.name == "dq" else r for r in recs
-        ],
-        "an earlier user": [attrs.evolve(r, users=("x",)) if r.name == "d" else r for r in recs],
-        "a reference to a later node": [
-            attrs.evolve(r, args=(NodeRef("d"),)) if r.name == "a" else r for r in recs
-        ],
-        "an extra user of a node referenced twice": [
-            attrs.evolve(r, users=(*r.users, "d")) if r.name == "dq" else r for r in recs
-        ],
-        "duplicate": [*recs, recs[0]],
-        "not a record": [*recs, "x"],
-        "shared meta": [attrs.evolve(r, meta_owner="x") if r.name == "a" else r for r in recs],
-        "shared meta of a later node": [
-            attrs.evolve(r, meta_owner="d") if r.name == "a" else r for r in recs
-        ],
-        "shared meta of itself": [
-            attrs.evolve(r, meta_owner="a") if r.name == "a" else r for r in recs
-        ],
-        "shared meta of a sharer": [
-            attrs.evolve(r, meta_owner="a" if r.name == "c" else "x") if r.name in ("a", "c") else r
-            for r in recs
-        ],
+        "in order": (recs, ok),
+        "reversed": (list(reversed(recs)), ok),
+        "users in another order": ([swapped_users if r.name == "dq" else r for r in recs], ok),
+        "a user missing": (
+            [attrs.evolve(r, users=r.users[:1]) if r.name == "dq" else r for r in recs],
+            "users of node 'dq' disagree with the arguments that reference it: "
+            "users ['a'], referenced by ['a', 'c']",
+        ),
+        "a user twice": (
+            [attrs.evolve(r, users=(*r.users, r.users[0])) if r.name == "dq" else r for r in recs],
+            "node 'dq' lists a user twice: ['a', 'c', 'a']",
+        ),
+        "an earlier user": (
+            [attrs.evolve(r, users=("x",)) if r.name == "d" else r for r in recs],
+            "users of node 'd' disagree with the arguments that reference it: "
+            "users ['x'], referenced by ['output']",
+        ),
+        "a reference to a later node": (
+            [attrs.evolve(r, args=(NodeRef("d"),)) if r.name == "a" else r for r in recs],
+            "users of node 'dq' disagree with the arguments that reference it: "
+            "users ['a', 'c'], referenced by ['c']",
+        ),
+        "an extra user of a node referenced twice": (
+            [attrs.evolve(r, users=(*r.users, "d")) if r.name == "dq" else r for r in recs],
+            "users of node 'dq' disagree with the arguments that reference it: "
+            "users ['a', 'c', 'd'], referenced by ['a', 'c']",
+        ),
+        "duplicate": ([*recs, recs[0]], "duplicate node name 'x'"),
+        "not a record": ([*recs, "x"], "expected NodeRecord, got str"),
+        "shared meta": (
+            [attrs.evolve(r, meta_owner="x") if r.name == "a" else r for r in recs],
+            ok,
+        ),
+        "shared meta of a later node": (
+            [attrs.evolve(r, meta_owner="d") if r.name == "a" else r for r in recs],
+            ok,
+        ),
+        "shared meta of itself": (
+            [attrs.evolve(r, meta_owner="a") if r.name == "a" else r for r in recs],
+            "node 'a' shares the meta of unknown node 'a'",
+        ),
+        "shared meta of a sharer": (
+            [
+                attrs.evolve(r, meta_owner="a" if r.name == "c" else "x")
+                if r.name in ("a", "c")
+                else r
+                for r in recs
+            ],
+            "node 'c' shares the meta of 'a', which itself shares another node's meta; "
+            "name the first node of the group",
+        ),
     }
-    for label, case in cases.items():
-        careful = _check_outcome(_check_records_carefully, case)
-        fast = _assemble_in_order(list(case), None)
-        if careful[0] == "error":
-            assert fast is None, label
-        elif fast is not None:  # the same snapshot as assembled after the careful check
-            assert _layout(fast) == _layout(_assemble(list(case), None)), label
-    # only records in order (no cycle possible) are assembled there; the rest go to networkx
-    assert _assemble_in_order(recs, None) is not None
-    assert _assemble_in_order(list(reversed(recs)), None) is None
-    assert build_graph(reversed(recs)).number_of_nodes() == len(recs)
-
-
-@settings(max_examples=40)
-@given(graphs(max_blocks=6))
-def test_in_order_assembly_equals_the_careful_path_on_random_graphs(g):
-    from portmeta.graph import _assemble, _assemble_in_order
-
-    recs = list(portmeta.records(g))
-    fast = _assemble_in_order(recs, None)
-    assert fast is not None
-    assert _layout(fast) == _layout(_assemble(recs, None))
+    for label, (case, problem) in cases.items():
+        if problem is None:
+            assert _layout(build_graph(case)) == _layout(_networkx_built(case)), label
+        else:
+            with pytest.raises(GraphBuildError) as info:
+                build_graph(case)
+            assert str(info.value) == problem, label

@@ -80,9 +80,15 @@ def test_every_portmeta_module_imports_without_torch():
     assert result["failed"] == {}
     assert result["torch_loaded"] == []
     assert set(result["modules"]) == _source_modules()
-    assert {"portmeta.graph", "portmeta.plan", "portmeta.rules.dynamic_input"} <= set(
-        result["modules"]
-    )
+    assert {
+        "portmeta.snapshot",
+        "portmeta.fingerprint",
+        "portmeta.io",
+        "portmeta.plan",
+        "portmeta.rules.dynamic_input",
+    } <= set(result["modules"])
+    # split up or removed in the refactor: gone for good
+    assert not {"portmeta.graph", "portmeta._io", "portmeta._gc"} & set(result["modules"])
 
 
 def test_portmeta_resolves_from_src():

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis.vendor.pretty import pretty
 
 import portmeta
-from portmeta.graph import Snapshot
+from portmeta import Snapshot
 from portmeta.testing import GraphBuilder, static
 from portmeta.testing.strategies import graphs
 
@@ -34,6 +34,8 @@ def test_repr_names_node_count_annotated_nodes_and_first_nodes():
     assert repr(g) == "<Snapshot 5 nodes, 1 annotated (relu): x, q, dq, relu, output>"
     assert pretty(g) == repr(g)  # what hypothesis prints in a falsifying example
     assert repr(portmeta.build_graph([])) == "<Snapshot 0 nodes>"
+    assert type(g) is Snapshot and Snapshot is portmeta.snapshot.Snapshot
+    assert "Snapshot" in portmeta.__all__
 
 
 def test_repr_of_a_long_graph_is_cut_after_the_first_nodes():
