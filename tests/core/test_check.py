@@ -25,8 +25,8 @@ from portmeta.check import (
     unmatched_writes,
 )
 from portmeta.errors import GraphFormatError
-from portmeta.graph import build_graph, meta_keys, records
 from portmeta.plan import same_value
+from portmeta.snapshot import build_graph, meta_keys, records
 from portmeta.testing import (
     GraphBuilder,
     assert_no_findings,
@@ -41,11 +41,11 @@ from .helpers import DQ
 # --------------------------------------------------------------------------- helpers
 
 
-def ported(graph: portmeta.graph.Snapshot, p: portmeta.Plan | None = None) -> Any:
+def ported(graph: portmeta.Snapshot, p: portmeta.Plan | None = None) -> Any:
     """The snapshot of the same graph after the pass: every node holds its final values."""
     p = p if p is not None else portmeta.plan(graph, errors="collect")
     final = portmeta.final_meta(graph, p)
-    recs = [attrs.evolve(rec, meta=final[rec.name]) for rec in records(graph)]
+    recs = [attrs.evolve(rec, meta=tuple(final[rec.name].items())) for rec in records(graph)]
     return build_graph(recs, meta_keys=meta_keys(graph), check=False)
 
 
@@ -641,7 +641,14 @@ def test_unexplained_output_and_foreign_write_from_a_plan_given() -> None:
     ]
     own = portmeta.plan(g)
     stray = portmeta.MetaDelta(
-        "x", "quantization_tag", "relu_0", "relu", "relu", "static_output", "relu", ("relu", "x")
+        "x",
+        "quantization_tag",
+        "relu_0",
+        "relu",
+        "relu",
+        portmeta.Rule.STATIC_OUTPUT,
+        "relu",
+        ("relu", "x"),
     )
     found = check(g, plan=portmeta.Plan((*own.deltas, stray), (), fp, TORCHAO))
     assert kinds(found) == [("foreign_write", "x", "relu", "unexplained")]

@@ -38,13 +38,13 @@ def run(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     return call
 
 
-def save(tmp_path: Path, name: str, graph: portmeta.graph.Snapshot) -> str:
+def save(tmp_path: Path, name: str, graph: portmeta.Snapshot) -> str:
     path = tmp_path / name
     portmeta.dump_graph(graph, path)
     return str(path)
 
 
-def cat_graph() -> portmeta.graph.Snapshot:
+def cat_graph() -> portmeta.Snapshot:
     b = GraphBuilder()
     x, y = b.placeholder("x"), b.placeholder("y")
     _, dq = b.qdq(x)
@@ -55,7 +55,7 @@ def cat_graph() -> portmeta.graph.Snapshot:
     return b.build()
 
 
-def clean_graph() -> portmeta.graph.Snapshot:
+def clean_graph() -> portmeta.Snapshot:
     b = GraphBuilder()
     x = b.placeholder("x")
     _, dq = b.qdq(x)
@@ -193,7 +193,7 @@ def test_writes_to_nodes_the_graph_lacks_are_skipped_with_a_note(run, tmp_path: 
     g = clean_graph()
     p = portmeta.plan(g)
     gone = portmeta.MetaDelta(
-        "gone", "quantization_tag", "relu_0", "relu", "relu", "static_input", "relu", ()
+        "gone", "quantization_tag", "relu_0", "relu", "relu", portmeta.Rule.STATIC_INPUT, "relu", ()
     )
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(attrs.evolve(p, deltas=(*p.deltas, gone)).to_json())

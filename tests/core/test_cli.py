@@ -36,7 +36,7 @@ def run(
     )
 
 
-def conv_graph() -> portmeta.graph.Snapshot:
+def conv_graph() -> portmeta.Snapshot:
     """x -> q -> dq -> conv(w via q/dq) -> q -> dq -> output, conv annotated and tagged."""
     b = GraphBuilder()
     x = b.placeholder("x")
@@ -57,7 +57,7 @@ def conv_graph() -> portmeta.graph.Snapshot:
     return b.build()
 
 
-def affine_graph() -> portmeta.graph.Snapshot:
+def affine_graph() -> portmeta.Snapshot:
     """A relu fed by torchao affine q/dq packets: torchao ports, legacy does not."""
     b = GraphBuilder()
     x = b.placeholder("x")
@@ -69,7 +69,7 @@ def affine_graph() -> portmeta.graph.Snapshot:
     return b.build()
 
 
-def broken_graph() -> portmeta.graph.Snapshot:
+def broken_graph() -> portmeta.Snapshot:
     """A dynamic input with no choose_qparams: upstream raises ValueError."""
     b = GraphBuilder()
     x = b.placeholder("x")
@@ -108,7 +108,7 @@ def test_plan_table(graph_file: Path) -> None:
 
 @pytest.mark.parametrize("make", [conv_graph, affine_graph, broken_graph])
 def test_plan_table_and_explain_equal_what_the_fingerprinted_plan_gives(
-    make: Callable[[], portmeta.graph.Snapshot], tmp_path: Path
+    make: Callable[[], portmeta.Snapshot], tmp_path: Path
 ) -> None:
     # the table and explain plan without the fingerprint they never show
     path = tmp_path / "graph.json"
@@ -185,7 +185,7 @@ def test_explain_profile_and_keys(graph_file: Path) -> None:
 # --------------------------------------------------------------------------- diff
 
 
-def _plans(tmp_path: Path, graph: portmeta.graph.Snapshot) -> tuple[Path, Path]:
+def _plans(tmp_path: Path, graph: portmeta.Snapshot) -> tuple[Path, Path]:
     g = tmp_path / "g.json"
     portmeta.dump_graph(graph, g)
     a, b = tmp_path / "a.json", tmp_path / "b.json"
@@ -569,20 +569,50 @@ def test_draw_notes_a_plan_made_from_another_snapshot(graph_file: Path, tmp_path
 
 
 @pytest.mark.parametrize("command", ["draw", "check"])
-def test_a_plan_saved_with_a_v1_fingerprint_is_still_the_graphs(
+def test_a_plan_saved_with_a_v1_fingerprint_is_refused_saying_to_plan_again(
     tmp_path: Path, command: str
 ) -> None:
-    # written by portmeta before fingerprint scheme v2, for the graph beside it
+    # written by portmeta before fingerprint scheme v3 (schema version 1), for the graph beside it
     data = Path(__file__).resolve().parent / "data"
     graph_file, plan_file = data / "conv_relu_graph.json", data / "conv_relu_v1.plan.json"
     out = ("-o", str(tmp_path / "x.dot")) if command == "draw" else ()
+    before = snapshot_dir(tmp_path)
     r = run(command, str(graph_file), "--plan", str(plan_file), *out)
-    assert r.returncode in (0, 1), r.stderr
-    assert "different snapshot" not in r.stderr
-    other = tmp_path / "other.json"
-    portmeta.dump_graph(affine_graph(), other)
-    r = run(command, str(other), "--plan", str(plan_file), *out)
-    assert f"{plan_file} was planned from a different snapshot than {other}" in r.stderr
+    assert_clean_failure(r, [str(plan_file)], tmp_path, before)
+    assert r.stderr == (
+        f"portmeta: error: {plan_file}: a plan of schema version 1, saved by an older "
+        f"portmeta; plan again (`portmeta plan GRAPH.json -o {plan_file}`)\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["draw", "check", "diff"])
+def test_a_plan_with_a_fingerprint_of_an_older_scheme_is_refused(
+    tmp_path: Path, command: str
+) -> None:
+    graph_file = tmp_path / "g.json"
+    portmeta.dump_graph(conv_graph(), graph_file)
+    good, plan_file = tmp_path / "good.plan.json", tmp_path / "old.plan.json"
+    assert run("plan", str(graph_file), "-o", str(good)).returncode == 0
+    data = json.loads(good.read_text())
+    data["fingerprint"] = "v2:" + data["fingerprint"][3:]
+    plan_file.write_text(json.dumps(data))
+    args = {
+        "draw": ("draw", str(graph_file), "--plan", str(plan_file), "-o", str(tmp_path / "x.dot")),
+        "check": ("check", str(graph_file), "--plan", str(plan_file)),
+        "diff": ("diff", str(good), str(plan_file)),
+    }[command]
+    before = snapshot_dir(tmp_path)
+    r = run(*args)
+    assert_clean_failure(r, [str(plan_file)], tmp_path, before)
+    assert r.stderr.startswith(f"portmeta: error: {plan_file}: the plan's fingerprint ")
+    assert r.stderr.endswith(
+        "is not of scheme v3 (a plan saved by an older portmeta); plan again "
+        f"(`portmeta plan GRAPH.json -o {plan_file}`)\n"
+    )
+    if command != "diff":  # planned again, the plan is the graph's
+        r = run(*[str(good) if a == str(plan_file) else a for a in args])
+        assert r.returncode in (0, 1), r.stderr
+        assert "different snapshot" not in r.stderr and "error" not in r.stderr
 
 
 def test_unknown_node(graph_file: Path, tmp_path: Path) -> None:

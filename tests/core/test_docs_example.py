@@ -86,7 +86,7 @@ def test_doc_example_can_fail():
             r.kwargs,
             r.users,
             r.meta,
-            portmeta.Annotation({"x": portmeta.testing.static()}, None),
+            portmeta.Annotation.of({"x": portmeta.testing.static()}, None),
         )
         for r in portmeta.records(g)
     ]
@@ -103,7 +103,7 @@ def test_doc_property_can_fail(monkeypatch):
     test.hypothesis.inner_test(graph)
     true_plan = portmeta.plan(graph)
     wrong = [attrs.evolve(d, source="relu") if d.target == "x_dq" else d for d in true_plan.deltas]
-    fake = attrs.evolve(true_plan, deltas=wrong)
+    fake = attrs.evolve(true_plan, deltas=tuple(wrong))
     monkeypatch.setattr(portmeta, "plan", lambda g, *a, **k: fake)
     with pytest.raises(AssertionError):
         test.hypothesis.inner_test(graph)

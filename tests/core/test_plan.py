@@ -19,6 +19,7 @@ from portmeta import (
     final_meta,
     plan,
 )
+from portmeta.errors import NoChooseQParamsError
 from portmeta.testing import GraphBuilder, dynamic, static
 
 from .helpers import QT, state, writes
@@ -234,7 +235,7 @@ def test_collect_drops_every_write_of_the_failing_node_and_goes_on():
 
 
 def test_raise_stops_at_the_first_failing_node():
-    with pytest.raises(portmeta.NoChooseQParamsError) as info:
+    with pytest.raises(NoChooseQParamsError) as info:
         plan(_collect_graph())
     assert info.value.node == "b"
 
@@ -348,13 +349,8 @@ def test_string_target_spelled_like_an_operator_is_not_a_quantize():
     [("AttributeError", AttributeError), ("TypeError", TypeError)],
 )
 def test_malformed_annotation_raises_upstreams_builtin(error, cls):
-    from portmeta import (
-        Annotation,
-        Malformed,
-        MalformedAnnotationError,
-        graph_from_dict,
-        graph_to_dict,
-    )
+    from portmeta import Annotation, Malformed, graph_from_dict, graph_to_dict
+    from portmeta.errors import MalformedAnnotationError
     from portmeta.testing import GraphBuilder, static
 
     b = GraphBuilder()

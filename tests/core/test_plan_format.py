@@ -1,5 +1,6 @@
 """Plan files name their profile (a derived one: its base and the fields that differ) instead
-of writing it out in full; files of the first schema version still load."""
+of writing it out in full; files of the first schema version, and files whose fingerprint is of
+a scheme before v3, are refused with a note to plan again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 import portmeta
 from portmeta import LEGACY_TORCH_AO, TORCHAO, Plan, Target
 from portmeta.diff import diff_plans
-from portmeta.graph import fingerprint_matches, fingerprint_scheme
+from portmeta.errors import GraphFormatError
+from portmeta.fingerprint import is_fingerprint
 from portmeta.plan import PLAN_SCHEMA_VERSION
 from portmeta.testing import GraphBuilder, assert_matches_golden, shared, static
 
@@ -71,24 +73,68 @@ def test_a_golden_file_is_mostly_writes():
     assert len(text.encode()) < 2000  # 1511 bytes; 4665 before, for the same 6 writes
 
 
-def test_version_1_files_still_load():
-    old = Plan.load(str(V1_FILE))
+def test_version_1_files_are_refused_saying_to_plan_again():
     assert json.loads(V1_FILE.read_text())["version"] == 1
+    with pytest.raises(GraphFormatError) as info:
+        Plan.load(str(V1_FILE))
+    assert str(info.value) == (
+        f"{V1_FILE}: a plan of schema version 1, saved by an older portmeta; plan again "
+        f"(`portmeta plan GRAPH.json -o {V1_FILE}`)"
+    )
+
+
+def test_the_writes_of_a_version_1_file_are_still_todays_plan():
+    """What the file saved before the change is still what planning gives (read as version 2:
+    its whole profile as the fields that differ from a base, and today's fingerprint)."""
     graph = portmeta.load_graph(DATA / "conv_relu_graph.json")
     now = portmeta.plan(graph, UNSQUEEZE)
-    # the file carries a fingerprint of scheme v1, which still identifies the graph
-    assert fingerprint_scheme(old.fingerprint) == "v1" and fingerprint_matches(
-        graph, old.fingerprint
+    data = json.loads(V1_FILE.read_text())
+    assert data["fingerprint"] != now.fingerprint and not is_fingerprint(data["fingerprint"])
+    data.update(
+        version=2, fingerprint=now.fingerprint, profile={"base": "torchao", **data["profile"]}
     )
-    assert attrs.evolve(old, fingerprint=now.fingerprint) == now and old.profile == UNSQUEEZE
-    diff = diff_plans(old, now)
-    assert diff.agree and any("different schemes (v1, v2)" in n for n in diff.notes)
+    old = Plan.from_dict(data)
+    assert old == now and old.profile == UNSQUEEZE
+    assert diff_plans(old, now).agree and diff_plans(old, now).notes == ()
 
 
-def test_an_old_golden_file_still_matches_and_an_update_rewrites_it(tmp_path):
+@pytest.mark.parametrize(
+    "found",
+    [
+        "85120d97c38a5d4e2b6cf5a0bf2e47c45fa098d790511303db2e8dc7cbee0be3",  # scheme v1
+        "v2:" + "0" * 64,
+        "v3:" + "0" * 63,
+        "",
+        None,
+    ],
+    ids=["v1", "v2", "short-v3", "empty", "none"],
+)
+def test_a_fingerprint_of_an_older_scheme_is_refused_in_one_line(found):
+    data = portmeta.plan(_add_graph()).to_dict()
+    data["fingerprint"] = found
+    with pytest.raises(GraphFormatError) as info:
+        Plan.from_dict(data, source="p.json")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("p.json: the plan's fingerprint ")
+    assert message.endswith(
+        "is not of scheme v3 (a plan saved by an older portmeta); plan again "
+        "(`portmeta plan GRAPH.json -o p.json`)"
+    )
+
+
+def test_an_old_golden_file_fails_saying_to_update_and_an_update_rewrites_it(tmp_path):
     shutil.copy(V1_FILE, tmp_path / "conv_relu.plan.json")
     p = portmeta.plan(portmeta.load_graph(DATA / "conv_relu_graph.json"), UNSQUEEZE)
-    assert_matches_golden(p, "conv_relu", directory=tmp_path, update=False)
+    with pytest.raises(AssertionError) as info:
+        assert_matches_golden(p, "conv_relu", directory=tmp_path, update=False)
+    assert str(info.value).startswith(
+        f"cannot read golden plan {tmp_path / 'conv_relu.plan.json'}: "
+    )
+    assert "schema version 1" in str(info.value)
+    assert str(info.value).endswith(
+        "; run pytest with --portmeta-update-golden to rewrite it from this plan"
+    )
     path = assert_matches_golden(p, "conv_relu", directory=tmp_path, update=True)
     assert json.loads(path.read_text())["profile"]["base"] == "torchao"
     assert path.stat().st_size < V1_FILE.stat().st_size  # 2570 bytes against 4901

@@ -30,7 +30,12 @@ from portmeta import (
 )
 from portmeta.testing import GraphBuilder, derived, dynamic, fixed, shared, static
 
+from .helpers import foreign
+
 ABSENT = "<absent>"
+#: The name of the erased node an annotation input may name (``None`` in a recipe's
+#: annotation), recorded as ``portmeta_fx`` records one: a foreign node after the graph's own.
+GHOST = "ghost@0"
 
 TAGS = st.one_of(
     st.just(ABSENT),
@@ -221,6 +226,7 @@ def build(recipe, annotate=True, profile=TORCHAO):
     values = [b.placeholder("x", **_meta(x_tag))]
     every = list(values)
     origin: dict[str, str] = {}
+    ghost = None  # an erased node an annotation still names: a foreign record after the output
     for step in steps:
         kind = step[0]
         if kind == "qdq":
@@ -270,11 +276,10 @@ def build(recipe, annotate=True, profile=TORCHAO):
             if annotate and ann is not None:
                 inputs: dict[str, QInput] = {}
                 for k, spec, is_node in ann[0]:
-                    name = (
-                        "ghost"
-                        if k is None
-                        else origin.get(args[k % len(args)], args[k % len(args)])
-                    )
+                    if k is None:
+                        name = ghost = GHOST
+                    else:
+                        name = origin.get(args[k % len(args)], args[k % len(args)])
                     inputs.setdefault(name, QInput(name, spec, is_node))
                 b.annotate(node, inputs=list(inputs.values()), output=ann[1], check_inputs=False)
             values.append(node)
@@ -299,6 +304,8 @@ def build(recipe, annotate=True, profile=TORCHAO):
             if len(current) > 1:
                 b.reorder_users(node, current[k % len(current) :] + current[: k % len(current)])
     b.output(*values[-2:])
+    if ghost is not None:
+        foreign(b, GHOST)
     return b.build()
 
 

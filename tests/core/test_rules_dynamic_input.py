@@ -7,23 +7,26 @@ import pytest
 from portmeta import (
     LEGACY_TORCH_AO,
     TORCHAO,
+    GraphBuildError,
+    PlanError,
+    QInput,
+    Rule,
+    Target,
+    UpstreamInternalError,
+    plan,
+)
+from portmeta.errors import (
     ChooseQParamsUsersError,
     DynamicQuantUsersError,
     NoChooseQParamsError,
     NotANodeInputError,
     NoUserError,
-    PlanError,
-    QInput,
-    Rule,
     ScaleWithoutUsersError,
-    Target,
-    UpstreamInternalError,
-    plan,
 )
 from portmeta.rules import find_choose_qparams
 from portmeta.testing import GraphBuilder, dynamic, static
 
-from .helpers import CQ, DQT, GETITEM, QT, state, writes
+from .helpers import CQ, DQT, GETITEM, QT, foreign, state, writes
 
 
 def _linear(**opts):
@@ -114,9 +117,20 @@ def test_dynamic_key_that_is_not_a_node_raises_attribute_error():
 def test_stale_dynamic_input_raises_no_choose_qparams():
     b, _x, _chain, lin = _linear()
     b.output(lin)
-    b.annotate(lin, inputs={"ghost": dynamic()}, check_inputs=False)
-    with pytest.raises(NoChooseQParamsError, match="input 'ghost'"):
+    ghost = foreign(b)  # an erased node the annotation still names
+    b.annotate(lin, inputs={ghost: dynamic()}, check_inputs=False)
+    with pytest.raises(NoChooseQParamsError, match="input 'ghost@0'"):
         plan(b.build())
+
+
+def test_an_annotation_input_that_is_no_node_of_the_snapshot_is_refused():
+    b, _x, _chain, lin = _linear()
+    b.output(lin)
+    b.annotate(lin, inputs={"ghost": dynamic()}, check_inputs=False)
+    with pytest.raises(
+        GraphBuildError, match="node 'lin': annotation input 'ghost' is not a node of the graph"
+    ):
+        b.build()
 
 
 def test_scale_is_the_last_user_and_q_the_first_user_of_it():

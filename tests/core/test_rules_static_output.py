@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from portmeta import LEGACY_TORCH_AO, TORCHAO, NoUserError, Rule, Severity, Target, plan
+from portmeta import LEGACY_TORCH_AO, TORCHAO, Rule, Severity, Target, plan
+from portmeta.errors import NoUserError
 from portmeta.testing import GraphBuilder, static
 
 from .helpers import state

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from portmeta import LEGACY_TORCH_AO, TORCHAO, MissingArgumentError, Rule, Target, plan
+from portmeta import LEGACY_TORCH_AO, TORCHAO, Rule, Target, plan
+from portmeta.errors import MissingArgumentError
 from portmeta.rules import view_chain
 from portmeta.testing import GraphBuilder, static
 

@@ -8,6 +8,7 @@ import re
 import pytest
 
 import portmeta
+from portmeta.errors import NoChooseQParamsError
 from portmeta.testing import (
     NOTHING,
     DynamicChain,
@@ -201,7 +202,7 @@ def test_a_plan_alone_is_checked_and_shows_where_a_passed_on_value_came_from():
         "dq",
         ("dq", "q_1"),
     )
-    p = portmeta.Plan([d], [], "0" * 64, portmeta.TORCHAO)
+    p = portmeta.Plan((d,), (), "v3:" + "0" * 64, portmeta.TORCHAO)
     assert_ported(p, {"q_1": {"quantization_tag": "T"}, "not_in_the_plan": NOTHING})
     msg = failure(p, {"q_1": {"quantization_tag": "S"}})
     assert (
@@ -229,7 +230,7 @@ def test_a_graph_that_cannot_be_planned_raises_the_plan_error():
     y = b.call("aten.linear.default", x, name="lin")
     b.annotate(y, inputs={x: dynamic()})
     b.output(y)
-    with pytest.raises(portmeta.NoChooseQParamsError):
+    with pytest.raises(NoChooseQParamsError):
         assert_ported(b.build(), {})
 
 

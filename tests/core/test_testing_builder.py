@@ -9,6 +9,8 @@ import portmeta
 from portmeta import GraphBuildError, QInput
 from portmeta.testing import GraphBuilder, dynamic, static
 
+from .helpers import foreign
+
 
 def _weight_behind_a_permute() -> tuple[GraphBuilder, dict[str, str]]:
     """x -> q -> dq -> linear <- dq_1 <- q_1 <- permute <- w (the issue's example)."""
@@ -55,9 +57,21 @@ def test_a_name_not_in_the_graph_is_refused_unless_told():
     b, n = _weight_behind_a_permute()
     with pytest.raises(GraphBuildError, match=r"'ghost' is not a node of this graph; its inputs"):
         b.annotate(n["linear"], inputs={"ghost": static()})
-    b.annotate(n["linear"], inputs={"ghost": static()}, check_inputs=False)  # an erased input
+    b.annotate(n["linear"], inputs={"ghost": static()}, check_inputs=False)
+    # told, annotate takes it; build refuses a name that is no node of the snapshot
+    with pytest.raises(
+        GraphBuildError,
+        match="node 'linear': annotation input 'ghost' is not a node of the graph; name one of "
+        "its nodes",
+    ):
+        b.build()
+    # an erased input is a foreign node, as the FX reader records it
+    ghost = foreign(b)
+    b.annotate(n["linear"], inputs={ghost: static()}, check_inputs=False)
+    assert [i.node for i in portmeta.record(b.build(), "linear").annotation.inputs] == [ghost]
     # entries that are not nodes at all are built as given
     b.annotate(n["linear"], inputs=[QInput("'x'", static(), is_node=False)])
+    assert portmeta.record(b.build(), "linear").annotation.inputs[0].is_node is False
 
 
 def test_inputs_of_follows_workflow_ops_and_dynamic_chains():

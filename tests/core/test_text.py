@@ -18,7 +18,7 @@ LONG = "<" + "x" * 200 + ">"
 TRACE = 'File "/home/me/model.py", line 7, in forward\n    x = self.conv(x)'
 
 
-def _overwritten_dq() -> portmeta.graph.Snapshot:
+def _overwritten_dq() -> portmeta.Snapshot:
     """A dq claimed by two annotated consumers with long, different tags."""
     b = GraphBuilder()
     x = b.placeholder("x")
