@@ -116,7 +116,7 @@ def decode(data: Any) -> Any:
                     except TypeError as exc:  # unhashable key
                         raise CodecError(f"$dict key {pair[0]!r} is not hashable") from exc
                 return out
-            if tag == "$float" and body in _FLOATS:
+            if tag == "$float" and isinstance(body, str) and body in _FLOATS:
                 return _FLOATS[body]
         if set(data) == {"$opaque", "type"}:
             text, type_name = data["$opaque"], data["type"]

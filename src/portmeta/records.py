@@ -458,14 +458,28 @@ class NodeRecord:
         ...
         TypeError: node 'y': target must be a Target, got 'relu'
         """
+        fields = {"args": args, "kwargs": kwargs, "users": users, "meta": meta}
+        for field, value in fields.items():
+            if isinstance(value, str) or not isinstance(value, Iterable):
+                raise TypeError(
+                    f"node {name!r}: {field} must be a list, tuple or mapping, got {value!r}"
+                )
+        pairs = {}
+        for field in ("kwargs", "meta"):
+            try:
+                pairs[field] = _pairs(fields[field])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"node {name!r}: {field} must be a mapping or (key, value) pairs ({exc})"
+                ) from None
         rec = cls(
             name,
             op,
             target,
             tuple(args),
-            _pairs(kwargs),
+            pairs["kwargs"],
             tuple(users),
-            _pairs(meta),
+            pairs["meta"],
             annotation,
             foreign,
             meta_owner,
@@ -496,7 +510,7 @@ def _is_pairs(value: Any) -> bool:
     for pair in value:
         if type(pair) is not tuple or len(pair) != 2 or not isinstance(pair[0], str):
             return False
-    return True
+    return len(value) < 2 or len({key for key, _ in value}) == len(value)
 
 
 def record_problem(rec: Any) -> str | None:
@@ -508,7 +522,7 @@ def record_problem(rec: Any) -> str | None:
     Example
     -------
     >>> record_problem(NodeRecord("x", "placeholder", Target.named("x"), meta={"k": 1}))
-    "node 'x': meta must be a tuple of (key, value) pairs, got {'k': 1}; build records with NodeRecord.of(...)"
+    "node 'x': meta must be a tuple of (key, value) pairs, each key once, got {'k': 1}; build records with NodeRecord.of(...)"
     """
     if not isinstance(rec, NodeRecord):
         return f"expected NodeRecord, got {type(rec).__name__}"
@@ -530,7 +544,7 @@ def record_problem(rec: Any) -> str | None:
     for field in ("kwargs", "meta"):
         if not _is_pairs(getattr(rec, field)):
             return (
-                f"{where}: {field} must be a tuple of (key, value) pairs, got "
+                f"{where}: {field} must be a tuple of (key, value) pairs, each key once, got "
                 f"{getattr(rec, field)!r}; build records with NodeRecord.of(...)"
             )
     if type(rec.users) is not tuple or not all(isinstance(u, str) for u in rec.users):

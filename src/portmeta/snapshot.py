@@ -244,7 +244,8 @@ def records(graph: Snapshot) -> tuple[NodeRecord, ...]:
 
 
 def users(graph: Snapshot, name: str) -> tuple[str, ...]:
-    """The users of ``name`` in ``node.users`` order (empty for an unknown name).
+    """The users of ``name`` in ``node.users`` order that are nodes of ``graph`` (all of them,
+    but in a subgraph view or an edited copy); empty for an unknown name.
 
     Example
     -------
@@ -253,7 +254,9 @@ def users(graph: Snapshot, name: str) -> tuple[str, ...]:
     >>> users(b.build(), "x"), users(b.build(), "nope")
     (('output',), ())
     """
-    return record(graph, name).users if name in graph else ()
+    if name not in graph:
+        return ()
+    return tuple(user for user in record(graph, name).users if user in graph)
 
 
 def annotated_nodes(graph: Snapshot) -> tuple[str, ...]:

@@ -89,7 +89,7 @@ def test_a_raw_record_with_a_dict_meta_is_rejected_pointing_to_the_factory():
     with pytest.raises(GraphBuildError) as info:
         build_graph([x])
     assert str(info.value) == (
-        "node 'x': meta must be a tuple of (key, value) pairs, got {'quantization_tag': 'T'}; "
+        "node 'x': meta must be a tuple of (key, value) pairs, each key once, got {'quantization_tag': 'T'}; "
         "build records with NodeRecord.of(...)"
     )
     kwargs = NodeRecord("x", "placeholder", Target.named("x"), kwargs={"dim": 1})

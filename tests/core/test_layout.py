@@ -109,11 +109,6 @@ def test_derived_graphs_answer_for_their_own_nodes():
     assert "relu" not in [r.name for r in portmeta.records(copy_)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug (regression of 38c14d5): portmeta.snapshot.users reads the record's "
-    "users, so on a subgraph view or an edited copy it names nodes the graph does not have",
-)
 def test_derived_graphs_name_only_their_own_nodes_as_users():
     g = _small()
     assert portmeta.users(g.subgraph(["x", "q"]), "q") == ()

@@ -271,13 +271,6 @@ def test_node_record_of_rejects_bad_field_types_naming_the_node(fields, error, p
     assert str(info.value) == problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: NodeRecord.of normalises args/kwargs/users/meta (tuple(), _pairs) before "
-    "it checks them, so a value that cannot be normalised raises Python's own TypeError or "
-    "ValueError ('too many values to unpack', \"'int' object is not iterable\"), which names "
-    "neither the node nor the field, unlike the docstring says",
-)
 @pytest.mark.parametrize(
     "fields",
     [{"kwargs": [("a", 1, 2)]}, {"meta": [1]}, {"args": 5}, {"users": 3}],
