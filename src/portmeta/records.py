@@ -458,7 +458,7 @@ class NodeRecord:
         ...
         TypeError: node 'y': target must be a Target, got 'relu'
         """
-        fields = {"args": args, "kwargs": kwargs, "users": users, "meta": meta}
+        fields: dict[str, Any] = {"args": args, "kwargs": kwargs, "users": users, "meta": meta}
         for field, value in fields.items():
             if isinstance(value, str) or not isinstance(value, Iterable):
                 raise TypeError(
