@@ -25,6 +25,7 @@ from parity import (
 from torch.fx.immutable_collections import immutable_dict, immutable_list
 
 import portmeta
+from portmeta.errors import CyclicWalkError, MalformedAnnotationError
 from portmeta.records import NodeRef, Opaque, QInput, QSpec, Target, TargetKind
 from portmeta_fx import PortNodeMetaForQDQ, dump, from_fx
 from portmeta_fx.snapshot import arg_of, target_of
@@ -285,7 +286,7 @@ def test_unreadable_annotation_objects_fail_like_upstream(annotation: Any, error
     assert malformed is not None and malformed.error == error.__name__
     ours_gm, theirs_gm, ours, theirs = run_both_passes(build)
     assert type(theirs) is error
-    assert isinstance(ours, error) and isinstance(ours, portmeta.MalformedAnnotationError)
+    assert isinstance(ours, error) and isinstance(ours, MalformedAnnotationError)
     assert "'w'" in str(ours)
     assert port_keys_state(ours_gm, KEYS) == port_keys_state(build(), KEYS)  # nothing written
     assert port_keys_state(theirs_gm, KEYS) != port_keys_state(build(), KEYS)  # upstream: y's dq
@@ -534,7 +535,7 @@ def test_annotation_map_raising_other_errors_keeps_their_class() -> None:
     )
     with pytest.raises(KeyError) as info:
         PortNodeMetaForQDQ()(gm)
-    assert isinstance(info.value, portmeta.MalformedAnnotationError)
+    assert isinstance(info.value, MalformedAnnotationError)
 
 
 def _odd_but_legal(kind: str) -> torch.fx.GraphModule:
@@ -602,7 +603,7 @@ def test_a_cycle_on_the_walk_is_reported_where_upstream_never_returns() -> None:
     gm = h.output(y)
     annotate(y, {x: static_spec()})
     q.args = (dq, *q.args[1:])  # q <-> dq: upstream's connectivity walk loops forever
-    with pytest.raises(portmeta.CyclicWalkError, match="came back to node") as info:
+    with pytest.raises(CyclicWalkError, match="came back to node") as info:
         PortNodeMetaForQDQ()(gm)
     assert info.value.node == "y"
     assert "quantization_tag" not in dq.meta

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import attrs
@@ -13,6 +14,7 @@ from torchao.quantization.pt2e.quantizer.port_metadata_pass import (
 )
 
 import portmeta
+from portmeta.fingerprint import is_fingerprint
 from portmeta_fx import PortNodeMetaForQDQ, Undo, UndoEntry, apply_plan, from_fx
 
 
@@ -141,8 +143,10 @@ def test_undo_restores_overwritten_values() -> None:
 
 
 def test_undo_is_plain_data() -> None:
-    undo = Undo([("n", "quantization_tag", False, None)])
+    undo = Undo((UndoEntry("n", "quantization_tag", False, None),))
     assert undo.entries == (UndoEntry("n", "quantization_tag", False, None),)
+    assert type(undo.entries) is tuple and len(undo) == 1
+    assert undo == Undo((UndoEntry("n", "quantization_tag", False, None),))
     with pytest.raises(AttributeError):
         undo.entries = ()  # type: ignore[misc]
     gm = static_model()
@@ -220,8 +224,8 @@ def test_plan_of_a_saved_graph_applies_to_the_live_graph(tmp_path: Any) -> None:
 
 
 def test_the_applied_record_is_what_a_new_snapshot_reads() -> None:
-    # apply_plan computes the after-fingerprint from its one snapshot and the plan, without a
-    # second walk; it must equal the fingerprint of a snapshot taken afterwards
+    # after writing, apply_plan records the fingerprint of the graph as it then is; it must
+    # equal the fingerprint of a snapshot taken afterwards
     from portmeta_fx.apply import _applied, _plan_key
 
     gm = static_model()
@@ -247,33 +251,47 @@ def test_the_applied_record_follows_shared_meta_dicts() -> None:
 
 # --------------------------------------------------------------------------- fingerprint schemes
 
-
-def _saved_before_v2(p: portmeta.Plan, gm: torch.fx.GraphModule) -> portmeta.Plan:
-    """``p`` as portmeta saved it before fingerprint scheme v2: with a v1 fingerprint."""
-    from portmeta.graph import fingerprint_v1
-
-    old = attrs.evolve(p, fingerprint=fingerprint_v1(from_fx(gm, p.profile)))
-    return portmeta.Plan.from_json(old.to_json())
+#: Fingerprints of the schemes before v3, as plans saved by older portmeta versions hold them.
+OLD_FINGERPRINTS = {"v1": "0123456789abcdef" * 4, "v2": "v2:" + "0123456789abcdef" * 4}
 
 
-def test_a_plan_saved_with_a_v1_fingerprint_still_applies() -> None:
-    from portmeta.graph import fingerprint_scheme, fingerprint_v1
-    from portmeta_fx.apply import _applied, _plan_key
+@pytest.mark.parametrize("scheme", list(OLD_FINGERPRINTS))
+def test_a_plan_saved_with_an_older_fingerprint_is_refused_saying_plan_again(
+    scheme: str, tmp_path: Any
+) -> None:
+    gm = static_model()
+    before, ids_before = _state(gm), _ids(gm)
+    p = portmeta.plan(from_fx(gm))
+    assert is_fingerprint(p.fingerprint) and p.fingerprint.startswith("v3:")
+    data = p.to_dict()
+    data["fingerprint"] = OLD_FINGERPRINTS[scheme]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    for load in (
+        lambda: portmeta.Plan.from_dict(data),
+        lambda: portmeta.Plan.from_json(json.dumps(data)),
+        lambda: portmeta.Plan.load(str(path)),
+    ):
+        with pytest.raises(portmeta.GraphFormatError, match="plan again") as info:
+            load()
+        message = str(info.value)
+        assert "\n" not in message
+        assert "v3" in message
+    # the same plan with its v3 fingerprint loads and applies
+    assert portmeta.Plan.from_dict(p.to_dict()) == p
+    assert _state(gm) == before and _ids(gm) == ids_before
 
-    gm, ref = static_model(), static_model()
-    old = _saved_before_v2(portmeta.plan(from_fx(gm)), gm)
-    assert fingerprint_scheme(old.fingerprint) == "v1"
-    undo = apply_plan(old, gm)
-    assert undo.entries
-    Upstream()(ref)
-    assert_same_meta(gm, ref)
-    # the applied record is in the plan's scheme: applying again writes nothing
-    assert _applied[gm][_plan_key(old)] == fingerprint_v1(from_fx(gm))
-    assert apply_plan(old, gm).entries == ()
-    undo.restore(gm)
-    next(n for n in gm.graph.nodes if n.name == "x").meta["quantization_tag"] = "new"
+
+@pytest.mark.parametrize("scheme", list(OLD_FINGERPRINTS))
+def test_a_plan_object_carrying_an_older_fingerprint_is_stale_and_writes_nothing(
+    scheme: str,
+) -> None:
+    gm = static_model()
+    old = attrs.evolve(portmeta.plan(from_fx(gm)), fingerprint=OLD_FINGERPRINTS[scheme])
+    before, ids_before = _state(gm), _ids(gm)
     with pytest.raises(portmeta.StalePlanError, match=old.fingerprint):
         apply_plan(old, gm)
+    assert _state(gm) == before and _ids(gm) == ids_before
 
 
 def test_a_live_snapshot_with_odd_values_fingerprints_like_its_saved_graph(tmp_path: Any) -> None:

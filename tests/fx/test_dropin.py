@@ -1,4 +1,5 @@
-"""The pass as a drop-in: raises where upstream raises, writes nothing then; patching; PassResult."""
+"""The pass as a drop-in: raises where upstream raises, writes nothing then; patching; PassResult;
+reads what earlier writes left, as upstream's in-place walk does."""
 
 from __future__ import annotations
 
@@ -256,3 +257,100 @@ def test_last_plan_fingerprint_describes_the_graph_the_pass_read() -> None:
     as_read = portmeta.fingerprint(p.last_snapshot)
     stack["later"] = ("x", "X")
     assert p.last_plan is not None and p.last_plan.fingerprint == as_read
+
+
+# --------------------------------------------------------------------------- read after write
+
+
+def _fresh(*parts: str) -> str:
+    """A new ``str`` object each call (not an interned constant shared by both copies)."""
+    return "".join(parts)
+
+
+def overwritten_origin(relu_input: str) -> torch.fx.GraphModule:
+    """x -> q1 -> dq1 (output spec) -> q2 (output spec) -> q3, and relu(dq1) with a static
+    input spec on ``relu_input`` (``"x"``: the value dq1 dequantizes; ``"dq1"``: dq1 itself).
+
+    In graph order: dq1's output rule writes dq1's values onto q2 (its last user); relu's input
+    rule (keyed on x) then overwrites dq1 itself with relu's; q2's output rule passes on what q2
+    holds, so q3 gets dq1's values as they were, not what dq1 holds by then.
+    """
+    h = Hand()
+    x = h.placeholder("x")
+    qargs = (0.1, 0, -128, 127, torch.int8)
+    q1 = h.call(QD.quantize_per_tensor.default, x, *qargs, name="q1")
+    dq1 = h.call(
+        QD.dequantize_per_tensor.default,
+        q1,
+        *qargs,
+        name="dq1",
+        tag=_fresh("T_", "dq1"),
+        stack_trace=_fresh("m.py:", "1"),
+    )
+    relu = h.call(
+        ATEN.relu.default,
+        dq1,
+        name="relu",
+        tag=_fresh("T_", "relu"),
+        stack_trace=_fresh("m.py:", "2"),
+    )
+    q2 = h.call(
+        QD.quantize_per_tensor.default,
+        dq1,
+        *qargs,
+        name="q2",
+        tag=_fresh("T_", "q2"),
+        stack_trace=_fresh("m.py:", "3"),
+    )
+    q3 = h.call(QD.quantize_per_tensor.default, q2, *qargs, name="q3")
+    annotate(dq1, {}, static_spec())
+    annotate(relu, {x if relu_input == "x" else dq1: static_spec()})
+    annotate(q2, {}, static_spec())
+    return h.output(relu, q3)
+
+
+@pytest.mark.parametrize("relu_input", ["x", "dq1"])
+def test_read_after_write_through_an_overwritten_origin_like_upstream(relu_input: str) -> None:
+    ours_gm, theirs_gm = overwritten_origin(relu_input), overwritten_origin(relu_input)
+    assert list(next(n for n in ours_gm.graph.nodes if n.name == "dq1").users) == [
+        next(n for n in ours_gm.graph.nodes if n.name == name) for name in ("relu", "q2")
+    ]
+    before = {
+        id(gm): {n.name: {k: n.meta[k] for k in KEYS if k in n.meta} for n in gm.graph.nodes}
+        for gm in (ours_gm, theirs_gm)
+    }
+    p = PortNodeMetaForQDQ()
+    assert isinstance(p(ours_gm), PassResult)
+    assert isinstance(Upstream()(theirs_gm), PassResult)
+    # every node's stack_trace / quantization_tag: same presence, values and object sharing
+    assert_same_meta(ours_gm, theirs_gm)
+    for gm in (ours_gm, theirs_gm):
+        was = before[id(gm)]
+        nodes = {n.name: n for n in gm.graph.nodes}
+        for key in KEYS:
+            # q3 keeps what dq1 held before relu's rule overwrote it: the very objects
+            assert nodes["q3"].meta[key] is was["dq1"][key], key
+            assert nodes["q2"].meta[key] is was["dq1"][key], key
+            # dq1 itself ends with relu's values when relu's input spec is keyed on x
+            expected_dq1 = was["relu"][key] if relu_input == "x" else was["dq1"][key]
+            assert nodes["dq1"].meta[key] is expected_dq1, key
+            assert nodes["relu"].meta[key] is was["relu"][key], key
+        assert nodes["q3"].meta["quantization_tag"] == "T_dq1"
+        assert nodes["q3"].meta["stack_trace"] == "m.py:1"
+    assert port_keys_state(ours_gm, KEYS) == {
+        "x": {},
+        "q1": {},
+        "dq1": (
+            {"stack_trace": "m.py:2", "quantization_tag": "T_relu"}
+            if relu_input == "x"
+            else {"stack_trace": "m.py:1", "quantization_tag": "T_dq1"}
+        ),
+        "relu": {"stack_trace": "m.py:2", "quantization_tag": "T_relu"},
+        "q2": {"stack_trace": "m.py:1", "quantization_tag": "T_dq1"},
+        "q3": {"stack_trace": "m.py:1", "quantization_tag": "T_dq1"},
+        "output": {},
+    }
+    # the plan says where q3's tag came from: copied from q2, first held by dq1
+    assert p.last_plan is not None
+    (last,) = [d for d in p.last_plan.writes_to("q3") if d.key == "quantization_tag"]
+    assert (last.source, last.origin, last.value) == ("q2", "dq1", "T_dq1")

@@ -5,7 +5,7 @@ passes that rewrite arguments, or code that edits the dict, make it differ. Upst
 rule takes the *last* user, its dynamic rule the *last* choose_qparams user and the *first*
 user of that one. Each graph below gets a users order that differs from graph order, and the
 drop-in pass must leave what torchao's pass leaves (a snapshot that records users in graph
-order fails every case).
+order fails every case). A user in another graph keeps its place in that order too.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ from parity import (
 from torchao.quantization.pt2e.quantizer.port_metadata_pass import (
     PortNodeMetaForQDQ as Upstream,
 )
+
+import portmeta
+from portmeta_fx import from_fx
+from portmeta_fx.snapshot import snapshot_nodes
 
 
 def _reorder(node: torch.fx.Node, names: list[str]) -> None:
@@ -113,3 +117,27 @@ def test_hand_edited_users_order_is_followed_as_torchao_does(name: str) -> None:
         _reorder(n, _graph_order(n))
     Upstream().call(plain)
     assert port_keys_state(plain, KEYS) != port_keys_state(theirs, KEYS)
+
+
+def test_a_user_in_another_graph_keeps_its_place_in_users_order() -> None:
+    """``x`` gains a user in another graph (``f``) before its own user ``y``: the snapshot lists
+    both in FX's order, ``f`` under its foreign name, and records ``f`` after the own nodes."""
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    h = torch.fx.Graph()
+    f = h.call_function(torch.relu, (x,))
+    y = g.create_node("call_function", torch.relu, (x,), name="y")
+    g.output(y)
+    assert list(x.users) == [f, y]  # FX's own order: f first
+
+    snap = from_fx(g)
+    names = {node: name for name, node in snapshot_nodes(g).items()}
+    foreign = f"{f.name}@0"
+    assert names[f] == foreign
+    assert portmeta.record(snap, "x").users == tuple(names[u] for u in x.users)
+    assert portmeta.record(snap, "x").users == ("relu@0", "y")
+    assert portmeta.users(snap, "x") == ("relu@0", "y")
+    assert list(snap.successors("x")) == ["relu@0", "y"]
+    assert list(snap) == ["x", "y", "output", "relu@0"]
+    assert portmeta.record(snap, foreign).foreign
+    assert not portmeta.record(snap, "y").foreign

@@ -81,7 +81,7 @@ def test_each_view_op_passes_the_weight_metadata_on(op: Any, profile: portmeta.P
 def test_dimname_transpose_is_a_view_op_of_the_legacy_profile_only() -> None:
     from portmeta.testing import GraphBuilder, static
 
-    def graph() -> portmeta.graph.Snapshot:
+    def graph() -> portmeta.Snapshot:
         b = GraphBuilder()
         x = b.placeholder("x")
         _, xdq = b.qdq(x)
