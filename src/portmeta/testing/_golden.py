@@ -266,7 +266,7 @@ def assert_matches_golden(
         golden = Plan.load(str(path))
     except GraphFormatError as exc:
         raise AssertionError(
-            f"cannot read golden plan {path}: {exc}; run pytest with {UPDATE_OPTION} to "
+            f"cannot read golden plan {path}: {exc.problem}; run pytest with {UPDATE_OPTION} to "
             "rewrite it from this plan"
         ) from None
     d = diff_plans(golden, plan)
