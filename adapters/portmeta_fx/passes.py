@@ -252,7 +252,7 @@ class PortNodeMetaForQDQ(PassBase):
         Raises where upstream raises (see the module docstring), having written nothing.
         """
         (deltas, _), nodes = self._writes(graph_module)
-        self._check(stacklevel=5)
+        self._check(stacklevel=4)
         write_deltas(deltas, nodes)
         return PassResult(graph_module, True)
 

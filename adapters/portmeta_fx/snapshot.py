@@ -36,6 +36,7 @@ from __future__ import annotations
 import builtins
 import functools
 import os
+import types
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -93,16 +94,27 @@ def resolve_profile(
 
 
 def _qualified_name(fn: Any) -> str:
-    """``module.name`` of a callable target, as FX prints it (``operator.getitem``)."""
+    """``module.name`` of a callable target, as FX names it in generated code
+    (``operator.getitem``, ``torch.relu``, ``torch.Tensor.add``); the callable's ``repr``
+    when it has no such name (a lambda, a callable object, a higher-order operator)."""
     name = getattr(fn, "__name__", None)
-    if not isinstance(name, str):
+    if not isinstance(name, str) or name == "<lambda>":
         return codec.opaque_of(fn).text  # repr, or a stand-in when repr itself fails
     if getattr(builtins, name, None) is fn:
         return name
-    module = getattr(fn, "__module__", None) or "?"
-    if module == "_operator":
-        module = "operator"
-    return f"{module}.{getattr(fn, '__qualname__', name)}"
+    if isinstance(fn, _DESCRIPTORS) and getattr(torch.Tensor, name, None) is fn:
+        return f"torch.Tensor.{name}"
+    module = getattr(fn, "__module__", None)
+    if module is None:  # torch's C functions: found where FX looks for them
+        module = next((m.__name__ for m in _HOMES if getattr(m, name, None) is fn), None)
+        if module is None:
+            return codec.opaque_of(fn).text
+    module = {"_operator": "operator"}.get(module, module).replace("torch._ops", "torch.ops")
+    return f"{module}.{name}"
+
+
+_DESCRIPTORS = (types.MethodDescriptorType, types.WrapperDescriptorType)
+_HOMES = (torch, torch.nn.functional)
 
 
 def target_of(node: torch.fx.Node) -> Target:
@@ -304,8 +316,7 @@ class _Reader:
     The graph's own nodes keep their names (made unique with ``+`` if a hand-assigned name
     repeats); a node of another graph met through an argument, a user or an annotation key is
     named ``name@k`` when first met and recorded after the own nodes, with the nodes it leads
-    to (see :func:`snapshot_nodes`). Each node gets one :class:`NodeRef`, and each target
-    object one :class:`Target`.
+    to (see :func:`snapshot_nodes`). Each node gets one :class:`NodeRef`.
     """
 
     def __init__(self, graph: torch.fx.Graph, keys: Sequence[str]) -> None:
@@ -322,7 +333,6 @@ class _Reader:
         self.graph_number: dict[torch.fx.Graph, int] = {}
         self.foreign: deque[torch.fx.Node] = deque()
         self.refs: dict[torch.fx.Node, NodeRef] = {}
-        self.targets: dict[Any, Target] = {}
 
     def name(self, node: torch.fx.Node) -> str:
         name = self.names.get(node)
@@ -349,16 +359,6 @@ class _Reader:
             return self.ref(value) if ref is None else ref
         return _convert(value, self.ref)
 
-    def target(self, node: torch.fx.Node) -> Target:
-        t = node.target
-        try:
-            found = self.targets.get(t)
-        except TypeError:  # an unhashable callable
-            return target_of(node)
-        if found is None:
-            found = self.targets[t] = target_of(node)
-        return found
-
     def record(self, node: torch.fx.Node, owner: str, foreign: bool) -> NodeRecord:
         name = self.names[node]
         if not isinstance(node.op, str) or not node.op:  # a hand-assigned op
@@ -372,7 +372,7 @@ class _Reader:
         return NodeRecord(
             name,
             node.op,
-            self.target(node),
+            target_of(node),
             tuple(map(self.arg, node.args)),
             tuple([(str(k), self.arg(v)) for k, v in kwargs.items()]) if kwargs else (),
             users,
