@@ -130,10 +130,10 @@ def target_of(node: torch.fx.Node) -> Target:
     'overload'
     """
     t = node.target
-    if isinstance(t, str):
-        return Target.named(t)
     if isinstance(t, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
         return _operator_target(t)
+    if isinstance(t, str):
+        return Target.named(t)
     return Target.function(_qualified_name(t))
 
 
@@ -160,6 +160,7 @@ def arg_of(value: Any, names: Mapping[torch.fx.Node, str] | None = None) -> Any:
 
 
 _SCALARS = (bool, int, float, str)
+_PLAIN = frozenset({*_SCALARS, type(None)})
 #: Constants that are global singletons in torch (a dtype is in every q/dq node's arguments).
 _SINGLETON_CONSTANTS = (torch.dtype, torch.device, torch.layout, torch.memory_format)
 
@@ -352,12 +353,19 @@ class _Reader:
             ref = self.refs[node] = NodeRef(self.name(node))
         return ref
 
-    def arg(self, value: Any) -> Any:
-        """An argument as a snapshot value (:func:`arg_of`, with this reader's references)."""
-        if type(value) is torch.fx.Node:  # the usual argument
-            ref = self.refs.get(value)
-            return self.ref(value) if ref is None else ref
-        return _convert(value, self.ref)
+    def args(self, values: Sequence[Any]) -> tuple[Any, ...]:
+        """Arguments as snapshot values (:func:`arg_of`, with this reader's references)."""
+        out = []
+        for value in values:
+            kind = type(value)
+            if kind is torch.fx.Node:  # the usual arguments: nodes and scalars
+                ref = self.refs.get(value)
+                out.append(self.ref(value) if ref is None else ref)
+            elif kind in _PLAIN:
+                out.append(value)
+            else:
+                out.append(_convert(value, self.ref))
+        return tuple(out)
 
     def record(self, node: torch.fx.Node, owner: str, foreign: bool) -> NodeRecord:
         name = self.names[node]
@@ -373,8 +381,8 @@ class _Reader:
             name,
             node.op,
             target_of(node),
-            tuple(map(self.arg, node.args)),
-            tuple([(str(k), self.arg(v)) for k, v in kwargs.items()]) if kwargs else (),
+            self.args(node.args),
+            tuple(zip(map(str, kwargs), self.args(kwargs.values()), strict=True)) if kwargs else (),
             users,
             tuple([(k, meta[k]) for k in self.keys if k in meta]),
             None if annotation is None else _annotation(annotation, self.name),

@@ -111,7 +111,7 @@ class Target:
         """
         if not isinstance(name, str):
             raise TypeError(f"a target's name must be a str, got {name!r}")
-        return cls(name, TargetKind(kind))
+        return cls(name, kind if isinstance(kind, TargetKind) else TargetKind(kind))
 
     @classmethod
     def overload(cls, name: str) -> Target:
