@@ -12,7 +12,7 @@ CORE_STAMP := $(CORE_VENV)/.portmeta-installed
 OUT ?= portmeta-out
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-core-without-torch test-all lint format bench graphviz clean
+.PHONY: install demo test test-core-without-torch test-all lint format bench lines graphviz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# Code lines (not blank, comments or docstrings) of the library, as docs/performance.md counts them.
+lines:
+	$(PYTHON) bench/lines.py src adapters
 
 clean:
 	rm -rf $(VENV) $(CORE_VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache .hypothesis
