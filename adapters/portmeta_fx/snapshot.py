@@ -378,16 +378,20 @@ class _Reader:
             users = tuple(map(self.name, node.users))
         annotation = None if foreign else meta.get(Q_ANNOTATION_KEY)
         return NodeRecord(
-            name,
-            node.op,
-            target_of(node),
-            self.args(node.args),
-            tuple(zip(map(str, kwargs), self.args(kwargs.values()), strict=True)) if kwargs else (),
-            users,
-            tuple([(k, meta[k]) for k in self.keys if k in meta]),
-            None if annotation is None else _annotation(annotation, self.name),
-            foreign,
-            None if owner == name else owner,
+            name=name,
+            op=node.op,
+            target=target_of(node),
+            args=self.args(node.args),
+            kwargs=(
+                tuple(zip(map(str, kwargs), self.args(kwargs.values()), strict=True))
+                if kwargs
+                else ()
+            ),
+            users=users,
+            meta=tuple([(k, meta[k]) for k in self.keys if k in meta]),
+            annotation=None if annotation is None else _annotation(annotation, self.name),
+            foreign=foreign,
+            meta_owner=None if owner == name else owner,
         )
 
     def read(self) -> tuple[list[NodeRecord], dict[str, torch.fx.Node]]:

@@ -401,16 +401,16 @@ class _Reader:
         if meta_owner is not None and not isinstance(meta_owner, str):
             raise self.fail(f"{where}: field 'meta_owner' must be a node name or null")
         return NodeRecord(
-            name,
-            op,
-            target,
-            args,
-            kwargs,
-            tuple(user_list),
-            meta,
-            self.annotation(data["annotation"], f"{where}.annotation"),
-            foreign,
-            meta_owner,
+            name=name,
+            op=op,
+            target=target,
+            args=args,
+            kwargs=kwargs,
+            users=tuple(user_list),
+            meta=meta,
+            annotation=self.annotation(data["annotation"], f"{where}.annotation"),
+            foreign=foreign,
+            meta_owner=meta_owner,
         )
 
 

@@ -505,7 +505,14 @@ class _Resolver:
                 value, origin, _ = cell
                 self.deltas.append(
                     MetaDelta(
-                        copy.target, key, value, copy.source, origin, copy.rule, anchor, copy.path
+                        target=copy.target,
+                        key=key,
+                        value=value,
+                        source=copy.source,
+                        origin=origin,
+                        rule=copy.rule,
+                        anchor=anchor,
+                        path=copy.path,
                     )
                 )
                 previous = dst.get(key)
