@@ -54,16 +54,16 @@ from typing import Any
 
 import attrs
 
-from .errors import GraphFormatError, OptionError, PortmetaError, UnknownNodeError
+from .errors import GraphFormatError, OptionError, UnknownNodeError
 from .io import read_json
 from .plan import MetaDelta, Plan, final_meta, plan_writes, same_value
 from .profiles import TORCHAO, Profile
-from .records import NodeRecord, NodeRef
+from .records import NodeRef
 from .report import short_value
 from .rules import Diagnostic, Rule, Severity, non_sym_users
 from .rules.static_input import walk_to_producer_lenient
-from .rules.view_chain import view_chain
-from .snapshot import Snapshot, annotated_nodes, record, users
+from .snapshot import Snapshot, annotated_nodes, record
+from .structure import Feed, Structure, structure
 
 __all__ = [
     "FINDINGS_FORMAT",
@@ -218,140 +218,6 @@ def _list(value: Any) -> list[Any]:
     return value
 
 
-# --------------------------------------------------------------------------- structure
-
-
-@attrs.frozen(slots=True)
-class _Feed:
-    """A dequantize that feeds ``anchor`` through its quantized input ``input``."""
-
-    dq: str
-    anchor: str
-    input: str
-    dynamic: bool
-    place: str  # "positional", "container" or "keyword"
-    walk: tuple[str, ...]  # dq, ..., input: the args[0] walk up to the input
-    chain: tuple[str, ...]  # every node of the q/dq chain that belongs to ``anchor``
-
-
-def _arg_places(rec: NodeRecord) -> dict[str, str]:
-    """Every node ``rec`` reads, with where: a top-level positional arg, inside a container
-    positional arg, or a keyword argument (first place wins, positional args first)."""
-    places: dict[str, str] = {}
-    for arg in rec.args:
-        if isinstance(arg, NodeRef):
-            places.setdefault(arg.name, "positional")
-    for arg in rec.args:
-        if isinstance(arg, (list, tuple, dict)):
-            for name in _refs(arg):
-                places.setdefault(name, "container")
-    for _, value in rec.kwargs:
-        for name in _refs(value):
-            places.setdefault(name, "keyword")
-    return places
-
-
-def _refs(value: Any) -> list[str]:
-    if isinstance(value, NodeRef):
-        return [value.name]
-    out: list[str] = []
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            out.extend(_refs(item))
-    elif isinstance(value, dict):
-        for item in value.values():
-            out.extend(_refs(item))
-    return out
-
-
-def _view_chain(graph: Snapshot, profile: Profile, anchor: str, q: str) -> list[str]:
-    """The view ops between quantize ``q`` and a get_attr weight (empty when not a weight)."""
-    try:
-        copies = view_chain(graph, profile, anchor, q).copies
-    except PortmetaError:
-        return []
-    return [c.target for c in copies if c.target != q]
-
-
-def _qparams_nodes(graph: Snapshot, profile: Profile, q: str) -> list[str]:
-    """The choose_qparams node of a dynamic quantize and the getitems between them."""
-    out: list[str] = []
-    rec = record(graph, q)
-    for name in dict.fromkeys(_refs((rec.args[1:], [v for _, v in rec.kwargs]))):
-        if name not in graph:
-            continue
-        r = record(graph, name)
-        if profile.is_choose_qparams(r):
-            out.append(name)
-        elif (
-            r.args
-            and isinstance(r.args[0], NodeRef)
-            and r.args[0].name in graph
-            and profile.is_choose_qparams(record(graph, r.args[0].name))
-        ):
-            out.extend((name, r.args[0].name))
-    return list(dict.fromkeys(out))
-
-
-def _feeds(graph: Snapshot, profile: Profile, anchor: str, places: dict[str, str]) -> list[_Feed]:
-    """The dequantize nodes feeding ``anchor`` (reading ``places``, its :func:`_arg_places`)
-    through the inputs its annotation quantizes."""
-    rec = record(graph, anchor)
-    ann = rec.annotation
-    if ann is None or ann.malformed is not None or not ann.is_valid:
-        return []
-    specs: dict[str, bool] = {}
-    for entry in ann.inputs:
-        if entry.qspec is not None and entry.is_node and entry.node in graph:
-            specs.setdefault(entry.node, entry.qspec.dynamic)
-    if not specs:
-        return []
-    out = []
-    for name, place in places.items():
-        if name not in graph or not profile.is_dequantize(record(graph, name)):
-            continue
-        walk = walk_to_producer_lenient(graph, profile, name)
-        hits = [i for i, n in enumerate(walk) if i > 0 and n in specs]
-        if not hits:
-            continue
-        walk = walk[: hits[0] + 1]
-        inp = walk[-1]
-        # a dynamic chain is the dequantize, its quantize and that quantize's qparams: a static
-        # q/dq pair above it (an output spec on the input) belongs to the input's producer
-        chain = list(walk[: min(2, len(walk) - 1)] if specs[inp] else walk[:-1])
-        q = walk[1] if len(walk) > 2 else None
-        if q is not None and profile.is_quantize(record(graph, q)):
-            chain += _qparams_nodes(graph, profile, q) if specs[inp] else []
-            chain += _view_chain(graph, profile, anchor, q)
-        out.append(_Feed(name, anchor, inp, specs[inp], place, walk, tuple(chain)))
-    return out
-
-
-def _output_quantizes(graph: Snapshot, profile: Profile, anchor: str) -> list[tuple[str, bool]]:
-    """The quantize nodes right after ``anchor`` (reading it as ``args[0]``), each with whether
-    it is dynamic (its scale comes from a choose_qparams node).
-
-    The output rule writes the quantize right after the node whether or not it is dynamic
-    (X86Inductor's dynamic config gives ``cat`` or ``max_pool2d`` an output spec while the
-    consumer's chain is dynamic), so every one belongs to ``anchor``; only a static one is
-    expected to *keep* ``anchor``'s values (a dynamic one is then written by its consumer's
-    search too).
-    """
-    ann = record(graph, anchor).annotation
-    if ann is None or ann.malformed is not None or ann.output is None:
-        return []
-    out = []
-    for u in users(graph, anchor):
-        r = record(graph, u)
-        if not profile.is_quantize(r) or not r.args:
-            continue
-        first = r.args[0]
-        if not isinstance(first, NodeRef) or first.name != anchor:
-            continue
-        out.append((u, bool(_qparams_nodes(graph, profile, u))))
-    return out
-
-
 # --------------------------------------------------------------------------- the check
 
 
@@ -481,27 +347,23 @@ _UNEXPLAINED = _Cause(
 
 
 class _Checker:
-    def __init__(self, state: _State) -> None:
+    def __init__(self, state: _State, quantized: Structure) -> None:
         self.state = state
         self.graph = state.graph
         self.profile = state.profile
-        self.feeds: list[_Feed] = []
-        self.outputs: list[tuple[str, str]] = []  # (anchor, static quantize)
+        self.feeds = quantized.feeds
+        self.outputs = [(o.anchor, o.q) for o in quantized.outputs if not o.dynamic]
         self.owners: dict[str, list[str]] = {}  # chain node -> annotated nodes owning it
-        places = {a: _arg_places(record(self.graph, a)) for a in annotated_nodes(self.graph)}
-        for anchor, arg_places in places.items():
-            for feed in _feeds(self.graph, self.profile, anchor, arg_places):
-                self.feeds.append(feed)
-                for n in feed.chain:
-                    self._own(n, anchor)
-            for q, dynamic in _output_quantizes(self.graph, self.profile, anchor):
-                if not dynamic:
-                    self.outputs.append((anchor, q))
-                self._own(q, anchor)
+        for name, anchors in quantized.owners.items():
+            for anchor in anchors:
+                self._own(name, anchor)
         for d in state.deltas:
             # A static input write targets an argument of its annotated node: on its chain even
             # when the input it quantizes is gone (a weight convert_pt2e folded after porting).
-            if d.rule is Rule.STATIC_INPUT and d.target in places.get(d.anchor, ()):
+            if (
+                d.rule is Rule.STATIC_INPUT
+                and NodeRef(d.target) in record(self.graph, d.anchor).args
+            ):
                 self._own(d.target, d.anchor)
 
     def _own(self, node: str, anchor: str) -> None:
@@ -559,7 +421,7 @@ class _Checker:
             (last.target, last.anchor),
         )
 
-    def _static_cause(self, feed: _Feed) -> _Cause:
+    def _static_cause(self, feed: Feed) -> _Cause:
         a = feed.anchor
         if feed.place == "keyword":
             return _Cause(
@@ -605,7 +467,7 @@ class _Checker:
             )
         return _UNEXPLAINED
 
-    def _dynamic_cause(self, feed: _Feed, nodes: Sequence[str]) -> _Cause:
+    def _dynamic_cause(self, feed: Feed, nodes: Sequence[str]) -> _Cause:
         a = feed.anchor
         mine = [
             d
@@ -809,7 +671,7 @@ def check_writes(
     ()
     """
     state = _State(graph, profile, deltas, diagnostics, ported=ported, keys=keys)
-    c = _Checker(state)
+    c = _Checker(state, structure(graph, profile))
     findings = c.unported_inputs() + c.unported_outputs() + c.foreign_writes()
     position = {name: i for i, name in enumerate(graph.nodes)}
     rank = {k: i for i, k in enumerate(KINDS)}
