@@ -55,6 +55,7 @@ from typing import Any
 import attrs
 
 from .errors import GraphFormatError, OptionError, UnknownNodeError
+from .fingerprint import require_plan_of
 from .io import read_json
 from .plan import MetaDelta, Plan, final_meta, plan_writes, same_value
 from .profiles import TORCHAO, Profile
@@ -703,8 +704,8 @@ def check(
         The profile to plan with when ``plan`` is not given (with ``errors="collect"``: an
         annotated node whose rules fail gives ``planning_error`` findings instead of raising).
     plan:
-        A plan of ``graph``, or of the same graph before porting, to take the writes from
-        instead; its profile is used. Writes to or from nodes ``graph`` lacks (weight
+        A plan of ``graph`` (with ``ported=True``: of the same graph before porting) to take
+        the writes from instead; its profile is used. Writes to or from nodes ``graph`` lacks (weight
         quantize nodes ``convert_pt2e`` folded after porting) are skipped
         (:func:`unmatched_writes` lists them).
     ported:
@@ -731,6 +732,8 @@ def check(
         The snapshot did not record a key the profile copies.
     OptionError
         ``keys`` names a key the profile does not copy, or none.
+    StalePlanError
+        ``plan`` was not made from ``graph`` (their fingerprints differ), unless ``ported``.
     UnknownNodeError
         ``plan`` names an annotated node the graph does not have (it is another graph's plan).
 
@@ -746,6 +749,8 @@ def check(
     'unexplained'
     """
     if plan is not None:
+        if not ported:
+            require_plan_of(graph, plan.fingerprint, "checking")
         return check_writes(
             graph, plan.deltas, plan.diagnostics, plan.profile, ported=ported, keys=keys
         )

@@ -188,6 +188,7 @@ def _plan_to_use(
     verb: str,
     aside: str = "",
     say_planned: bool = False,
+    refuse_other: bool = False,
 ) -> Plan:
     """The plan a command works with; for every command that takes ``--plan``.
 
@@ -211,6 +212,11 @@ def _plan_to_use(
     p = Plan.load(plan_file) if isinstance(plan_file, str) else plan_file
     if graph is not None and fingerprint(graph) != p.fingerprint:
         where = plan_file if isinstance(plan_file, str) else "the plan"
+        if refuse_other:
+            raise CliError(
+                f"{where}: planned from another graph than {graph_path}{aside}; plan it again "
+                f"(portmeta plan {graph_path} -o PLAN.json)"
+            )
         print(
             f"{PROG}: note: {where} was planned from a different snapshot than "
             f"{graph_path}{aside}; {verb} it anyway",
@@ -271,7 +277,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_draw(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph)
-    p = _plan_to_use(args, args.graph, graph, args.plan, verb="drawing")
+    p = _plan_to_use(args, args.graph, graph, args.plan, verb="drawing", refuse_other=True)
     _check_output(args.output, args.graph, *([args.plan] if args.plan else []))
     try:
         fmt = write_drawing(graph, p, args.output)
@@ -294,10 +300,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.ported:
         how = " (fine with --ported, for a snapshot taken after porting)"
     else:
-        how = " (add --ported if the graph was taken after porting)"
+        how = " (give --ported if the graph was taken after porting)"
     # --keys names the keys the check compares, not a derived profile: plan with the profile alone
     plain = argparse.Namespace(graph=args.graph, profile=args.profile or "torchao", keys=None)
-    p = _plan_to_use(plain, args.graph, graph, args.plan, verb="checking", aside=how)
+    p = _plan_to_use(
+        plain,
+        args.graph,
+        graph,
+        args.plan,
+        verb="checking",
+        aside=how,
+        refuse_other=not args.ported,
+    )
     keys = _check_keys(args, p.profile)
     try:
         found = check(graph, plan=p, ported=args.ported, keys=keys)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ._text import short_value
 from .errors import RenderError
+from .fingerprint import require_plan_of
 from .io import atomic_write_text
 from .plan import Plan
 from .report import short_target
@@ -79,11 +80,16 @@ def _attrs(**kw: str) -> str:
 def to_dot(graph: Snapshot, p: Plan, *, title: str | None = None) -> str:
     """The DOT text of ``p`` drawn over ``graph`` (see the module docstring).
 
-    Nodes the plan writes to but the graph lacks (a plan of another graph) are drawn too, with
-    a dashed border, so nothing the plan says is hidden. A written node shows the value each key
-    holds once the plan is applied (``key = value``, shortened as in ``portmeta plan``'s table),
-    so two plans of one graph that write different values draw differently.
+    A written node shows the value each key holds once the plan is applied (``key = value``,
+    shortened as in ``portmeta plan``'s table), so two plans of one graph that write different
+    values draw differently.
+
+    Raises
+    ------
+    StalePlanError
+        ``p`` was not made from ``graph`` (their fingerprints differ).
     """
+    require_plan_of(graph, p.fingerprint, "drawing")
     written: dict[str, dict[Rule, None]] = {}
     for d in p.deltas:
         written.setdefault(d.target, {})[d.rule] = None

@@ -165,7 +165,8 @@ class CliError(PortmetaError):
 
 
 class StalePlanError(PortmetaError):
-    """A plan was applied to a graph that changed since the plan's snapshot was taken.
+    """A plan was given with a graph it was not made from: applied to a graph that changed since
+    the plan's snapshot was taken, or checked or drawn over another graph.
 
     Example
     -------

@@ -30,10 +30,11 @@ from __future__ import annotations
 import hashlib
 import json
 
+from .errors import StalePlanError
 from .io import graph_to_dict
 from .snapshot import Snapshot
 
-__all__ = ["FINGERPRINT_SCHEME", "fingerprint", "is_fingerprint"]
+__all__ = ["FINGERPRINT_SCHEME", "fingerprint", "is_fingerprint", "require_plan_of"]
 
 #: The scheme :func:`fingerprint` computes: its values start with ``"v3:"``.
 FINGERPRINT_SCHEME = "v3"
@@ -77,3 +78,25 @@ def is_fingerprint(value: object) -> bool:
         and value.startswith(_PREFIX)
         and set(value[len(_PREFIX) :]) <= _HEX_DIGITS
     )
+
+
+def require_plan_of(graph: Snapshot, plan_fingerprint: str, doing: str) -> None:
+    """Raise :class:`~portmeta.errors.StalePlanError` unless a plan with ``plan_fingerprint``
+    was made from ``graph``; ``doing`` says what was about to happen (``"checking"``).
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> require_plan_of(g, fingerprint(g), "drawing")
+    >>> require_plan_of(g, "v3:" + "0" * 64, "drawing")
+    Traceback (most recent call last):
+    ...
+    portmeta.errors.StalePlanError: drawing a plan made from another graph (plan v3:000000000000, graph v3:...); plan this graph and use that plan
+    """
+    have = fingerprint(graph)
+    if have != plan_fingerprint:
+        raise StalePlanError(
+            f"{doing} a plan made from another graph (plan {plan_fingerprint[:15]}, graph "
+            f"{have[:15]}); plan this graph and use that plan"
+        )

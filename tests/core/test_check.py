@@ -405,8 +405,15 @@ def test_check_does_not_change_the_plan() -> None:
 def test_plan_naming_unknown_nodes_is_refused() -> None:
     g = cat_graph()
     other = qkv_graph()
-    with pytest.raises(portmeta.UnknownNodeError, match="the plan names it"):
+    # another graph's plan is refused by its fingerprint, naming what to do
+    with pytest.raises(
+        portmeta.StalePlanError, match=r"^checking a plan made from another graph \(plan v3:"
+    ):
         check(g, plan=portmeta.plan(other))
+    # with ported=True (the graph may have changed since planning) its annotated nodes decide
+    with pytest.raises(portmeta.UnknownNodeError, match="the plan names it"):
+        check(g, plan=portmeta.plan(other), ported=True)
+    assert check(g, plan=portmeta.plan(g)) == check(g)
 
 
 # --------------------------------------------------------------------------- records and JSON
@@ -519,8 +526,11 @@ def test_before_and_after_porting_give_the_same_findings() -> None:
         p = portmeta.plan(graph, errors="collect")
         after = ported(graph, p)
         found = check(graph)
-        assert check(after) == found == check(after, plan=p)
-        assert check(after, ported=True) == found == check(after, plan=p, ported=True)
+        assert check(after) == found == check(after, ported=True)
+        assert check(after, plan=p, ported=True) == found == check(graph, plan=p)
+        if portmeta.fingerprint(after) != portmeta.fingerprint(graph):
+            with pytest.raises(portmeta.StalePlanError):
+                check(after, plan=p)
         seen.append((bool(found), portmeta.fingerprint(after) != portmeta.fingerprint(graph)))
 
     run()
@@ -803,9 +813,11 @@ def test_a_plan_from_before_folding_skips_the_folded_writes() -> None:
     after = build_graph(folded, meta_keys=meta_keys(g), check=False)
     skipped = unmatched_writes(after, p.deltas)
     assert {d.target for d in skipped} == {"wq"}
-    assert check(after, plan=p) == check(after, plan=p, ported=True) == check(g) == ()
+    assert check(after, plan=p, ported=True) == check(g) == ()
+    with pytest.raises(portmeta.StalePlanError):
+        check(after, plan=p)  # the graph changed since the plan: only ported=True reads it
     with pytest.raises(portmeta.UnknownNodeError, match="names it as annotated"):
-        check(after, plan=portmeta.plan(qkv_graph()))
+        check(after, plan=portmeta.plan(qkv_graph()), ported=True)
 
 
 def split_and_retagged() -> Any:

@@ -118,13 +118,24 @@ def test_with_a_plan_and_with_a_ported_snapshot(run, tmp_path: Path) -> None:  #
         run("check", g_before),
         run("check", g_after),
         run("check", g_before, "--plan", str(plan_path)),
-        run("check", g_after, "--plan", str(plan_path)),
+        run("check", g_after, "--plan", str(plan_path), "--ported"),
     ]
     assert {r.returncode for r in outs} == {1}
     assert len({r.stdout for r in outs}) == 1
     assert "unported_input" in outs[0].stdout and "shared" in outs[0].stdout
     assert outs[2].stderr == ""
-    assert "planned from a different snapshot" in outs[3].stderr
+    assert outs[3].stderr == (
+        f"portmeta: note: {plan_path} was planned from a different snapshot than {g_after} "
+        "(fine with --ported, for a snapshot taken after porting); checking it anyway\n"
+    )
+    # without --ported a plan of another snapshot is refused, saying what to do
+    refused = run("check", g_after, "--plan", str(plan_path))
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr == (
+        f"portmeta: error: {plan_path}: planned from another graph than {g_after} (give "
+        "--ported if the graph was taken after porting); plan it again (portmeta plan "
+        f"{g_after} -o PLAN.json)\n"
+    )
 
 
 def test_bad_input_exit_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -138,7 +149,15 @@ def test_bad_input_exit_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyp
     other.write_text(portmeta.plan(clean_graph()).to_json())
     foreign = run("check", g, "--plan", str(other))
     assert foreign.returncode == 2
-    assert foreign.stderr.splitlines()[-1].startswith(f"portmeta: error: {other}: no node named")
+    assert foreign.stderr.splitlines() == [
+        f"portmeta: error: {other}: planned from another graph than {g} (give --ported if the "
+        f"graph was taken after porting); plan it again (portmeta plan {g} -o PLAN.json)"
+    ]
+    foreign_ported = run("check", g, "--plan", str(other), "--ported")
+    assert foreign_ported.returncode == 2
+    assert foreign_ported.stderr.splitlines()[-1].startswith(
+        f"portmeta: error: {other}: no node named"
+    )
     assert run("check", g, "--format", "xml").returncode == 2
     assert run("check", g, "--profile", "nope").returncode == 2
     for r in (missing, as_plan, foreign):

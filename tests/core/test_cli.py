@@ -555,17 +555,20 @@ def test_graph_given_where_plan_expected(graph_file: Path, tmp_path: Path, comma
     assert run(command, str(graph_file), "--plan", str(plan_file), *out).returncode == 0
 
 
-def test_draw_notes_a_plan_made_from_another_snapshot(graph_file: Path, tmp_path: Path) -> None:
+def test_draw_refuses_a_plan_made_from_another_snapshot(graph_file: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     portmeta.dump_graph(affine_graph(), other)
     plan_file = tmp_path / "plan.json"
     assert run("plan", str(other), "-o", str(plan_file)).returncode == 0
+    before = snapshot_dir(tmp_path)
     r = run("draw", str(graph_file), "--plan", str(plan_file), "-o", str(tmp_path / "x.dot"))
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.splitlines()[0] == (
-        f"portmeta: note: {plan_file} was planned from a different snapshot than {graph_file}; "
-        "drawing it anyway"
+    assert_clean_failure(r, [str(plan_file)], tmp_path, before)
+    assert r.stderr == (
+        f"portmeta: error: {plan_file}: planned from another graph than {graph_file}; plan it "
+        f"again (portmeta plan {graph_file} -o PLAN.json)\n"
     )
+    with pytest.raises(portmeta.StalePlanError, match="^drawing a plan made from another graph"):
+        draw.to_dot(portmeta.load_graph(graph_file), portmeta.Plan.load(str(plan_file)))
 
 
 @pytest.mark.parametrize("command", ["draw", "check"])
