@@ -567,7 +567,7 @@ def test_draw_refuses_a_plan_made_from_another_snapshot(graph_file: Path, tmp_pa
         f"portmeta: error: {plan_file}: planned from another graph than {graph_file}; plan it "
         f"again (portmeta plan {graph_file} -o PLAN.json)\n"
     )
-    with pytest.raises(portmeta.StalePlanError, match="^drawing a plan made from another graph"):
+    with pytest.raises(portmeta.StalePlanError, match=r"^drawing a plan made from another graph"):
         draw.to_dot(portmeta.load_graph(graph_file), portmeta.Plan.load(str(plan_file)))
 
 
