@@ -20,7 +20,7 @@ from typing import Any
 
 from .records import Opaque
 
-__all__ = ["short_value", "did_you_mean"]
+__all__ = ["short_value", "shown_apart", "did_you_mean"]
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 _LIBRARY = re.compile(r"[/\\](site-packages|dist-packages|torch|torchao)[/\\]")
@@ -76,6 +76,31 @@ def short_value(value: Any, width: int = 40, *, trace: bool = True) -> str:
         head = (keep + 1) // 2
         text = text[:head] + "..." + text[len(text) - (keep - head) :]
     return text
+
+
+def shown_apart(a: Any, b: Any, width: int = 40) -> tuple[str, str]:
+    r"""Two values that differ, as text that tells them apart: their :func:`short_value`
+    forms, or, when those read the same (two stack traces that differ only in an outer frame,
+    two long strings cut alike), both in full.
+
+    Example
+    -------
+    >>> shown_apart("P0", "P1")
+    ("'P0'", "'P1'")
+    >>> a = 'File "/m.py", line 7, in forward\n  x = self.fc(x)'
+    >>> b = 'File "/n.py", line 3, in main\nFile "/m.py", line 7, in forward\n  x = self.fc(x)'
+    >>> short_value(a) == short_value(b), shown_apart(a, b)[1].startswith("'File")
+    (True, True)
+    """
+    short_a, short_b = short_value(a, width), short_value(b, width)
+    if short_a != short_b:
+        return short_a, short_b
+    full_a, full_b = short_value(a, _IN_FULL, trace=False), short_value(b, _IN_FULL, trace=False)
+    return (short_a, short_b) if full_a == full_b else (full_a, full_b)
+
+
+#: Wide enough for any stack trace: a value shown "in full" is not cut.
+_IN_FULL = 1 << 20
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -63,7 +63,7 @@ from .records import NodeRef
 from .report import short_value
 from .rules import Diagnostic, Rule, Severity, non_sym_users
 from .rules.static_input import walk_to_producer_lenient
-from .snapshot import Snapshot, annotated_nodes, record
+from .snapshot import Snapshot, annotated_nodes, record, records
 from .structure import Feed, Structure, structure
 
 __all__ = [
@@ -71,6 +71,9 @@ __all__ = [
     "FINDINGS_SCHEMA_VERSION",
     "KINDS",
     "CAUSES",
+    "REMEDIES",
+    "deciding_keys",
+    "compared_keys",
     "PARTITION_KEY",
     "Finding",
     "check",
@@ -93,7 +96,7 @@ FINDINGS_SCHEMA_VERSION = 1
 PARTITION_KEY = "quantization_tag"
 
 #: The kinds of finding, in the order they are reported for one node.
-KINDS: tuple[str, ...] = ("unported_input", "unported_output", "foreign_write")
+KINDS: tuple[str, ...] = ("unported_input", "unported_output", "foreign_write", "stale_annotation")
 
 #: Every cause a finding can give, with what it means.
 CAUSES: dict[str, str] = {
@@ -118,7 +121,40 @@ CAUSES: dict[str, str] = {
     "or to a node sharing its meta dict) after its writes copied them",
     "unexplained": "no rule of this graph explains the values (a pass after porting may have "
     "copied them)",
+    "deep_copy": "the annotation names a node of another graph (a copy.deepcopy of the "
+    "prepared model before convert_pt2e keeps annotations that point at the original graph), "
+    "so no rule reaches the node",
 }
+
+#: What to do about each cause, in one sentence; docs/check.md has a section per cause
+#: (its anchor is the cause's name, see :attr:`Finding.docs`).
+REMEDIES: dict[str, str] = {
+    "shared": "give each consumer its own chain before porting (a pass that duplicates the "
+    "shared q/dq or choose_qparams chain per consumer), then port again",
+    "overwritten": "keep the two partitions' chains apart, or tag the node after convert_pt2e",
+    "keyword": "pass the dequantized input positionally, or tag the dequantize after convert_pt2e",
+    "container": "tag the dequantize nodes inside the list after convert_pt2e (the rule never "
+    "looks into lists), or have the backend accept them untagged",
+    "not_first": "read the input once, or tag the later dequantize after convert_pt2e",
+    "no_quantize": "put a quantize op directly above the dequantize, or tag it after convert_pt2e",
+    "walk_past": "annotate the node the walk ends at as the input, or tag the dequantize after "
+    "convert_pt2e",
+    "search_elsewhere": "give the input one choose_qparams chain per consumer (duplicate the "
+    "chain) so the search finds this one, then port again",
+    "search_reached": "duplicate the shared dynamic chain per consumer, then port again",
+    "not_last_user": "make the quantize the annotated node's last user, or tag it after "
+    "convert_pt2e",
+    "planning_error": "fix the error planning reports for the annotated node (portmeta plan "
+    "shows it), then port again",
+    "anchor_changed": "port before the pass that changes the annotated node's values, or port "
+    "again after it",
+    "unexplained": "run portmeta explain on the node to see what the rules do for it",
+    "deep_copy": "convert the prepared model itself, or prepare the copy again: annotations "
+    "must name nodes of the graph being converted",
+}
+
+#: Where docs/check.md explains the causes (each has a section; its anchor is the cause).
+DOCS = "docs/check.md"
 
 
 def _keys(value: Iterable[str]) -> tuple[str, ...]:
@@ -178,8 +214,18 @@ class Finding:
     message: str
     related: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
+    @property
+    def remedy(self) -> str:
+        """What to do about it, in one sentence (:data:`REMEDIES`)."""
+        return REMEDIES[self.cause]
+
+    @property
+    def docs(self) -> str:
+        """Where the cause is explained: ``docs/check.md#<cause>``."""
+        return f"{DOCS}#{self.cause}"
+
     def to_dict(self) -> dict[str, Any]:
-        """The finding as JSON-ready data."""
+        """The finding as JSON-ready data (``remedy`` and ``docs`` follow from the cause)."""
         return {
             "kind": self.kind,
             "node": self.node,
@@ -188,6 +234,8 @@ class Finding:
             "cause": self.cause,
             "message": self.message,
             "related": list(self.related),
+            "remedy": self.remedy,
+            "docs": self.docs,
         }
 
     @classmethod
@@ -243,8 +291,8 @@ class _State:
         self.graph = graph
         self.profile = profile
         self.ported = ported
-        #: The keys compared, and those of them a finding must differ on.
-        self.keys, self.required = _compared_keys(profile, keys)
+        #: The keys compared, and those a finding must differ on when ``keys=`` chose them.
+        self.keys, self.chosen = _compared_keys(profile, keys)
         known = set(graph)
         for d in deltas:
             if d.anchor not in known:  # annotated nodes outlive porting: another graph's plan
@@ -268,11 +316,16 @@ class _State:
         own = self.final[name]
         return {k: own[k] for k in self.keys if k in own}
 
-    def differ(self, want: dict[str, Any], have: dict[str, Any]) -> list[str]:
-        """The compared keys on which ``have`` lacks ``want``'s values, or ``[]`` when none of
-        them is a required key (a difference on the others alone is not a finding)."""
+    def required(self, anchor: str) -> frozenset[str]:
+        """The keys a finding for ``anchor`` must differ on (see :func:`deciding_keys`)."""
+        return deciding_keys(self.values(anchor), self.chosen)
+
+    def differ(self, anchor: str, have: dict[str, Any]) -> list[str]:
+        """The compared keys on which ``have`` lacks ``anchor``'s values, or ``[]`` when none
+        of them decides for ``anchor`` (a difference on the others alone is not a finding)."""
+        want = self.values(anchor)
         keys = [k for k, v in want.items() if k not in have or not same_value(have[k], v)]
-        return keys if any(k in self.required for k in keys) else []
+        return keys if self.required(anchor).intersection(keys) else []
 
     def history(self, name: str, keys: Iterable[str]) -> list[MetaDelta]:
         """The writes to ``name`` on ``keys``, in write order."""
@@ -282,12 +335,33 @@ class _State:
         return sorted(found, key=lambda d: order.get(id(d), 0))
 
 
+def deciding_keys(values: dict[str, Any], chosen: frozenset[str] | None = None) -> frozenset[str]:
+    """The keys a difference must be on to count, for an annotated node carrying ``values``.
+
+    ``chosen`` (the check's ``keys=``): those. Otherwise what the node carries decides: its
+    :data:`PARTITION_KEY` when it has one (a ``stack_trace`` that differs within one
+    partition is noise to a backend), else every key it carries (``stack_trace`` on the graphs
+    of real quantizers, which set no tag); none when it carries none.
+
+    Example
+    -------
+    >>> sorted(deciding_keys({"stack_trace": "m.py:1", "quantization_tag": "P0"}))
+    ['quantization_tag']
+    >>> sorted(deciding_keys({"stack_trace": "m.py:1"})), sorted(deciding_keys({}))
+    (['stack_trace'], [])
+    """
+    if chosen is not None:
+        return chosen
+    if PARTITION_KEY in values:
+        return frozenset({PARTITION_KEY})
+    return frozenset(values)
+
+
 def _compared_keys(
     profile: Profile, keys: Iterable[str] | None
-) -> tuple[tuple[str, ...], frozenset[str]]:
+) -> tuple[tuple[str, ...], frozenset[str] | None]:
     if keys is None:
-        required = {PARTITION_KEY} if PARTITION_KEY in profile.keys else set(profile.keys)
-        return profile.keys, frozenset(required)
+        return profile.keys, None
     if isinstance(keys, str):
         raise OptionError(f"keys must be a collection of key names, not the string {keys!r}")
     chosen = tuple(dict.fromkeys(keys))
@@ -409,6 +483,17 @@ class _Checker:
             how, related = f"a later {last.rule.value} write for {other!r}", (other,)
         return _Cause("overwritten", f"{how} and wrote it last", related)
 
+    def _stale(self, feed: Feed) -> _Cause | None:
+        if feed.named is None:
+            return None
+        return _Cause(
+            "deep_copy",
+            f"the annotation of {feed.anchor!r} names {feed.named!r}, a node of another graph, "
+            f"not {feed.input!r}, so no rule reaches its q/dq nodes (was the prepared model "
+            "deep-copied between prepare_pt2e and convert_pt2e?)",
+            (feed.named,),
+        )
+
     def _anchor_changed(self, anchor: str, keys: Sequence[str]) -> _Cause | None:
         writes = self.state.history(anchor, keys)
         if not writes:
@@ -495,16 +580,25 @@ class _Checker:
             if not want:
                 continue
             nodes = [feed.dq]
-            if feed.dynamic:
+            if feed.dynamic:  # the dynamic rule writes the chain's quantize and choose_qparams
                 nodes += [n for n in feed.chain if n != feed.dq and self._ported_by_dynamic(n)]
-            lacking = {n: self.state.differ(want, self.state.values(n)) for n in nodes}
+            lacking = {n: self.state.differ(feed.anchor, self.state.values(n)) for n in nodes}
             lacking = {n: ks for n, ks in lacking.items() if ks}
             if not lacking:
                 continue
+            if not feed.dynamic and feed.dq in lacking:
+                # a static spec over a choose_qparams chain (X86Inductor shares a dynamic
+                # input's qparams): no rule writes its quantize and choose_qparams either, so
+                # those of them without values are the same hole
+                for n in feed.chain:
+                    keys_n = self.state.differ(feed.anchor, self.state.values(n))
+                    if n not in lacking and keys_n and self._on_qparams_chain(feed, n):
+                        lacking[n] = keys_n
             first = next(iter(lacking))
             keys = [k for k in self.profile.keys if any(k in ks for ks in lacking.values())]
             cause = (
                 self._error(feed.anchor)
+                or self._stale(feed)
                 or self._overwritten(first, feed.anchor, keys)
                 or self._anchor_changed(feed.anchor, keys)
                 or (
@@ -531,7 +625,7 @@ class _Checker:
                 )
             out.append(
                 Finding(
-                    "unported_input",
+                    "stale_annotation" if cause.cause == "deep_copy" else "unported_input",
                     feed.dq,
                     feed.anchor,
                     keys,
@@ -542,6 +636,11 @@ class _Checker:
             )
         return out
 
+    def _on_qparams_chain(self, feed: Feed, node: str) -> bool:
+        """``node`` is the quantize or choose_qparams of ``feed``'s choose_qparams chain."""
+        has_qparams = any(self.profile.is_choose_qparams(record(self.graph, n)) for n in feed.chain)
+        return has_qparams and self._ported_by_dynamic(node)
+
     def _ported_by_dynamic(self, node: str) -> bool:
         rec = record(self.graph, node)
         return self.profile.is_choose_qparams(rec) or self.profile.is_quantize(rec)
@@ -549,8 +648,7 @@ class _Checker:
     def unported_outputs(self) -> list[Finding]:
         out = []
         for anchor, q in self.outputs:
-            want = self.state.values(anchor)
-            keys = self.state.differ(want, self.state.values(q))
+            keys = self.state.differ(anchor, self.state.values(q))
             if not keys:
                 continue
             cause = (
@@ -611,7 +709,7 @@ class _Checker:
             found.setdefault((last.target, last.anchor), []).append(last)
         out = []
         for (node, anchor), lasts in found.items():
-            if not any(d.key in state.required for d in lasts):
+            if not any(d.key in state.required(anchor) for d in lasts):
                 continue
             keys = [k for k in self.profile.keys if any(d.key == k for d in lasts)]
             d = lasts[0]
@@ -848,23 +946,80 @@ def format_findings(findings: Sequence[Finding]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append("")
-    lines += [f"{i}. {f.message}" for i, f in enumerate(findings, 1)]
+    for i, f in enumerate(findings, 1):
+        lines += [f"{i}. {f.message}", f"   to fix: {f.remedy} ({f.docs})"]
     return "\n".join(lines)
 
 
-def summary(findings: Sequence[Finding], graph: Snapshot | None = None) -> str:
-    """One line: the number of findings per kind (and the graph's size when given).
+def compared_keys(
+    graph: Snapshot, profile: Profile = TORCHAO, keys: Iterable[str] | None = None
+) -> dict[str, int]:
+    """What the check compares: for each key, on how many annotated nodes it decides.
+
+    Annotated nodes are counted as the pass sees them (an annotation with input or output
+    specs; not the empty ones quantizers leave on weights and biases). A node carrying none of
+    the keys counts under ``""`` (nothing to compare for it). See :func:`deciding_keys`.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder, static
+    >>> b = GraphBuilder(); x = b.placeholder("x"); _, dq = b.qdq(x)
+    >>> y = b.call("aten.relu.default", dq, name="relu", stack_trace="m.py:3")
+    >>> b.annotate(y, inputs={x: static()}); b.output(y)
+    >>> compared_keys(b.build())
+    {'stack_trace': 1}
+    """
+    profile_keys, chosen = _compared_keys(profile, keys)
+    out: dict[str, int] = {}
+    for name in annotated_nodes(graph):
+        rec = record(graph, name)
+        if rec.annotation is None or not rec.annotation.is_valid:
+            continue
+        values = {k: v for k, v in rec.meta if k in profile_keys}
+        deciding = [k for k in profile_keys if k in deciding_keys(values, chosen) and k in values]
+        label = ",".join(deciding)
+        out[label] = out.get(label, 0) + 1
+    return out
+
+
+def summary(
+    findings: Sequence[Finding],
+    graph: Snapshot | None = None,
+    profile: Profile = TORCHAO,
+    keys: Iterable[str] | None = None,
+) -> str:
+    """One line: the findings per kind and, given the graph, its own nodes, its annotated
+    nodes (as the pass sees them) and what was compared on how many of them.
+
+    A check that could compare nothing says so: it found nothing because there was nothing to
+    find with.
 
     Example
     -------
     >>> summary(())
-    'no findings (unported_input 0, unported_output 0, foreign_write 0)'
+    'no findings (unported_input 0, unported_output 0, foreign_write 0, stale_annotation 0)'
+    >>> from portmeta.testing import GraphBuilder, static
+    >>> b = GraphBuilder(); x = b.placeholder("x"); _, dq = b.qdq(x)
+    >>> y = b.call("aten.relu.default", dq, name="relu"); b.annotate(y, inputs={x: static()})
+    >>> b.output(y); print(summary((), b.build()))
+    nothing compared in 5 nodes, 1 annotated: no annotated node carries quantization_tag or stack_trace (unported_input 0, unported_output 0, foreign_write 0, stale_annotation 0)
     """
     counts = Counter(f.kind for f in findings)
     per_kind = ", ".join(f"{k} {counts.get(k, 0)}" for k in KINDS)
     n = len(findings)
     head = "no findings" if not n else f"{n} finding{'s' if n != 1 else ''}"
-    where = ""
-    if graph is not None:
-        where = f" in {graph.number_of_nodes()} nodes, {len(annotated_nodes(graph))} annotated"
-    return f"{head}{where} ({per_kind})"
+    if graph is None:
+        return f"{head} ({per_kind})"
+    compared = compared_keys(graph, profile, keys)
+    annotated = sum(compared.values())
+    own = sum(1 for rec in records(graph) if not rec.foreign)
+    where = f"in {own} nodes, {annotated} annotated"
+    done = {label: k for label, k in compared.items() if label}
+    if not done:
+        names = " or ".join(_compared_keys(profile, keys)[0][::-1])
+        none = "no annotated node" if annotated else "no node is annotated, so none"
+        return f"nothing compared {where}: {none} carries {names} ({per_kind})"
+    parts = [f"{label} on {k}" for label, k in done.items()]
+    if "" in compared:
+        parts.append(f"nothing on {compared['']} (no ported key)")
+    return f"{head} {where}; compared {', '.join(parts)} ({per_kind})"

@@ -332,7 +332,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         if found:
             _print(format_findings(found) + "\n\n")
-        _print(check_summary(found, graph))
+        _print(check_summary(found, graph, p.profile, keys))
     return 1 if found else 0
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from ._text import shown_apart
 from .plan import MetaDelta, Plan, same_value
 from .report import short_value
 
@@ -110,7 +111,7 @@ class PlanDiff:
         def _pair(c: WriteChange) -> tuple[str | None, str | None]:
             if c.a is None or c.b is None:
                 return None, None
-            return _shown_pair(c.a.value, c.b.value, 200)
+            return shown_apart(c.a.value, c.b.value, 200)
 
         def diag(k: _DiagKey) -> dict[str, str]:
             return {"kind": k[0], "severity": k[1], "node": k[2], "message": k[3]}
@@ -133,19 +134,6 @@ class PlanDiff:
             "diagnostics_only_b": [diag(k) for k in self.diagnostics_only_b],
             "notes": list(self.notes),
         }
-
-
-def _shown_pair(a: Any, b: Any, width: int) -> tuple[str, str]:
-    """Two different values as text that tells them apart: their short forms, or, when those
-    are equal (two stack traces that differ only in an outer frame), both in full."""
-    short_a, short_b = short_value(a, width), short_value(b, width)
-    if short_a != short_b or same_value(a, b):
-        return short_a, short_b
-    return short_value(a, _IN_FULL, trace=False), short_value(b, _IN_FULL, trace=False)
-
-
-#: Wide enough for any stack trace: a value shown "in full" is not cut.
-_IN_FULL = 1 << 20
 
 
 def _diag_keys(p: Plan) -> Counter[_DiagKey]:
@@ -198,7 +186,7 @@ def format_diff(d: PlanDiff, name_a: str = "A", name_b: str = "B") -> str:
         lines.append(f"only in {name_b}: {x.target}.{x.key} = {w(x)}")
     for c in d.changed:
         assert c.a is not None and c.b is not None
-        va, vb = _shown_pair(c.a.value, c.b.value, 40)
+        va, vb = shown_apart(c.a.value, c.b.value, 40)
         lines.append(
             f"differs ({', '.join(c.fields)}): {c.target}.{c.key}: "
             f"{name_a} {w(c.a, va)} | {name_b} {w(c.b, vb)}"

@@ -461,34 +461,53 @@ class ScaleWithoutUsersError(PlanError, StopIteration):
 __all__ += ["PortingWarning", "PortingCheckError"]
 
 
-def _first_findings(findings: tuple[object, ...], limit: int = 3) -> str:
-    shown = "; ".join(str(getattr(f, "message", f)) for f in findings[:limit])
-    more = f"; ... ({len(findings) - limit} more)" if len(findings) > limit else ""
-    return shown + more
+def _first_findings(findings: tuple[object, ...], where: str | None, limit: int = 5) -> str:
+    """The first ``limit`` findings, one per line with what to do, then where the rest are."""
+    lines = []
+    for f in findings[:limit]:
+        line = f"\n  - {getattr(f, 'message', f)}"
+        remedy, docs = getattr(f, "remedy", None), getattr(f, "docs", None)
+        if remedy:
+            line += f"\n    to fix: {remedy} ({docs})"
+        lines.append(line)
+    rest = len(findings) - limit
+    if rest > 0:
+        lines.append(f"\n  ... and {rest} more" + (f": see {where}" if where else ""))
+    elif where:
+        lines.append(f"\n  (all of them in {where})")
+    return "".join(lines)
 
 
 class PortingWarning(UserWarning):
     """The drop-in pass (``check="warn"``) found partitions whose q/dq nodes miss their values.
 
     ``findings`` holds the :class:`portmeta.check.Finding` records; the message gives their
-    count and the first ones, then where to find them all (``where``, when given).
+    count, the first ones one per line with what to do about each, then where to find them all
+    (``where``, when given).
 
     Example
     -------
-    >>> str(PortingWarning(("f1",), where="the pass's last_findings"))
-    "portmeta check: 1 finding: f1 (see the pass's last_findings)"
-    >>> w = PortingWarning(("f1", "f2"))
-    >>> w.findings, str(w)
-    (('f1', 'f2'), 'portmeta check: 2 findings: f1; f2')
+    >>> print(PortingWarning(("f1",), where="the pass's last_findings"))
+    portmeta check: 1 finding
+      - f1
+      (all of them in the pass's last_findings)
+    >>> w = PortingWarning(tuple(f"f{i}" for i in range(7)))
+    >>> print(w)
+    portmeta check: 7 findings
+      - f0
+      - f1
+      - f2
+      - f3
+      - f4
+      ... and 2 more
     """
 
     def __init__(self, findings: tuple[object, ...], where: str | None = None) -> None:
         self.findings = tuple(findings)
         n = len(self.findings)
-        see = f" (see {where})" if where else ""
         super().__init__(
-            f"portmeta check: {n} finding{'s' if n != 1 else ''}: "
-            f"{_first_findings(self.findings)}{see}"
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}"
+            f"{_first_findings(self.findings, where)}"
         )
 
 
@@ -501,14 +520,16 @@ class PortingCheckError(PortmetaError):
     Example
     -------
     >>> e = PortingCheckError(("f1",))
-    >>> e.findings, str(e)
-    (('f1',), 'portmeta check: 1 finding, nothing written: f1')
+    >>> print(e)
+    portmeta check: 1 finding, nothing written
+      - f1
+      (all of them in the pass's last_findings)
     """
 
     def __init__(self, findings: tuple[object, ...]) -> None:
         self.findings = tuple(findings)
         n = len(self.findings)
         super().__init__(
-            f"portmeta check: {n} finding{'s' if n != 1 else ''}, nothing written: "
-            f"{_first_findings(self.findings)}"
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}, nothing written"
+            + _first_findings(self.findings, where="the pass's last_findings")
         )

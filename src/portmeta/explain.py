@@ -17,12 +17,14 @@ node 'dq': call_function quantized_decomposed.dequantize_per_tensor.default (deq
 from __future__ import annotations
 
 from ._text import short_value
+from .check import REMEDIES
 from .errors import PlanError, UnknownNodeError
 from .plan import MetaDelta, Plan, plan_writes
 from .profiles import TORCHAO, Profile
 from .records import NodeRecord, NodeRef
 from .rules import Severity, non_sym_users, static_input, walk_to_producer
 from .snapshot import Snapshot, record, users
+from .structure import Feed, Structure, structure
 
 __all__ = ["explain", "role"]
 
@@ -118,7 +120,8 @@ def explain(
     rec = record(graph, node)
     lines = [f"node {node!r}: {rec.op} {rec.target} ({role(profile, rec, graph)})"]
     received = p.writes_to(node)
-    reasons = _why_not(graph, profile, node, p) if not received else []
+    quantized = structure(graph, profile)
+    reasons = _why_not(graph, profile, node, p, quantized) if not received else []
     own = rec.meta_dict()
     for key in profile.keys:
         writes = [d for d in received if d.key == key]
@@ -135,7 +138,8 @@ def explain(
         lines.append(f"  {key}: not written{kept}: {why}")
     lines.extend(f"    also: {r}" for r in reasons[1:])
     if not received:
-        lines.append(f"  to receive metadata: {_remedy(graph, profile, node)}")
+        remedy = _structural_remedy(quantized, node) or _remedy(graph, profile, node)
+        lines.append(f"  to receive metadata: {remedy}")
     given = p.writes_from(node)
     if given:
         targets = ", ".join(dict.fromkeys(repr(d.target) for d in given))
@@ -155,7 +159,28 @@ def _describe(d: MetaDelta, index: int, count: int) -> str:
     )
 
 
-def _why_not(graph: Snapshot, profile: Profile, node: str, p: Plan) -> list[str]:
+def _feeds_through(quantized: Structure, node: str) -> list[Feed]:
+    """The feeds whose chain ``node`` is on."""
+    return [f for f in quantized.feeds if node in f.chain]
+
+
+def _structural_remedy(quantized: Structure, node: str) -> str | None:
+    """What to do where the structure already says why no rule can reach ``node``: an
+    annotation naming another graph's node, a dequantize inside a list or passed by keyword."""
+    for feed in _feeds_through(quantized, node):
+        if feed.stale:
+            return REMEDIES["deep_copy"]
+        if feed.dq == node and feed.place in ("container", "keyword"):
+            return (
+                f"no annotation can (the static input rule reads only top-level positional "
+                f"arguments of {feed.anchor!r}): {REMEDIES[feed.place]}"
+            )
+    return None
+
+
+def _why_not(
+    graph: Snapshot, profile: Profile, node: str, p: Plan, quantized: Structure
+) -> list[str]:
     """Reasons, most specific first, why the plan writes nothing on ``node``."""
     rec = record(graph, node)
     errors = [
@@ -164,6 +189,13 @@ def _why_not(graph: Snapshot, profile: Profile, node: str, p: Plan) -> list[str]
         if d.severity is Severity.ERROR and (d.node == node or node in d.related)
     ]
     reasons = [f"planning of annotated node {d.node!r} failed: {d.message}" for d in errors]
+    reasons += [
+        f"the annotation of {f.anchor!r} names {f.named!r}, a node of another graph, not "
+        f"{f.input!r}, so no rule reaches its q/dq nodes (was the prepared model deep-copied "
+        "between prepare_pt2e and convert_pt2e?)"
+        for f in _feeds_through(quantized, node)
+        if f.stale
+    ]
     if profile.is_dequantize(rec):
         reasons.extend(_why_not_dequantize(graph, profile, node))
     elif profile.is_quantize(rec):

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import attrs
 
 from . import codec
-from ._text import short_value
+from ._text import short_value, shown_apart
 from .errors import (
     GraphFormatError,
     MalformedAnnotationError,
@@ -522,13 +522,13 @@ class _Resolver:
 
 
 def _overwrite(copy: Copy, key: str, previous: _Cell, cell: _Cell) -> Diagnostic:
+    was, now = shown_apart(previous[0], cell[0])
     return Diagnostic(
         "overwrite",
         Severity.INFO,
         copy.target,
         f"{copy.rule.value} write from {copy.source!r} replaces {key!r} on {copy.target!r} "
-        f"({short_value(previous[0], trace=False)} from {previous[1]!r} becomes "
-        f"{short_value(cell[0], trace=False)} from {cell[1]!r})",
+        f"({was} from {previous[1]!r} becomes {now} from {cell[1]!r})",
         copy.rule,
         (previous[1], cell[1]),
     )

@@ -65,10 +65,12 @@ class Feed:
     walk:
         ``dq``, ..., ``input``: the ``args[0]`` walk the static rule makes, up to the input.
     chain:
-        Every node of the q/dq chain that belongs to ``anchor``: ``dq``, its quantize, a
-        dynamic chain's choose_qparams and getitems, a weight's view ops.
-    stale:
-        The annotation names the input as a node of another graph (``"<input>@k"``).
+        Every node of the q/dq chain that belongs to ``anchor``: ``dq``, its quantize when the
+        input's spec is dynamic or the quantize's scale comes from a choose_qparams, that
+        choose_qparams and its getitems, a weight's view ops.
+    named:
+        The node the annotation names instead of ``input`` when it names a node of another
+        graph (``"<input>@k"``), else ``None``.
 
     Example
     -------
@@ -83,7 +85,12 @@ class Feed:
     place: str
     walk: tuple[str, ...]
     chain: tuple[str, ...]
-    stale: bool = False
+    named: str | None = None
+
+    @property
+    def stale(self) -> bool:
+        """The annotation names the input as a node of another graph."""
+        return self.named is not None
 
 
 @attrs.frozen
@@ -203,21 +210,22 @@ def _qparams(graph: Snapshot, profile: Profile, q: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _inputs(graph: Snapshot, rec: NodeRecord) -> dict[str, tuple[bool, bool]]:
-    """The inputs ``rec``'s annotation quantizes: own name -> (dynamic, named in another graph)."""
+def _inputs(graph: Snapshot, rec: NodeRecord) -> dict[str, tuple[bool, str | None]]:
+    """The inputs ``rec``'s annotation quantizes: own name -> (dynamic, the foreign name the
+    annotation uses instead, if any)."""
     ann = rec.annotation
-    specs: dict[str, tuple[bool, bool]] = {}
+    specs: dict[str, tuple[bool, str | None]] = {}
     if ann is None or ann.malformed is not None:
         return specs
     for entry in ann.inputs:
         if entry.qspec is None or not entry.is_node:
             continue
-        name: str | None = entry.node
-        stale = record(graph, entry.node).foreign
-        if stale:
-            name = own_name(graph, entry.node)
+        if record(graph, entry.node).foreign:
+            name, named = own_name(graph, entry.node), entry.node
+        else:
+            name, named = entry.node, None
         if name is not None:
-            specs.setdefault(name, (entry.qspec.dynamic, stale))
+            specs.setdefault(name, (entry.qspec.dynamic, named))
     return specs
 
 
@@ -235,15 +243,17 @@ def _feeds(graph: Snapshot, profile: Profile, anchor: str) -> list[Feed]:
         if not hits:
             continue
         walk = walk[: hits[0] + 1]
-        dynamic, stale = specs[walk[-1]]
+        dynamic, named = specs[walk[-1]]
         # a dynamic chain is the dequantize, its quantize and that quantize's qparams: a static
         # q/dq pair above it (an output spec on the input) belongs to the input's producer
         chain = list(walk[: min(2, len(walk) - 1)] if dynamic else walk[:-1])
         q = walk[1] if len(walk) > 2 else None
         if q is not None and profile.is_quantize(record(graph, q)):
-            chain += _qparams(graph, profile, q) if dynamic else []
+            # qparams: the input's dynamic chain, or one a static spec shares (X86Inductor's
+            # dynamic config gives cat's second input a SharedQuantizationSpec)
+            chain += _qparams(graph, profile, q)
             chain += _view_ops(graph, profile, anchor, q)
-        out.append(Feed(name, anchor, walk[-1], dynamic, place, walk, tuple(chain), stale))
+        out.append(Feed(name, anchor, walk[-1], dynamic, place, walk, tuple(chain), named))
     return out
 
 

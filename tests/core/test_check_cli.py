@@ -74,7 +74,7 @@ def test_findings_table_messages_summary_exit_1(run, tmp_path: Path) -> None:  #
     assert lines[3].split()[0] == "dq_1"
     assert lines[5].startswith("1. 'dq' feeds 'cat'")
     assert lines[-1] == (
-        "2 findings in 8 nodes, 1 annotated (unported_input 2, unported_output 0, foreign_write 0)"
+        "2 findings in 8 nodes, 1 annotated; compared quantization_tag on 1 (unported_input 2, unported_output 0, foreign_write 0, stale_annotation 0)"
     )
     assert r.stderr == ""
 
@@ -83,7 +83,7 @@ def test_clean_graph_exit_0(run, tmp_path: Path) -> None:  # type: ignore[no-unt
     r = run("check", save(tmp_path, "g.json", clean_graph()))
     assert r.returncode == 0, r.stderr
     assert r.stdout == (
-        "no findings in 5 nodes, 1 annotated (unported_input 0, unported_output 0, foreign_write 0)\n"
+        "no findings in 5 nodes, 1 annotated; compared quantization_tag on 1 (unported_input 0, unported_output 0, foreign_write 0, stale_annotation 0)\n"
     )
 
 

@@ -103,7 +103,8 @@ def before_and_after(converted: torch.fx.GraphModule, p: PortNodeMetaForQDQ) -> 
     assert check(after_snapshot) == before
     assert check(after_snapshot, ported=True) == before
     assert check(after_snapshot, plan=p.last_plan, ported=True) == before
-    assert check(after_snapshot, plan=p.last_plan) == before
+    with pytest.raises(portmeta.StalePlanError):  # the converted graph is not the plan's
+        check(after_snapshot, plan=p.last_plan)
     return before
 
 
@@ -286,7 +287,13 @@ def test_check_warn_writes_the_same_and_warns_once_per_call() -> None:
         ours = [w for w in caught if issubclass(w.category, portmeta.PortingWarning)]
         assert len(ours) == 1
         message = str(ours[0].message)
-        assert message.startswith("portmeta check: 2 findings: 'dequantize_per_tensor_tensor'")
+        # one finding per line, each with what to do, then where they all are
+        lines = message.splitlines()
+        assert lines[0] == "portmeta check: 2 findings"
+        assert lines[1].startswith("  - 'dequantize_per_tensor_tensor' feeds ")
+        assert lines[2].startswith("    to fix: ") and lines[2].endswith("(docs/check.md#shared)")
+        assert lines[3].startswith("  - ") and lines[4].startswith("    to fix: ")
+        assert lines[5:] == ["  (all of them in the pass's last_findings)"]
         assert ours[0].filename == __file__  # points at the caller
         assert ours[0].message.findings == p.last_findings  # type: ignore[union-attr]
     assert port_keys_state(warn, ("quantization_tag",)) == port_keys_state(
@@ -342,7 +349,7 @@ def test_convert_pt2e_with_check_warn_points_at_the_caller() -> None:
     ours = [w for w in caught if issubclass(w.category, portmeta.PortingWarning)]
     assert len(ours) == 1
     assert ours[0].filename == __file__
-    assert "see the pass's last_findings" in str(ours[0].message)
+    assert "(all of them in the pass's last_findings)" in str(ours[0].message)
     assert p.last_findings is not None and len(p.last_findings) == 2
 
 

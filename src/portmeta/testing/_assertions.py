@@ -74,7 +74,7 @@ write whose value is ``None`` (the pass copies a key that is present with value 
 
 
 def _show(value: Any) -> str:
-    return short_value(value, VALUE_WIDTH, trace=False)
+    return short_value(value, VALUE_WIDTH)
 
 
 def _by(d: MetaDelta) -> str:
