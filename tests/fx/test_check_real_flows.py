@@ -26,6 +26,8 @@ from real_flows import (
 )
 
 import portmeta
+from portmeta.check import compared_keys, summary
+from portmeta_fx import from_fx
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -267,3 +269,82 @@ def test_deepcopy_dequantize_nodes_end_without_values() -> None:
         assert "stack_trace" in nodes[anchor].meta, anchor  # the anchor had one to give
     assert {d.rule.value for d in plan.deltas} == {"static_output"}
     assert len({d.target for d in plan.deltas}) == 9
+
+
+# --------------------------------------------------------------------------- the default check
+
+#: What the default check (no keys=) names on each flow: every node of each hole, with its
+#: kind, annotated node and cause. The flows carry no tags, so stack_trace is compared.
+DEFAULT_HOLES = {
+    "self_attention_xnnpack_dynamic": {
+        # Q/K/V share one dynamic chain: its three nodes end with linear_2's stack trace
+        ("unported_input", "dequantize_per_tensor_tensor", "linear", "shared"): {
+            "quantize_per_tensor_tensor",
+            "choose_qparams_tensor",
+        },
+        ("unported_input", "dequantize_per_tensor_tensor", "linear_1", "shared"): {
+            "quantize_per_tensor_tensor",
+            "choose_qparams_tensor",
+        },
+    },
+    "cat_block_x86_static": {
+        ("unported_input", "dequantize_per_tensor_default_2", "cat", "container"): set(),
+        ("unported_input", "dequantize_per_tensor_default_3", "cat", "container"): set(),
+    },
+    "cat_block_x86_dynamic": {
+        ("unported_input", "dequantize_per_tensor_tensor", "conv2d", "shared"): {
+            "quantize_per_tensor_tensor",
+            "choose_qparams_tensor",
+        },
+        # cat's second input shares the first's spec (static) over a choose_qparams chain no
+        # rule writes: the choose_qparams, the quantize and the dequantize are one hole
+        ("unported_input", "dequantize_per_tensor_tensor_3", "cat", "container"): {
+            "quantize_per_tensor_tensor_3",
+            "choose_qparams_tensor_3",
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(DEFAULT_HOLES))
+def test_the_default_check_names_every_node_of_each_hole(name: str) -> None:
+    gm, passes = converted(name)
+    snapshot, plan = _snapshot_and_plan(passes)
+    found = portmeta.check(snapshot)
+    got = {(f.kind, f.node, f.anchor, f.cause): f for f in found}
+    assert set(got) == set(DEFAULT_HOLES[name])
+    for key, others in DEFAULT_HOLES[name].items():
+        f = got[key]
+        assert f.keys == ("stack_trace",)
+        assert others <= set(f.related), (key, f.related)
+        for node in others:
+            assert repr(node) in f.message
+        assert f.remedy and f.docs == f"docs/check.md#{f.cause}"
+    text = summary(found, snapshot)
+    assert f"compared stack_trace on {compared_keys(snapshot)['stack_trace']} (" in text
+    # the same findings from the converted graph (the values it really holds)
+    after = portmeta.check(from_fx(gm), ported=True)
+    assert {(f.kind, f.node, f.anchor, f.cause) for f in after} == set(got)
+    assert portmeta.check(snapshot, plan=plan) == found
+
+
+def test_the_default_check_names_the_deep_copys_stale_annotations() -> None:
+    _, passes = residual_mlp_xnnpack_deepcopy()
+    snapshot, _ = _snapshot_and_plan(passes)
+    found = portmeta.check(snapshot)
+    assert found and {(f.kind, f.cause) for f in found} == {("stale_annotation", "deep_copy")}
+    # every dequantize feeding an annotated node is named, with the node it feeds
+    assert {(f.node, f.anchor) for f in found} == set(DEEPCOPY_DEQUANTIZE_WITHOUT_VALUES.items())
+    for f in found:
+        assert "a node of another graph" in f.message and "@0" in f.message
+        assert "deep-copied between prepare_pt2e and convert_pt2e" in f.message
+    # explain says the same for one of them
+    f = found[0]
+    text = portmeta.explain(snapshot, f.node)
+    assert "a node of another graph" in text
+    assert "convert the prepared model itself" in text
+    # the summary counts the graph's own nodes and the annotated nodes as the pass sees them
+    own = sum(1 for r in portmeta.records(snapshot) if not r.foreign)
+    assert summary(found, snapshot).startswith(
+        f"{len(found)} findings in {own} nodes, 12 annotated;"
+    )
