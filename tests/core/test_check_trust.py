@@ -235,3 +235,17 @@ def test_a_plan_of_another_graph_is_refused_by_check_and_draw() -> None:
     with pytest.raises(portmeta.StalePlanError):
         portmeta.check(after, plan=p)
     assert portmeta.check(after, plan=p, ported=True) == portmeta.check(g) != ()
+
+
+def test_explain_gives_the_remedy_that_applies_to_a_list_argument() -> None:
+    b = GraphBuilder()
+    x, y = b.placeholder("x"), b.placeholder("y")
+    _, dq = b.qdq(x)
+    _, dq_1 = b.qdq(y, names=("q_1", "dq_1"))
+    cat = b.call("aten.cat.default", [dq, dq_1], 1, name="cat", stack_trace="m.py:1")
+    b.annotate(cat, inputs={x: static(), y: shared()})
+    b.output(cat)
+    text = portmeta.explain(b.build(), "dq_1")
+    remedy = next(line for line in text.splitlines() if "to receive metadata" in line)
+    assert "no annotation can" in remedy and REMEDIES["container"] in remedy
+    assert "positional argument" not in remedy.split(":", 2)[2].split("(")[0]
