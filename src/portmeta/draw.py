@@ -3,7 +3,9 @@
 :func:`to_dot` is pure: the graph's nodes and data edges (solid, grey), each written node filled
 with the color of the rule that wrote it (striped when several rules did) and labelled with the
 values the plan leaves on it (``key = value``, the last write of each key), annotated nodes drawn
-with a double border and their tag, and one dashed, colored *metadata-flow* arrow per
+with a double border and their tag, the nodes of each hole :func:`portmeta.check` reports
+with a dashed red border and the finding's kind, annotated node and cause, and one dashed,
+colored *metadata-flow* arrow per
 ``(source, target)`` pair, labelled with the rule and the keys copied. A legend explains the
 colors. :func:`render` runs Graphviz ``dot`` in a subprocess; :func:`write_drawing` picks the
 format from the file extension (``.dot``/``.gv``, ``.svg``, ``.png``) and writes atomically.
@@ -29,6 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ._text import short_value
+from .check import check_writes
 from .errors import RenderError
 from .fingerprint import require_plan_of
 from .io import atomic_write_text
@@ -36,6 +39,7 @@ from .plan import Plan
 from .report import short_target
 from .rules import Rule, Severity
 from .snapshot import Snapshot, annotated_nodes, record
+from .structure import structure
 
 __all__ = [
     "RULE_COLORS",
@@ -110,13 +114,20 @@ def to_dot(graph: Snapshot, p: Plan, *, title: str | None = None) -> str:
         f"  edge {_attrs(color='#9a9a9a', arrowsize='0.6', fontname='Helvetica')};",
     ]
 
-    def node_line(name: str, present: bool) -> str:
-        op = short_target(graph, name) if present else "(not in graph)"
+    quantized = structure(graph, p.profile)
+    holes: dict[str, str] = {}  # node -> what the check says it misses
+    for f in check_writes(graph, p.deltas, p.diagnostics, p.profile):
+        chain = [n for n in f.related if quantized.role_of(n) is not None and n != f.anchor]
+        for n in (f.node, *chain):
+            holes.setdefault(n, f"{f.kind} of {f.anchor}: {f.cause}")
+
+    def node_line(name: str) -> str:
+        op = short_target(graph, name)
         label = [name] if op == name else [name, op]
         kw: dict[str, str] = {}
-        tag = record(graph, name).meta_dict().get("quantization_tag") if present else None
+        tag = record(graph, name).meta_dict().get("quantization_tag")
         tag_text = f"[{tag}]" if isinstance(tag, str) and name not in final else ""
-        if present and name in annotated:
+        if name in annotated:
             label.append(f"annotated {tag_text}".rstrip())
             kw.update(peripheries="2", penwidth="1.6", color="#333333")
         elif tag_text:
@@ -131,17 +142,16 @@ def to_dot(graph: Snapshot, p: Plan, *, title: str | None = None) -> str:
             label.append("<- " + ", ".join(r.value for r in rules))
         for key, value in final.get(name, {}).items():
             label.append(f"{key} = {short_value(value, VALUE_WIDTH)}")
+        if name in holes:  # a node of a hole portmeta.check reports
+            label.append(holes[name])
+            kw.update(style=kw.get("style", "rounded,filled") + ",dashed", color="#d00000")
+            kw["penwidth"] = "1.6"
         if name in flagged:
             kw.update(color="#d00000", penwidth="2")
-        if not present:
-            kw["style"] = kw.get("style", "rounded,filled") + ",dashed"
         return f"  {_q(name)} {_attrs(label=chr(10).join(label), **kw)};"
 
     for name in graph:
-        out.append(node_line(name, True))
-    extra = dict.fromkeys(n for pair in flows for n in pair if n not in graph)
-    for name in extra:
-        out.append(node_line(name, False))
+        out.append(node_line(name))
     for u, v in graph.edges:
         out.append(f"  {_q(u)} -> {_q(v)};")
     for (src, dst), by_rule in flows.items():
@@ -196,8 +206,20 @@ def _legend() -> Iterable[str]:
         )
         + ";"
     )
+    yield (
+        '    "legend_hole" '
+        + _attrs(
+            label="a hole portmeta.check reports:\nkind of annotated node: cause (dashed red)",
+            style="rounded,filled,dashed",
+            color="#d00000",
+            penwidth="1.6",
+            fontsize="9",
+        )
+        + ";"
+    )
     yield f'    {_q(str(prev))} -> "legend_annotated" [style=invis];'
-    yield '    "legend_annotated" -> "legend_flow" [style=invis];'
+    yield '    "legend_annotated" -> "legend_hole" [style=invis];'
+    yield '    "legend_hole" -> "legend_flow" [style=invis];'
     yield "  }"
 
 

@@ -249,3 +249,26 @@ def test_explain_gives_the_remedy_that_applies_to_a_list_argument() -> None:
     remedy = next(line for line in text.splitlines() if "to receive metadata" in line)
     assert "no annotation can" in remedy and REMEDIES["container"] in remedy
     assert "positional argument" not in remedy.split(":", 2)[2].split("(")[0]
+
+
+def test_the_drawing_marks_every_node_of_each_hole_the_check_reports() -> None:
+    from portmeta.draw import to_dot
+
+    b = GraphBuilder()
+    x, y = b.placeholder("x"), b.placeholder("y")
+    _, dq = b.qdq(x)
+    _, dq_1 = b.qdq(y, names=("q_1", "dq_1"))
+    cat = b.call("aten.cat.default", [dq, dq_1], 1, name="cat", stack_trace="m.py:1")
+    relu = b.call("aten.relu.default", cat, name="relu", stack_trace="m.py:2")
+    _, dq_2 = b.qdq(cat, names=("q_2", "dq_2"))
+    b.annotate(cat, inputs={x: static(), y: shared()})
+    b.output(relu, dq_2)
+    g = b.build()
+    text = to_dot(g, portmeta.plan(g))
+    holes = [line for line in text.splitlines() if "unported_input of cat" in line]
+    assert sorted(line.split()[0] for line in holes) == ['"dq"', '"dq_1"']
+    assert all("unported_input of cat: container" in line and "dashed" in line for line in holes)
+    # a dynamic hole: its quantize and choose_qparams are drawn as part of it
+    text = to_dot(qkv(), portmeta.plan(qkv()))
+    marked = {line.split()[0] for line in text.splitlines() if "unported_input of lin0" in line}
+    assert marked == {'"dq"', '"q"', '"choose_qparams"'}

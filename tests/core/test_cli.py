@@ -357,7 +357,12 @@ def test_draw_shows_the_written_values_of_the_plan_it_is_given(
         "stack_trace = model.py:7 in forward",
         "quantization_tag = 'conv_0'",
     ]
-    assert label_b == [*label_a[:-1], "quantization_tag = 'other_tag'"]
+    # the tampered value is no rule's: the check reports it, and the drawing marks it
+    assert label_b == [
+        *label_a[:-1],
+        "quantization_tag = 'other_tag'",
+        "unported_input of conv: unexplained",
+    ]
     assert out_now.read_text() == out_a.read_text()
     # a node the plan does not write keeps its recorded tag
     assert _dot_label(out_b.read_text(), "weight").split("\\n") == [
