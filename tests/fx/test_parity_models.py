@@ -30,6 +30,8 @@ from torchao.testing.pt2e._xnnpack_quantizer import (
     get_symmetric_quantization_config,
 )
 
+import portmeta
+
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 # --------------------------------------------------------------------------- models
@@ -283,6 +285,9 @@ def test_parity(name: str, fold: bool) -> None:
     # the flows really port something: every case has at least one write
     assert p.last_plan.deltas, f"{name}: nothing ported"
     assert not p.last_plan.errors
+    # a clean flow stays clean under the check's default (tags where there are tags)
+    assert p.last_snapshot is not None
+    assert portmeta.check(p.last_snapshot, plan=p.last_plan) == ()
 
 
 @pytest.mark.parametrize("name", ["affine_static_mlp", "affine_dynamic_mlp"])
