@@ -4,7 +4,13 @@
 * :func:`apply_plan` / :class:`Undo`: write a :class:`portmeta.Plan` back, reversibly;
 * :class:`PortNodeMetaForQDQ`: a ``PassBase`` that equals torchao's pass node for node;
 * :func:`patch_convert_pt2e`: make ``convert_pt2e`` use it;
-* :class:`PortmetaInternalError`: what the pass raises where upstream raises ``InternalError``.
+* :class:`PortmetaInternalError`: what the pass raises where upstream raises ``InternalError``;
+* :class:`TagPartitions` / :func:`tag_partitions`: tag the partitions of any torchao quantizer
+  (``quantization_tag`` per annotated node, as a backend does), so the pass has tags to port.
+
+``import portmeta_fx`` needs torch alone: ``TagPartitions`` and ``tag_partitions`` (from
+:mod:`portmeta_fx.quantizer`) import torchao when first used, and ``from portmeta_fx import *``
+leaves them out.
 
 Example
 -------
@@ -15,9 +21,15 @@ Example
 >>> undo.restore(gm)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .apply import Undo, UndoEntry, apply_plan, write_deltas
 from .passes import PortmetaInternalError, PortNodeMetaForQDQ, patch_convert_pt2e
 from .snapshot import Q_ANNOTATION_KEY, dump, from_fx
+
+if TYPE_CHECKING:
+    from .quantizer import TagPartitions as TagPartitions
+    from .quantizer import tag_partitions as tag_partitions
 
 __all__ = [
     "Q_ANNOTATION_KEY",
@@ -31,3 +43,18 @@ __all__ = [
     "patch_convert_pt2e",
     "write_deltas",
 ]
+
+#: Names served from :mod:`portmeta_fx.quantizer`, which imports torchao.
+_NEEDS_TORCHAO = ("TagPartitions", "tag_partitions")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NEEDS_TORCHAO:
+        from . import quantizer
+
+        return getattr(quantizer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NEEDS_TORCHAO})

@@ -4,8 +4,8 @@ Run it as ``portmeta demo [--out DIR] [--dynamic]`` (or ``python -m portmeta_fx.
 
 1. export ``conv -> adaptive avg pool -> hardtanh -> view -> linear`` (the model upstream's
    ``PortNodeMetaForQDQ`` docstring describes) with :func:`torch.export.export`;
-2. annotate and tag it with :class:`portmeta_fx.quantizer.TaggingQuantizer`, calibrate through
-   torchao's ``prepare_pt2e``;
+2. annotate it with :class:`portmeta_fx.quantizer.DemoQuantizer`, tagged by :class:`TagPartitions`
+   (``conv2d_0``, ``adaptive_avg_pool2d_0``, ``linear_0``), calibrate with ``prepare_pt2e``;
 3. ``convert_pt2e`` with portmeta's pass swapped in, keeping the snapshot of the converted graph
    right before porting;
 4. print the plan (a table and a summary line) and the summary line of ``portmeta check``;
@@ -45,7 +45,7 @@ from portmeta.io import atomic_write_text  # noqa: E402
 from portmeta.report import format_diagnostics, format_table, short_value, summary  # noqa: E402
 
 from .passes import patch_convert_pt2e  # noqa: E402
-from .quantizer import TaggingQuantizer  # noqa: E402
+from .quantizer import DemoQuantizer, TagPartitions  # noqa: E402
 
 __all__ = ["DemoModel", "prepared_model", "main"]
 
@@ -92,7 +92,8 @@ def prepared_model(
     gm = torch.export.export(model, example).module()
     if progress:
         _progress(f"annotating, tagging and calibrating ({batches} batches)")
-    prepared: torch.fx.GraphModule = prepare_pt2e(gm, TaggingQuantizer(dynamic_linear=dynamic))
+    quantizer = TagPartitions(DemoQuantizer(dynamic_linear=dynamic))
+    prepared: torch.fx.GraphModule = prepare_pt2e(gm, quantizer)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for _ in range(batches):

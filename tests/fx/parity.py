@@ -27,7 +27,7 @@ import torch
 import torch.fx
 
 from portmeta.plan import same_value
-from portmeta_fx import PortNodeMetaForQDQ, patch_convert_pt2e
+from portmeta_fx import PortNodeMetaForQDQ, TagPartitions, patch_convert_pt2e
 
 __all__ = [
     "ATEN",
@@ -160,60 +160,52 @@ def tag_counts(gm: Any) -> dict[str, set[Any]]:
 # --------------------------------------------------------------------------- flows
 
 
-def _tag_annotated(gm: torch.fx.GraphModule, prefix: str) -> None:
-    """Tag annotated nodes (and the get_attr nodes they read) so that tags actually flow.
+def _tagger(prefix: str) -> Callable[[torch.fx.Node], str]:
+    return lambda node: f"{prefix}_{node.name}"
 
-    Every third annotated node gets ``stack_trace = None`` (presence, not truthiness, decides a
-    copy); get_attr inputs get the consumer's tag and a stack trace of their own; every other
-    get_attr node gets a tag of its own (no stack trace).
+
+def _vary_meta(gm: torch.fx.GraphModule, prefix: str) -> None:
+    """After tagging, vary what the pass copies.
+
+    A node a quantizer marked as handled without quantizing anything (no partition, so
+    :class:`TagPartitions` left it) still gets a tag of its own, which the pass must not copy;
+    every third annotated node (those included) gets ``stack_trace = None`` (presence, not
+    truthiness, decides a copy); a weight an annotated node reads that its quantizer did not
+    mark gets a stack trace of its own; every get_attr node still untagged gets a tag of its
+    own (no stack trace).
     """
     count = 0
     for n in gm.graph.nodes:
         if n.meta.get("quantization_annotation") is None:
             continue
-        tag = f"{prefix}_{n.name}"
-        n.meta["quantization_tag"] = tag
+        n.meta.setdefault("quantization_tag", f"{prefix}_{n.name}")
         if count % 3 == 2:
             n.meta["stack_trace"] = None
         count += 1
         for arg in n.all_input_nodes:
-            if arg.op == "get_attr" and "quantization_tag" not in arg.meta:
-                arg.meta["quantization_tag"] = tag
+            if (
+                arg.op == "get_attr"
+                and arg.meta.get("quantization_annotation") is None
+                and "stack_trace" not in arg.meta
+            ):
                 arg.meta["stack_trace"] = f"weight {arg.name} of {n.name}"
-    for n in gm.graph.nodes:  # weights read through view ops: tag them too
+    for n in gm.graph.nodes:  # weights no partition reads: tag them too
         if n.op == "get_attr" and "quantization_tag" not in n.meta:
             n.meta["quantization_tag"] = f"{prefix}_w_{n.name}"
 
 
-def _quantizer_base() -> type:
-    from torchao.quantization.pt2e.quantizer import Quantizer
-
-    return Quantizer
-
-
-class TaggingQuantizer(_quantizer_base()):  # type: ignore[misc]
-    """Wrap a quantizer: annotate with it, then tag the annotated nodes (see ``_tag_annotated``)."""
+class TaggingQuantizer(TagPartitions):
+    """:class:`portmeta_fx.TagPartitions` tagging each partition ``P_<node name>``, then
+    :func:`_vary_meta` (``None`` stack traces, weights with stack traces of their own)."""
 
     def __init__(self, inner: Any, prefix: str = "P") -> None:
-        super().__init__()
-        self.inner = inner
+        super().__init__(inner, tag=_tagger(prefix))
         self.prefix = prefix
 
-    def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-        return self.inner.transform_for_annotation(model)
-
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-        model = self.inner.annotate(model) or model
-        _tag_annotated(model, self.prefix)
+        model = super().annotate(model)
+        _vary_meta(model, self.prefix)
         return model
-
-    def validate(self, model: torch.fx.GraphModule) -> None:
-        self.inner.validate(model)
-
-    def prepare_obs_or_fq_callback(self, model: Any, edge_or_node_to_obs_or_fq: Any) -> None:
-        cb = getattr(self.inner, "prepare_obs_or_fq_callback", None)
-        if cb is not None:
-            cb(model, edge_or_node_to_obs_or_fq)
 
 
 def quantize_pair(

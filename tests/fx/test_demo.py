@@ -137,15 +137,17 @@ def test_demo_out_is_a_file(tmp_path: Path) -> None:
     assert target.read_text() == "keep"
 
 
-def test_tagging_quantizer_tags_partitions() -> None:
+def test_demo_tags_partitions_with_tag_partitions() -> None:
     from portmeta_fx import demo
-    from portmeta_fx.quantizer import TaggingQuantizer
+    from portmeta_fx.quantizer import DemoQuantizer, TagPartitions
 
     prepared = demo.prepared_model(dynamic=True, batches=1)
     tags = {n.name: n.meta.get("quantization_tag") for n in prepared.graph.nodes}
     assert tags["conv2d"] == "conv2d_0"
     assert tags["adaptive_avg_pool2d"] == "adaptive_avg_pool2d_0"
     assert tags["linear"] == "linear_0"
+    assert tags["conv_weight"] == tags["conv_bias"] == "conv2d_0"
+    assert tags["fc_weight"] == tags["fc_bias"] == "linear_0"
     assert tags.get("hardtanh") is None
-    q = TaggingQuantizer(tag=False)
-    assert q.tag is False
+    q = TagPartitions(DemoQuantizer(dynamic_linear=True))
+    assert q.quantizer.dynamic_linear is True and q.partitions == {}
