@@ -136,7 +136,7 @@ def _print_check(snapshot: Any, plan: portmeta.Plan) -> None:
     found = check(snapshot, plan=plan)
     if found:
         print(format_findings(found))
-    print(f"portmeta check: {check_summary(found)}")
+    print(f"portmeta check: {check_summary(found, snapshot, plan.profile)}")
 
 
 def run(out: Path, dynamic: bool) -> int:
