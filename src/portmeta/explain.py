@@ -24,7 +24,7 @@ from .profiles import TORCHAO, Profile
 from .records import NodeRecord, NodeRef
 from .rules import Severity, non_sym_users, static_input, walk_to_producer
 from .snapshot import Snapshot, record, users
-from .structure import Feed, Structure, structure
+from .structure import Feed, Structure, op_role, structure
 
 __all__ = ["explain", "role"]
 
@@ -57,14 +57,9 @@ def role(profile: Profile, rec: NodeRecord, graph: Snapshot | None = None) -> st
     >>> role(TORCHAO, record(g, "w"), g), role(TORCHAO, record(g, "w"))
     ('weight (get_attr)', 'attribute (get_attr)')
     """
-    if profile.is_quantize(rec):
-        return "quantize"
-    if profile.is_dequantize(rec):
-        return "dequantize"
-    if profile.is_choose_qparams(rec):
-        return "choose_qparams"
-    if profile.is_view(rec):
-        return "view op"
+    found = op_role(profile, rec)
+    if found is not None:
+        return found
     if profile.is_sym_size(rec):
         return "sym-size (ignored as a user)"
     if rec.op == "get_attr":

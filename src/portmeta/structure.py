@@ -44,7 +44,7 @@ from .rules.static_input import walk_to_producer_lenient
 from .rules.view_chain import view_chain
 from .snapshot import Snapshot, annotated_nodes, record, users
 
-__all__ = ["Feed", "Output", "Structure", "structure", "own_name"]
+__all__ = ["Feed", "Output", "Structure", "structure", "own_name", "op_role"]
 
 
 @attrs.frozen
@@ -269,16 +269,25 @@ def _outputs(graph: Snapshot, profile: Profile, anchor: str) -> list[Output]:
     return out
 
 
-def _role(profile: Profile, rec: NodeRecord) -> str:
-    if profile.is_dequantize(rec):
-        return "dequantize"
+def op_role(profile: Profile, rec: NodeRecord) -> str | None:
+    """``"quantize"``, ``"dequantize"``, ``"choose_qparams"`` or ``"view op"`` for a node of
+    the profile's op sets, else ``None``.
+
+    Example
+    -------
+    >>> from portmeta.records import Target
+    >>> op_role(TORCHAO, NodeRecord.of("v", "call_function", Target.overload("aten.view.default")))
+    'view op'
+    """
     if profile.is_quantize(rec):
         return "quantize"
+    if profile.is_dequantize(rec):
+        return "dequantize"
     if profile.is_choose_qparams(rec):
         return "choose_qparams"
     if profile.is_view(rec):
         return "view op"
-    return "getitem"
+    return None
 
 
 def structure(graph: Snapshot, profile: Profile = TORCHAO) -> Structure:
@@ -313,5 +322,6 @@ def structure(graph: Snapshot, profile: Profile = TORCHAO) -> Structure:
         for output in _outputs(graph, profile, anchor):
             outputs.append(output)
             own((output.q,), anchor)
-    roles = {name: _role(profile, record(graph, name)) for name in owners}
+    # a chain node of none of the op sets is the getitem between a choose_qparams and its q
+    roles = {name: op_role(profile, record(graph, name)) or "getitem" for name in owners}
     return Structure(tuple(feeds), tuple(outputs), {k: tuple(v) for k, v in owners.items()}, roles)
