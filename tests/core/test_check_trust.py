@@ -268,3 +268,25 @@ def test_the_drawing_marks_every_node_of_each_hole_the_check_reports() -> None:
     text = to_dot(qkv(), portmeta.plan(qkv()))
     marked = {line.split()[0] for line in text.splitlines() if "unported_input of lin0" in line}
     assert marked == {'"dq"', '"q"', '"choose_qparams"'}
+
+
+def test_the_stale_copies_of_a_split_chain_are_named_whole() -> None:
+    # a pass duplicated the shared dynamic chain per consumer after porting: every copy kept
+    # the last consumer's values; checked as ported, each stale copy is named whole
+    b = GraphBuilder()
+    x = b.placeholder("x")
+    chains = []
+    for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
+        c = b.dynamic_qdq(x)
+        for n in (c.choose_qparams, c.q, c.dq):
+            b.set_meta(n, tag="v_proj_0", stack_trace="m:2")
+        lin = b.call("aten.linear.default", c.dq, name=name, tag=f"{name}_0", stack_trace=f"m:{i}")
+        b.annotate(lin, inputs={x: dynamic()})
+        chains.append(c)
+    b.output("q_proj", "k_proj", "v_proj")
+    found = {f.node: f for f in portmeta.check(b.build(), ported=True) if f.anchor != "v_proj"}
+    for c, anchor in zip(chains[:2], ("q_proj", "k_proj"), strict=True):
+        f = found[c.dq]
+        assert (f.kind, f.anchor) == ("unported_input", anchor)
+        assert {c.q, c.choose_qparams} <= set(f.related), f.related
+    assert chains[2].dq not in found  # v_proj's own copy is right
