@@ -23,7 +23,7 @@ import attrs
 from .errors import ProfileError
 from .records import NodeRecord, Target
 
-__all__ = ["Profile", "TORCHAO", "LEGACY_TORCH_AO", "PROFILES", "get_profile"]
+__all__ = ["Profile", "DYNAMIC_CHAINS", "TORCHAO", "LEGACY_TORCH_AO", "PROFILES", "get_profile"]
 
 
 def _targets(value: Iterable[Target]) -> frozenset[Target]:
@@ -38,6 +38,17 @@ def _keys(value: Iterable[str]) -> tuple[str, ...]:
         if not isinstance(key, str) or not key:
             raise ProfileError(f"profile keys must be non-empty strings, got {key!r}")
     return keys
+
+
+#: The values of :attr:`Profile.dynamic_chain`.
+DYNAMIC_CHAINS = ("search", "feeding")
+
+
+def _dynamic_chain(value: str) -> str:
+    if value not in DYNAMIC_CHAINS:
+        allowed = ", ".join(repr(v) for v in DYNAMIC_CHAINS)
+        raise ProfileError(f"dynamic_chain must be one of {allowed}, got {value!r}")
+    return value
 
 
 @attrs.frozen
@@ -63,6 +74,14 @@ class Profile:
     skip_output_without_users:
         torchao returns early when an annotated node with an output spec has no users at all;
         the legacy pass lacks that guard and crashes.
+    dynamic_chain:
+        Which choose_qparams chain the dynamic input rule writes. ``"search"`` (every built-in
+        profile): upstream's breadth-first search from the input node, so every consumer of
+        one input lands on the same first chain. ``"feeding"``: the chain that feeds the
+        consumer (the dequantize among its arguments, that dequantize's quantize, the
+        choose_qparams its scale and zero point come from), for graphs where a later pass
+        (ExecuTorch's ``DuplicateDynamicQuantChainPass``) gave each consumer a chain of its
+        own; the search where the consumer reads no such chain. See docs/semantics.md.
 
     Example
     -------
@@ -71,6 +90,8 @@ class Profile:
     True
     >>> Target.packet("torchao.quantize_affine") in LEGACY_TORCH_AO.quantize
     False
+    >>> attrs.evolve(TORCHAO, dynamic_chain="feeding").dynamic_chain
+    'feeding'
     """
 
     name: str
@@ -83,6 +104,7 @@ class Profile:
     sym_size_call_function: frozenset[Target] = attrs.field(converter=_targets)
     sym_size_any_op: frozenset[Target] = attrs.field(converter=_targets)
     skip_output_without_users: bool = True
+    dynamic_chain: str = attrs.field(default="search", converter=_dynamic_chain)
 
     # -- predicates the rules use -------------------------------------------------------
     def is_quantize(self, rec: NodeRecord) -> bool:
@@ -150,16 +172,21 @@ class Profile:
             targets = sorted(getattr(self, field), key=lambda t: (t.name, t.kind.value))
             out[field] = [{"name": t.name, "kind": t.kind.value} for t in targets]
         out["skip_output_without_users"] = self.skip_output_without_users
+        out["dynamic_chain"] = self.dynamic_chain
         return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Profile:
-        """Inverse of :meth:`to_dict`; raises :class:`ProfileError` on malformed data."""
+        """Inverse of :meth:`to_dict`; raises :class:`ProfileError` on malformed data.
+
+        Data without ``dynamic_chain`` (written before the field existed) means ``"search"``.
+        """
         try:
             kwargs: dict[str, Any] = {
                 "name": str(data["name"]),
                 "keys": [str(k) for k in data["keys"]],
                 "skip_output_without_users": bool(data["skip_output_without_users"]),
+                "dynamic_chain": data.get("dynamic_chain", "search"),
             }
             for field in _SET_FIELDS:
                 kwargs[field] = [Target.of(t["name"], t["kind"]) for t in data[field]]

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.fx
 
+import portmeta
 from portmeta.plan import same_value
 from portmeta_fx import PortNodeMetaForQDQ, TagPartitions, patch_convert_pt2e
 
@@ -217,8 +218,10 @@ def quantize_pair(
     dynamic_shapes: Any = None,
     tag: bool = True,
     exported: torch.fx.GraphModule | None = None,
+    profile: portmeta.Profile = portmeta.TORCHAO,
 ) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule, list[PortNodeMetaForQDQ]]:
-    """Export once, then prepare / calibrate / convert two copies: ours (patched) and theirs.
+    """Export once, then prepare / calibrate / convert two copies: ours (patched, planning with
+    ``profile``) and theirs.
 
     Returns ``(ours, theirs, passes)`` where ``passes`` are the portmeta pass instances that ran.
     """
@@ -239,7 +242,7 @@ def quantize_pair(
         with torch.no_grad():
             m(*example_inputs)
         if ours:
-            with patch_convert_pt2e() as created:
+            with patch_convert_pt2e(profile) as created:
                 m = convert_pt2e(m, fold_quantize=fold_quantize)
             passes.extend(created)
         else:

@@ -85,12 +85,14 @@ def _run(pass_obj: Any, gm: torch.fx.GraphModule) -> BaseException | None:
     return None
 
 
-def check_recipe(recipe: fxgen.Recipe) -> str:
-    """Run both passes on copies of ``recipe`` and assert they agree; returns the outcome kind."""
+def check_recipe(recipe: fxgen.Recipe, profile: portmeta.Profile = portmeta.TORCHAO) -> str:
+    """Run both passes on copies of ``recipe`` and assert they agree; returns the outcome kind.
+
+    ``profile`` is portmeta's (torchao's pass is always itself)."""
     gm_a, gm_b, gm_c = fxgen.build(recipe), fxgen.build(recipe), fxgen.build(recipe)
     before = fxgen.meta_state(gm_c)
     theirs = _run(Upstream(), gm_a)
-    ours = _run(Ours(profile=portmeta.TORCHAO, keys=None), gm_b)
+    ours = _run(Ours(profile=profile, keys=None), gm_b)
     state_a, state_b = fxgen.meta_state(gm_a), fxgen.meta_state(gm_b)
     _NOTES.append(f"upstream: {theirs!r}; portmeta: {ours!r}")
     if theirs is None:

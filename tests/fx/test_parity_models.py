@@ -272,19 +272,34 @@ def _export(name: str) -> tuple[torch.fx.GraphModule, tuple[Any, ...]]:
     return _EXPORTS[name]
 
 
+#: ``dynamic_chain="feeding"``: every consumer of these flows has a chain of its own (convert
+#: shares none), so the option must change nothing.
+FEEDING = attrs.evolve(portmeta.TORCHAO, dynamic_chain="feeding")
+
+
+@pytest.mark.parametrize("chain", ["search", "feeding"])
 @pytest.mark.parametrize("fold", [False, True], ids=["nofold", "fold"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_parity(name: str, fold: bool) -> None:
+def test_parity(name: str, fold: bool, chain: str) -> None:
     exported, inputs = _export(name)
+    profile = FEEDING if chain == "feeding" else portmeta.TORCHAO
     ours, theirs, passes = quantize_pair(
-        torch.nn.Module(), inputs, CASES[name].quantizer, fold_quantize=fold, exported=exported
+        torch.nn.Module(),
+        inputs,
+        CASES[name].quantizer,
+        fold_quantize=fold,
+        exported=exported,
+        profile=profile,
     )
     assert_same_meta(ours, theirs)
     (p,) = passes
     assert p.last_plan is not None
+    assert p.last_plan.profile == profile
     # the flows really port something: every case has at least one write
     assert p.last_plan.deltas, f"{name}: nothing ported"
     assert not p.last_plan.errors
+    # every dynamic consumer reads its own chain: "feeding" never falls back to the search
+    assert not [d for d in p.last_plan.diagnostics if d.kind == "dynamic_search"]
     # a clean flow stays clean under the check's default (tags where there are tags)
     assert p.last_snapshot is not None
     assert portmeta.check(p.last_snapshot, plan=p.last_plan) == ()

@@ -14,7 +14,7 @@ metadata values (see :func:`portmeta.plan`).
 """
 
 from .base import EMPTY, Copy, Diagnostic, Rule, RuleResult, Severity, non_sym_users
-from .dynamic_input import dynamic_input, find_choose_qparams
+from .dynamic_input import dynamic_input, feeding_choose_qparams, find_choose_qparams
 from .static_input import static_input, walk_to_producer
 from .static_output import static_output
 from .view_chain import view_chain
@@ -29,6 +29,7 @@ __all__ = [
     "non_sym_users",
     "dynamic_input",
     "find_choose_qparams",
+    "feeding_choose_qparams",
     "static_input",
     "walk_to_producer",
     "static_output",

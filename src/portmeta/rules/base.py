@@ -90,8 +90,10 @@ class Diagnostic:
 
     ``kind`` is one of ``user_count`` and ``not_quantize`` (upstream's two warnings, which
     upstream logs at a level that hides them), ``overwrite`` (a write replaced a different value
-    an earlier write had put on the same node and key) and ``error`` (a rule failed with
-    ``errors="collect"``; ``error_class`` names the portmeta exception).
+    an earlier write had put on the same node and key), ``dynamic_search`` (info: under
+    ``dynamic_chain="feeding"`` a consumer reads no dynamic chain of its input, so the search
+    chose the chain) and ``error`` (a rule failed with ``errors="collect"``; ``error_class``
+    names the portmeta exception).
 
     Example
     -------

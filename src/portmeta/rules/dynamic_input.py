@@ -14,6 +14,12 @@ For an annotated node ``node`` whose input ``x`` has a spec with ``is_dynamic is
 * ``q`` is the **first** user of ``scale`` (sym-size nodes included);
 * ``q`` must have one non-sym-size user, which is ``dq`` whatever it is.
 
+With ``profile.dynamic_chain == "feeding"`` only the first step changes: ``choose_qparams`` is
+the one of the chain that feeds ``node`` (:func:`feeding_choose_qparams`: the dequantize among
+its arguments, that dequantize's quantize of ``x``, the choose_qparams its scale and zero point
+come from); the rest, errors included, is upstream's. A consumer that reads no such chain gets
+the search, and an info diagnostic ``dynamic_search`` says so.
+
 Example
 -------
 >>> from portmeta import TORCHAO
@@ -38,10 +44,11 @@ from ..errors import (
     ScaleWithoutUsersError,
 )
 from ..profiles import Profile
+from ..records import NodeRef, iter_node_refs
 from ..snapshot import Snapshot, record
-from .base import Copy, Rule, RuleResult, non_sym_users
+from .base import Copy, Diagnostic, Rule, RuleResult, Severity, non_sym_users
 
-__all__ = ["dynamic_input", "find_choose_qparams"]
+__all__ = ["dynamic_input", "find_choose_qparams", "feeding_choose_qparams"]
 
 
 def find_choose_qparams(
@@ -84,6 +91,73 @@ def find_choose_qparams(
     return None
 
 
+def feeding_choose_qparams(
+    graph: Snapshot, profile: Profile, node: str, input_node: str
+) -> tuple[str, ...] | None:
+    """The choose_qparams of the dynamic chain of ``input_node`` that feeds ``node``.
+
+    Looks at ``node``'s top-level positional arguments, then its top-level keyword values, in
+    order, for a dequantize op whose ``args[0]`` is a quantize op whose ``args[0]`` is
+    ``input_node``; that quantize must read its other arguments (scale, zero point, ...) from
+    exactly one choose_qparams op, directly or through one node (the ``getitem``). The first
+    such dequantize wins.
+
+    Returns
+    -------
+    tuple of str or None
+        ``(input_node, choose_qparams, dq)``, or ``None`` when ``node`` reads no such chain.
+
+    Example
+    -------
+    >>> from portmeta import TORCHAO
+    >>> from portmeta.testing import GraphBuilder, dynamic
+    >>> b = GraphBuilder(); x = b.placeholder("x")
+    >>> c1 = b.dynamic_qdq(x); c2 = b.dynamic_qdq(x)
+    >>> a = b.call("aten.linear.default", c1.dq, name="a")
+    >>> k = b.call("aten.linear.default", c2.dq, name="k"); b.output(a, k); g = b.build()
+    >>> feeding_choose_qparams(g, TORCHAO, "k", "x")[1], find_choose_qparams(g, TORCHAO, "x")[-1]
+    ('choose_qparams_1', 'choose_qparams')
+    """
+    if node not in graph or input_node not in graph:
+        return None
+    rec = record(graph, node)
+    candidates = [a.name for a in rec.args if isinstance(a, NodeRef)]
+    candidates += [v.name for _, v in rec.kwargs if isinstance(v, NodeRef)]
+    for dq in candidates:
+        dq_rec = record(graph, dq)
+        if not profile.is_dequantize(dq_rec) or not dq_rec.args:
+            continue
+        above = dq_rec.args[0]
+        if not isinstance(above, NodeRef):
+            continue
+        q_rec = record(graph, above.name)
+        if not profile.is_quantize(q_rec) or not q_rec.args:
+            continue
+        if q_rec.args[0] != NodeRef(input_node):
+            continue
+        found = _qparams_source(graph, profile, q_rec.args[1:], [v for _, v in q_rec.kwargs])
+        if found is not None:
+            return (input_node, found, dq)
+    return None
+
+
+def _qparams_source(graph: Snapshot, profile: Profile, *values: object) -> str | None:
+    """The one choose_qparams the node references in ``values`` come from, directly or through
+    their ``args[0]``; ``None`` when none or several."""
+    found: set[str] = set()
+    for name in iter_node_refs(values):
+        rec = record(graph, name)
+        if profile.is_choose_qparams(rec):
+            found.add(name)
+        elif (
+            rec.args
+            and isinstance(rec.args[0], NodeRef)
+            and profile.is_choose_qparams(record(graph, rec.args[0].name))
+        ):
+            found.add(rec.args[0].name)
+    return found.pop() if len(found) == 1 else None
+
+
 def dynamic_input(
     graph: Snapshot, profile: Profile, node: str, input_node: str, *, is_node: bool = True
 ) -> RuleResult:
@@ -106,9 +180,18 @@ def dynamic_input(
     """
     if not is_node:
         raise NotANodeInputError(node, input_node)
-    found = find_choose_qparams(graph, profile, input_node)
+    diagnostics: tuple[Diagnostic, ...] = ()
+    found = None
+    if profile.dynamic_chain == "feeding":
+        feeding = feeding_choose_qparams(graph, profile, node, input_node)
+        if feeding is not None:
+            found = feeding[:2]
     if found is None:
-        raise NoChooseQParamsError(node, input_node)
+        found = find_choose_qparams(graph, profile, input_node)
+        if found is None:
+            raise NoChooseQParamsError(node, input_node)
+        if profile.dynamic_chain == "feeding":
+            diagnostics = (_searched(node, input_node, found[-1]),)
     cq = found[-1]
     cq_users = non_sym_users(graph, profile, cq)
     if len(cq_users) != 2:
@@ -132,5 +215,17 @@ def dynamic_input(
             Copy(q, node, rule, path),
             Copy(dq, node, rule, path),
         ),
-        (),
+        diagnostics,
+    )
+
+
+def _searched(node: str, input_node: str, cq: str) -> Diagnostic:
+    return Diagnostic(
+        "dynamic_search",
+        Severity.INFO,
+        node,
+        f"{node!r} reads no dequantize of a dynamic chain of input {input_node!r}; "
+        f"dynamic_chain='feeding' falls back to the search, which found {cq!r}",
+        Rule.DYNAMIC_INPUT,
+        (input_node, cq),
     )
