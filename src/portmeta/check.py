@@ -129,8 +129,8 @@ CAUSES: dict[str, str] = {
 #: What to do about each cause, in one sentence; docs/check.md has a section per cause
 #: (its anchor is the cause's name, see :attr:`Finding.docs`).
 REMEDIES: dict[str, str] = {
-    "shared": "give each consumer its own chain before porting (a pass that duplicates the "
-    "shared q/dq or choose_qparams chain per consumer), then port again",
+    "shared": "give each consumer its own chain (a pass that duplicates the shared chain per "
+    "consumer), then port again; for dynamic chains with dynamic_chain='feeding'",
     "overwritten": "keep the two partitions' chains apart, or tag the node after convert_pt2e",
     "keyword": "pass the dequantized input positionally, or tag the dequantize after convert_pt2e",
     "container": "tag the dequantize nodes inside the list after convert_pt2e (the rule never "
@@ -139,9 +139,10 @@ REMEDIES: dict[str, str] = {
     "no_quantize": "put a quantize op directly above the dequantize, or tag it after convert_pt2e",
     "walk_past": "annotate the node the walk ends at as the input, or tag the dequantize after "
     "convert_pt2e",
-    "search_elsewhere": "give the input one choose_qparams chain per consumer (duplicate the "
-    "chain) so the search finds this one, then port again",
-    "search_reached": "duplicate the shared dynamic chain per consumer, then port again",
+    "search_elsewhere": "port again with dynamic_chain='feeding', which writes the chain that "
+    "feeds each consumer",
+    "search_reached": "duplicate the shared dynamic chain per consumer, then port again with "
+    "dynamic_chain='feeding'",
     "not_last_user": "make the quantize the annotated node's last user, or tag it after "
     "convert_pt2e",
     "planning_error": "fix the error planning reports for the annotated node (portmeta plan "
