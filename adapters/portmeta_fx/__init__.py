@@ -1,6 +1,7 @@
 """torch.fx side of portmeta: snapshot FX graphs, apply plans, and a drop-in pass.
 
 * :func:`from_fx` / :func:`dump`: ``GraphModule`` -> frozen snapshot (or JSON file);
+  :func:`from_fx_graphs`: every graph of a model (``scan`` / ``while_loop`` subgraphs too);
 * :func:`apply_plan` / :class:`Undo`: write a :class:`portmeta.Plan` back, reversibly;
 * :class:`PortNodeMetaForQDQ`: a ``PassBase`` that equals torchao's pass node for node;
 * :func:`patch_convert_pt2e`: make ``convert_pt2e`` use it;
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .apply import Undo, UndoEntry, apply_plan, write_deltas
 from .passes import PortmetaInternalError, PortNodeMetaForQDQ, patch_convert_pt2e
-from .snapshot import Q_ANNOTATION_KEY, dump, from_fx
+from .snapshot import Q_ANNOTATION_KEY, dump, from_fx, from_fx_graphs, subgraph_modules
 
 if TYPE_CHECKING:
     from .quantizer import TagPartitions as TagPartitions
@@ -40,7 +41,9 @@ __all__ = [
     "apply_plan",
     "dump",
     "from_fx",
+    "from_fx_graphs",
     "patch_convert_pt2e",
+    "subgraph_modules",
     "write_deltas",
 ]
 

@@ -61,6 +61,8 @@ from portmeta.records import (
 __all__ = [
     "Q_ANNOTATION_KEY",
     "from_fx",
+    "from_fx_graphs",
+    "subgraph_modules",
     "dump",
     "target_of",
     "arg_of",
@@ -462,13 +464,77 @@ def from_fx(
     return read_fx(gm, resolve_profile(profile, keys))[0]
 
 
+def subgraph_modules(gm: torch.fx.GraphModule) -> dict[str, torch.fx.GraphModule]:
+    """Every graph of a model, by qualified name: ``gm`` itself under ``""``, then each
+    ``GraphModule`` a ``get_attr`` node of a graph reaches (the ``combine_fn`` of
+    ``torch.ops.higher_order.scan``, the ``cond_fn`` and ``body_fn`` of ``while_loop``, the
+    branches of ``cond``, ...), depth first in graph order, named as ``gm.named_modules()``
+    names it (``scan_combine_graph_0``, ``outer_graph.scan_combine_graph_0``). A module
+    reached twice is listed once. torchao 0.18's ``convert_pt2e`` runs the port pass on the top
+    level, each scan ``combine_fn`` and each while_loop ``body_fn``.
+
+    Example
+    -------
+    >>> gm = torch.fx.symbolic_trace(torch.nn.ReLU())
+    >>> list(subgraph_modules(gm))
+    ['']
+    """
+    found: dict[str, torch.fx.GraphModule] = {}
+    seen: set[int] = set()
+
+    def visit(name: str, module: torch.fx.GraphModule) -> None:
+        found[name] = module
+        seen.add(id(module))
+        for node in module.graph.nodes:
+            if node.op != "get_attr" or not isinstance(node.target, str):
+                continue
+            try:
+                sub = module.get_submodule(node.target)
+            except AttributeError:  # a parameter or buffer
+                continue
+            if isinstance(sub, torch.fx.GraphModule) and id(sub) not in seen:
+                visit(f"{name}.{node.target}" if name else node.target, sub)
+
+    visit("", gm)
+    return found
+
+
+def from_fx_graphs(
+    gm: torch.fx.GraphModule | torch.fx.Graph,
+    profile: portmeta.Profile = portmeta.TORCHAO,
+    keys: Sequence[str] | None = None,
+) -> dict[str, portmeta.Snapshot]:
+    """Snapshot every graph of a model (:func:`subgraph_modules`): :func:`from_fx` of each,
+    by qualified name, the top level (``""``) first.
+
+    Save them with :func:`dump` or :func:`portmeta.dump_graphs`; plan each with
+    :func:`portmeta.plan`, or all at once, nodes named ``GRAPH:node``, with
+    :func:`portmeta.merge_graphs` (what the command line does).
+
+    Example
+    -------
+    >>> import portmeta
+    >>> graphs = from_fx_graphs(torch.fx.symbolic_trace(torch.nn.ReLU()))
+    >>> {name: portmeta.plan(g).deltas for name, g in graphs.items()}
+    {'': ()}
+    """
+    if isinstance(gm, torch.fx.Graph):
+        return {"": from_fx(gm, profile, keys)}
+    return {name: from_fx(m, profile, keys) for name, m in subgraph_modules(gm).items()}
+
+
 def dump(
     gm: torch.fx.GraphModule,
     path: str | os.PathLike[str],
     profile: portmeta.Profile = portmeta.TORCHAO,
     keys: Sequence[str] | None = None,
 ) -> None:
-    """Write the snapshot of ``gm`` to ``path`` as JSON (read it back with ``portmeta.load_graph``).
+    """Write the snapshots of every graph of ``gm`` to ``path`` as JSON.
+
+    A model without subgraphs gives a graph file as before (read it with
+    :func:`portmeta.load_graph`); one with subgraphs (``scan``, ``while_loop``) a model file of
+    all of them (:func:`portmeta.dump_graphs`; read it with :func:`portmeta.load_graphs`, which
+    reads both). The ``portmeta`` command reads both.
 
     Example
     -------
@@ -478,4 +544,4 @@ def dump(
     >>> list(portmeta.load_graph(path).nodes)
     ['input_1', 'relu', 'output']
     """
-    portmeta.dump_graph(from_fx(gm, profile, keys), path)
+    portmeta.dump_graphs(from_fx_graphs(gm, profile, keys), path)

@@ -32,7 +32,7 @@ from .errors import (
 )
 from .explain import explain
 from .fingerprint import fingerprint
-from .io import dump_graph, graph_from_dict, graph_to_dict, load_graph
+from .io import dump_graph, dump_graphs, graph_from_dict, graph_to_dict, load_graph, load_graphs
 from .plan import MetaDelta, Plan, final_meta, plan
 from .profiles import LEGACY_TORCH_AO, PROFILES, TORCHAO, Profile, get_profile
 from .records import (
@@ -47,7 +47,16 @@ from .records import (
     TargetKind,
 )
 from .rules import Diagnostic, Rule, Severity
-from .snapshot import Snapshot, annotated_nodes, build_graph, record, records, users
+from .snapshot import (
+    Snapshot,
+    annotated_nodes,
+    build_graph,
+    merge_graphs,
+    qualified_node,
+    record,
+    records,
+    users,
+)
 
 __version__ = "0.1.0"
 
@@ -68,15 +77,19 @@ __all__ = [
     "TargetKind",
     "annotated_nodes",
     "build_graph",
+    "merge_graphs",
+    "qualified_node",
     "record",
     "records",
     "users",
     # files and fingerprints
     "dump_graph",
+    "dump_graphs",
     "fingerprint",
     "graph_from_dict",
     "graph_to_dict",
     "load_graph",
+    "load_graphs",
     # profiles
     "LEGACY_TORCH_AO",
     "PROFILES",

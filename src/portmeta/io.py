@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from . import codec
 from ._text import did_you_mean
 from .errors import CodecError, GraphBuildError, GraphFormatError
 from .records import OPS, Annotation, Malformed, NodeRecord, QInput, QSpec, Target, TargetKind
-from .snapshot import Snapshot, build_graph, meta_keys, records
+from .snapshot import Snapshot, build_graph, graph_name_problem, meta_keys, records
 
 __all__ = [
     "GRAPH_FORMAT",
@@ -42,6 +43,12 @@ __all__ = [
     "graph_from_dict",
     "dump_graph",
     "load_graph",
+    "MODEL_FORMAT",
+    "MODEL_SCHEMA_VERSION",
+    "model_to_dict",
+    "model_from_dict",
+    "dump_graphs",
+    "load_graphs",
     "atomic_write_text",
     "read_json",
     "read_text",
@@ -51,6 +58,8 @@ __all__ = [
 
 GRAPH_FORMAT = "portmeta.graph"
 GRAPH_SCHEMA_VERSION = 1
+MODEL_FORMAT = "portmeta.model"
+MODEL_SCHEMA_VERSION = 1
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str | bytes) -> None:
@@ -255,9 +264,11 @@ def graph_from_dict(data: Any, *, source: str | None = None) -> Snapshot:
             raise reader.fail(f"expected a JSON object at the top level, got {_json_type(data)}")
         fmt = data.get("format")
         if fmt != GRAPH_FORMAT:
-            hint = (
-                " (a plan file: give the graph it was made from)" if fmt == "portmeta.plan" else ""
-            )
+            hint = ""
+            if fmt == "portmeta.plan":
+                hint = " (a plan file: give the graph it was made from)"
+            elif fmt == MODEL_FORMAT:
+                hint = " (a model file of several graphs: read it with load_graphs)"
             raise reader.fail(
                 f"not a portmeta graph file (format is {fmt!r}, expected {GRAPH_FORMAT!r}){hint}"
             )
@@ -279,6 +290,119 @@ def graph_from_dict(data: Any, *, source: str | None = None) -> Snapshot:
         raise GraphFormatError(str(exc), source) from None
     except RecursionError:
         raise GraphFormatError("data is nested too deeply", source) from None
+
+
+# --------------------------------------------------------------------------- models
+
+
+def model_to_dict(graphs: Mapping[str, Snapshot]) -> dict[str, Any]:
+    """A model's graphs as JSON-ready data: ``{"format": "portmeta.model", "version": 1,
+    "graphs": {name: graph_to_dict(graph), ...}}``, the top level (``""``) first.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> d = model_to_dict({"scan_combine_graph_0": g, "": g})
+    >>> d["format"], list(d["graphs"])
+    ('portmeta.model', ['', 'scan_combine_graph_0'])
+    """
+    names = _model_names(graphs, None)
+    return {
+        "format": MODEL_FORMAT,
+        "version": MODEL_SCHEMA_VERSION,
+        "graphs": {name: graph_to_dict(graphs[name]) for name in names},
+    }
+
+
+def _model_names(graphs: Mapping[str, Any], source: str | None) -> list[str]:
+    """The graph names, top level first; :class:`GraphFormatError` on a bad name or no top."""
+    for name in graphs:
+        problem = graph_name_problem(name)
+        if problem is not None:
+            raise GraphFormatError(problem, source)
+    if "" not in graphs:
+        raise GraphFormatError("the model has no top-level graph (named '')", source)
+    return ["", *(n for n in graphs if n)]
+
+
+def model_from_dict(data: Any, *, source: str | None = None) -> dict[str, Snapshot]:
+    """A model's graphs by qualified name, top level (``""``) first, from
+    :func:`model_to_dict` data or from a single graph's :func:`graph_to_dict` data (read as
+    ``{"": graph}``); each graph is read by :func:`graph_from_dict`.
+
+    Raises
+    ------
+    GraphFormatError
+        One line naming ``source``, the graph (for a model) and the problem: neither format,
+        another model version, ``graphs`` not a non-empty object, no top-level graph, a graph
+        name with ``:`` in it, or whatever :func:`graph_from_dict` refuses in a graph.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> list(model_from_dict(graph_to_dict(g)))
+    ['']
+    >>> model_from_dict({"format": "portmeta.model", "version": 1, "graphs": {"a": None}})
+    Traceback (most recent call last):
+    ...
+    portmeta.errors.GraphFormatError: the model has no top-level graph (named '')
+    """
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if fmt != MODEL_FORMAT:
+        return {"": graph_from_dict(data, source=source)}
+    version = data.get("version")
+    if type(version) is not int or version != MODEL_SCHEMA_VERSION:
+        raise GraphFormatError(
+            f"unsupported model schema version {version!r} "
+            f"(this portmeta reads version {MODEL_SCHEMA_VERSION})",
+            source,
+        )
+    graphs = data.get("graphs")
+    if not isinstance(graphs, dict) or not graphs:
+        raise GraphFormatError(
+            f"field 'graphs' must be a non-empty object, got {_json_type(graphs)}", source
+        )
+    out: dict[str, Snapshot] = {}
+    for name in _model_names(graphs, source):
+        try:
+            out[name] = graph_from_dict(graphs[name])
+        except GraphFormatError as exc:
+            raise GraphFormatError(f"graph {name!r}: {exc.problem}", source) from None
+    return out
+
+
+def dump_graphs(graphs: Mapping[str, Snapshot], path: str | os.PathLike[str]) -> None:
+    """Write a model's graphs to ``path`` (atomically): a model file
+    (:func:`model_to_dict`) when there are subgraphs, a plain graph file
+    (:func:`dump_graph`) when there is only the top level (``{"": graph}``).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.json")
+    >>> dump_graphs({"": g, "scan_combine_graph_0": g}, path); list(load_graphs(path))
+    ['', 'scan_combine_graph_0']
+    """
+    if list(graphs) == [""]:
+        dump_graph(graphs[""], path)
+        return
+    atomic_write_text(path, json.dumps(model_to_dict(graphs), indent=1) + "\n")
+
+
+def load_graphs(path: str | os.PathLike[str]) -> dict[str, Snapshot]:
+    """Read the graphs :func:`dump_graphs` (or ``portmeta_fx.dump``) wrote, by qualified
+    name, top level (``""``) first; a single-graph file gives ``{"": graph}``.
+
+    Raises
+    ------
+    GraphFormatError
+        As :func:`load_graph`, and on what :func:`model_from_dict` refuses.
+    """
+    return model_from_dict(read_json(path), source=str(path))
 
 
 _KINDS = {k.value: k for k in TargetKind}

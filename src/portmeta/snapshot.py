@@ -27,13 +27,13 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import networkx as nx
 
 from .errors import GraphBuildError
-from .records import NodeRecord, record_problem
+from .records import Annotation, NodeRecord, NodeRef, QInput, record_problem
 
 if TYPE_CHECKING:
     _DiGraph: TypeAlias = nx.DiGraph[str]
@@ -48,6 +48,10 @@ __all__ = [
     "users",
     "annotated_nodes",
     "meta_keys",
+    "GRAPH_SEPARATOR",
+    "qualified_node",
+    "graph_name_problem",
+    "merge_graphs",
 ]
 
 
@@ -269,3 +273,126 @@ def meta_keys(graph: Snapshot) -> tuple[str, ...] | None:
     """The metadata keys the snapshot read, or ``None`` when it recorded what it was given."""
     keys: tuple[str, ...] | None = graph.graph["meta_keys"]
     return keys
+
+
+# --------------------------------------------------------------------------- models
+
+
+#: Between a subgraph's qualified name and a node name (``scan_combine_graph_0:dq``) in
+#: :func:`merge_graphs`. FX never puts it in a node name, and it is never in a graph name.
+GRAPH_SEPARATOR = ":"
+
+
+def qualified_node(graph_name: str, node: str) -> str:
+    """The name of ``node`` of graph ``graph_name`` in a model's merged snapshot: the top level
+    (``""``) keeps its node names, a subgraph's get ``GRAPH:`` in front.
+
+    Example
+    -------
+    >>> qualified_node("", "dq"), qualified_node("scan_combine_graph_0", "dq")
+    ('dq', 'scan_combine_graph_0:dq')
+    """
+    return f"{graph_name}{GRAPH_SEPARATOR}{node}" if graph_name else node
+
+
+def graph_name_problem(name: Any) -> str | None:
+    """What is wrong with ``name`` as the qualified name of a graph of a model, or ``None``.
+
+    ``""`` is the top level; a subgraph's name is its qualified module name
+    (``scan_combine_graph_0``, ``outer.while_loop_body_graph_0``), never with
+    :data:`GRAPH_SEPARATOR` in it.
+
+    Example
+    -------
+    >>> graph_name_problem("scan_combine_graph_0") is None, graph_name_problem("a:b")
+    (True, "graph name 'a:b' contains ':'")
+    """
+    if not isinstance(name, str):
+        return f"graph name {name!r} is not a string"
+    if GRAPH_SEPARATOR in name:
+        return f"graph name {name!r} contains {GRAPH_SEPARATOR!r}"
+    if name != name.strip() or (name and not all(name.split("."))):
+        return f"graph name {name!r} is not a qualified module name"
+    return None
+
+
+def merge_graphs(graphs: Mapping[str, Snapshot]) -> Snapshot:
+    """One snapshot of a whole model: every graph's records, node names qualified by graph.
+
+    ``graphs`` maps qualified graph names to snapshots (``""``, the top level, first:
+    ``portmeta.load_graphs`` and ``portmeta_fx.from_fx_graphs`` return them so). A subgraph's
+    nodes become ``GRAPH:node`` (:func:`qualified_node`), with every reference renamed; the
+    graphs share no node, so each rule, walk and check sees each graph exactly as alone, and the
+    plan of the merged snapshot is the plans of its graphs, each node named with its graph. The
+    command line works on it. A model of the top level alone is that snapshot itself, unchanged.
+
+    Raises
+    ------
+    GraphBuildError
+        On no graphs, or a graph name :func:`graph_name_problem` refuses.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x")); g = b.build()
+    >>> list(merge_graphs({"": g, "scan_combine_graph_0": g}))
+    ['x', 'output', 'scan_combine_graph_0:x', 'scan_combine_graph_0:output']
+    >>> merge_graphs({"": g}) is g
+    True
+    """
+    if not graphs:
+        raise GraphBuildError("a model needs at least one graph")
+    for name in graphs:
+        problem = graph_name_problem(name)
+        if problem is not None:
+            raise GraphBuildError(problem)
+    if list(graphs) == [""]:
+        return graphs[""]
+    recs: list[NodeRecord] = []
+    for name, graph in graphs.items():
+        own = records(graph)
+        recs.extend((_renamed(rec, name) for rec in own) if name else own)
+    keys = {meta_keys(g) for g in graphs.values()}
+    return build_graph(
+        recs, meta_keys=keys.pop() if len(keys) == 1 else None, allow_cycles=True, check=False
+    )
+
+
+def _renamed(rec: NodeRecord, graph_name: str) -> NodeRecord:
+    """``rec`` with its name and every node name it holds qualified by ``graph_name``."""
+
+    def q(node: str) -> str:
+        return qualified_node(graph_name, node)
+
+    def arg(value: Any) -> Any:
+        if isinstance(value, NodeRef):
+            return NodeRef(q(value.name))
+        if isinstance(value, list):
+            return [arg(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(arg(v) for v in value)
+        if isinstance(value, dict):  # only values hold references (as in torch.fx)
+            return {k: arg(v) for k, v in value.items()}
+        return value
+
+    ann = rec.annotation
+    if ann is not None and ann.inputs:
+        ann = Annotation(
+            tuple(
+                QInput(q(i.node) if i.is_node else i.node, i.qspec, i.is_node) for i in ann.inputs
+            ),
+            ann.output,
+            ann.malformed,
+        )
+    return NodeRecord(
+        name=q(rec.name),
+        op=rec.op,
+        target=rec.target,
+        args=arg(rec.args),
+        kwargs=tuple((k, arg(v)) for k, v in rec.kwargs),
+        users=tuple(map(q, rec.users)),
+        meta=rec.meta,
+        annotation=ann,
+        foreign=rec.foreign,
+        meta_owner=None if rec.meta_owner is None else q(rec.meta_owner),
+    )

@@ -1,0 +1,174 @@
+"""Models with control-flow subgraphs (``scan``, ``while_loop``) through torchao's
+prepare/convert: every graph is snapshot, saved, loaded, planned, checked and explained.
+
+torchao 0.18's ``convert_pt2e`` converts (and ports) each scan ``combine_fn`` and each
+while_loop ``body_fn`` as its own GraphModule. The models are not calibrated (an observer
+inside a loop body cannot run under tracing), so the observers give default parameters; the
+q/dq structure, which is all porting reads, is the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch._higher_order_ops.scan import scan
+from torch._higher_order_ops.while_loop import while_loop
+
+import portmeta
+from portmeta_fx import dump, from_fx, from_fx_graphs, patch_convert_pt2e, subgraph_modules
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+class ScanLinear(torch.nn.Module):
+    """``scan`` whose combine_fn runs a linear on ``carry + x``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, xs: torch.Tensor) -> Any:
+        def combine(carry: torch.Tensor, x: torch.Tensor) -> Any:
+            y = self.lin(carry + x)
+            return y, y.clone()
+
+        return scan(combine, torch.zeros(4), xs)
+
+
+class WhileLinear(torch.nn.Module):
+    """``while_loop`` whose body_fn runs a linear three times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, i: torch.Tensor, x: torch.Tensor) -> Any:
+        def cond(i: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            return i < 3
+
+        def body(i: torch.Tensor, x: torch.Tensor) -> Any:
+            return i + 1, self.lin(x)
+
+        return while_loop(cond, body, (i, x))
+
+
+MODELS = {
+    "scan": (ScanLinear, lambda: (torch.randn(3, 4),), "scan_combine_graph_0"),
+    "while": (WhileLinear, lambda: (torch.tensor(0), torch.randn(2, 4)), "while_loop_body_graph_0"),
+}
+FLOWS = [(m, d) for m in MODELS for d in (False, True)]
+IDS = [f"{m}-{'dynamic' if d else 'static'}" for m, d in FLOWS]
+
+
+@functools.cache
+def exported(model: str) -> torch.fx.GraphModule:
+    cls, inputs, _ = MODELS[model]
+    torch.manual_seed(0)
+    return torch.export.export(cls().eval(), inputs(), strict=False).module()
+
+
+def prepared(model: str, dynamic: bool) -> torch.fx.GraphModule:
+    """A fresh prepared copy of the exported model (a deep copy of a *prepared* model would
+    keep annotations naming the original's nodes)."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+    from torchao.testing.pt2e._xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    return prepare_pt2e(copy.deepcopy(exported(model)), XNNPACKQuantizer().set_global(config))
+
+
+@functools.cache
+def converted(
+    model: str, dynamic: bool, ours: bool = True
+) -> tuple[torch.fx.GraphModule, list[Any]]:
+    """``(converted model, the portmeta passes that ran)``; cached, read-only."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    if not ours:
+        return convert_pt2e(prepared(model, dynamic)), []
+    with patch_convert_pt2e(check="warn") as passes:
+        return convert_pt2e(prepared(model, dynamic)), list(passes)
+
+
+def _meta(gm: torch.fx.GraphModule) -> dict[str, dict[str, Any]]:
+    keys = ("stack_trace", "quantization_tag")
+    return {n.name: {k: n.meta[k] for k in keys if k in n.meta} for n in gm.graph.nodes}
+
+
+# --------------------------------------------------------------------------- Python API
+
+
+@pytest.mark.parametrize(("model", "dynamic"), FLOWS, ids=IDS)
+def test_every_graph_is_read_by_qualified_name(model: str, dynamic: bool) -> None:
+    gm, _ = converted(model, dynamic)
+    graphs = from_fx_graphs(gm)
+    sub = MODELS[model][2]
+    assert next(iter(graphs)) == "" and sub in graphs
+    assert set(graphs) == set(subgraph_modules(gm))
+    assert list(graphs[sub]) == list(from_fx(gm.get_submodule(sub)))
+    # the loop body holds the quantized linear, and its q/dq nodes carry their metadata
+    annotated = portmeta.annotated_nodes(graphs[sub])
+    assert annotated
+    ported = [n for n in gm.get_submodule(sub).graph.nodes if "dequantize" in n.name]
+    assert any("stack_trace" in n.meta for n in ported)
+
+
+@pytest.mark.parametrize(("model", "dynamic"), FLOWS, ids=IDS)
+def test_drop_in_agrees_with_torchao_on_every_graph(model: str, dynamic: bool) -> None:
+    ours, passes = converted(model, dynamic)
+    theirs, _ = converted(model, dynamic, ours=False)
+    mine, upstream = subgraph_modules(ours), subgraph_modules(theirs)
+    assert list(mine) == list(upstream)
+    for name in mine:
+        assert _meta(mine[name]) == _meta(upstream[name]), name
+    assert len(passes) == 2  # the loop body's conversion, then the top level's
+
+
+@pytest.mark.parametrize(("model", "dynamic"), FLOWS, ids=IDS)
+def test_dump_saves_every_graph_and_it_loads_back(
+    model: str, dynamic: bool, tmp_path: Path
+) -> None:
+    gm, _ = converted(model, dynamic)
+    path = tmp_path / "model.json"
+    dump(gm, path)
+    assert json.loads(path.read_text())["format"] == "portmeta.model"
+    loaded = portmeta.load_graphs(path)
+    graphs = from_fx_graphs(gm)
+    assert list(loaded) == list(graphs)
+    for name, graph in graphs.items():
+        assert portmeta.fingerprint(loaded[name]) == portmeta.fingerprint(graph), name
+    with pytest.raises(portmeta.GraphFormatError, match="read it with load_graphs"):
+        portmeta.load_graph(path)
+
+
+@pytest.mark.parametrize(("model", "dynamic"), FLOWS, ids=IDS)
+def test_merged_plan_is_the_plans_of_the_graphs(model: str, dynamic: bool) -> None:
+    _, passes = converted(model, dynamic)
+    sub = MODELS[model][2]
+    before = {sub: passes[0].last_snapshot, "": passes[1].last_snapshot}  # as converted
+    merged = portmeta.merge_graphs(before)
+    whole = portmeta.plan(merged).final_state()
+    expected: dict[str, Any] = {}
+    for name, graph in before.items():
+        for node, values in portmeta.plan(graph).final_state().items():
+            expected[portmeta.qualified_node(name, node)] = values
+    assert whole == expected
+    assert any(node.startswith(f"{sub}:") for node in whole)
+
+
+def test_a_model_without_subgraphs_still_saves_one_graph(tmp_path: Path) -> None:
+    gm = torch.fx.symbolic_trace(torch.nn.ReLU())
+    path = tmp_path / "g.json"
+    dump(gm, path)
+    assert json.loads(path.read_text())["format"] == "portmeta.graph"
+    assert list(portmeta.load_graph(path)) == ["input_1", "relu", "output"]
+    assert list(portmeta.load_graphs(path)) == [""]
