@@ -35,11 +35,19 @@ from .draw import FORMATS, write_drawing
 from .errors import CliError, GraphFormatError, PlanError, PortmetaError, UnknownNodeError
 from .explain import explain
 from .fingerprint import fingerprint
-from .io import GRAPH_FORMAT, atomic_write_text, graph_from_dict, load_graph, read_json
+from .io import (
+    GRAPH_FORMAT,
+    MODEL_FORMAT,
+    atomic_write_text,
+    graph_from_dict,
+    load_graphs,
+    model_from_dict,
+    read_json,
+)
 from .plan import PLAN_FORMAT, Plan, plan, plan_writes
 from .profiles import PROFILES, Profile, get_profile
 from .report import format_diagnostics, format_table, summary
-from .snapshot import Snapshot
+from .snapshot import Snapshot, merge_graphs
 
 __all__ = ["main", "build_parser", "CliError"]
 
@@ -134,6 +142,26 @@ def _plan_graph(
         raise CliError(f"{path}: {exc}") from None
 
 
+def _load(args: argparse.Namespace) -> Snapshot:
+    """The graph a command works on: a graph file's graph; for a model file (``portmeta_fx.dump``
+    of a model with ``scan`` / ``while_loop`` subgraphs) all its graphs merged, a subgraph's
+    nodes named ``GRAPH:node`` (:func:`portmeta.merge_graphs`), or with ``--graph NAME`` that
+    graph alone, under its own node names."""
+    return _graphs_as_one(load_graphs(args.graph), args.graph, getattr(args, "subgraph", None))
+
+
+def _graphs_as_one(graphs: dict[str, Snapshot], path: str, name: str | None) -> Snapshot:
+    if name is None:
+        try:
+            return merge_graphs(graphs)
+        except PortmetaError as exc:
+            raise CliError(f"{path}: {exc}") from None
+    if name not in graphs:
+        known = ", ".join(repr(n) for n in graphs)
+        raise CliError(f"{path}: --graph: no graph named {name!r} (it holds {known})")
+    return graphs[name]
+
+
 def _print(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -143,7 +171,7 @@ def _print(text: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     profile = _profile(args)
-    graph = load_graph(args.graph)
+    graph = _load(args)
     shown_only = not args.output and not args.json
     p = _plan_graph(args.graph, graph, profile, args.errors, shown_only=shown_only)
     if args.output:
@@ -166,7 +194,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     profile = _profile(args)
-    graph = load_graph(args.graph)
+    graph = _load(args)
     if args.node not in graph:
         raise UnknownNodeError(args.node, args.graph, known=graph)
     try:
@@ -253,6 +281,8 @@ def _read_plan_or_graph(path: str) -> Plan | Snapshot:
         return Plan.from_dict(data, source=path)
     if fmt == GRAPH_FORMAT:
         return graph_from_dict(data, source=path)
+    if fmt == MODEL_FORMAT:
+        return _graphs_as_one(model_from_dict(data, source=path), path, None)
     raise GraphFormatError(
         f"not a portmeta plan or graph file (format is {fmt!r}, {expected})", path
     )
@@ -276,7 +306,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    graph = load_graph(args.graph)
+    graph = _load(args)
     p = _plan_to_use(args, args.graph, graph, args.plan, verb="drawing", refuse_other=True)
     _check_output(args.output, args.graph, *([args.plan] if args.plan else []))
     try:
@@ -292,7 +322,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``portmeta check``: the findings of :func:`portmeta.check`; exit 1 when there are any."""
-    graph = load_graph(args.graph)
+    graph = _load(args)
     if args.plan and args.profile is not None:
         raise CliError(
             f"{args.plan}: --profile cannot be used with --plan (the plan's profile is used)"
@@ -376,7 +406,8 @@ def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
             """
         ),
     )
-    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
+    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot (or model file)")
+    _add_graph_option(p)
     p.add_argument(
         "--plan", metavar="PLAN.json", help="plan to check with (default: plan the graph now)"
     )
@@ -445,6 +476,16 @@ def _find_spec(name: str) -> object | None:
 # --------------------------------------------------------------------------- parser
 
 
+def _add_graph_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--graph",
+        dest="subgraph",
+        metavar="NAME",
+        help="of a model file, work on graph NAME alone, under its own node names ('' the top "
+        "level; default: every graph, a subgraph's nodes named GRAPH:node)",
+    )
+
+
 def _add_profile_options(p: argparse.ArgumentParser, scope: str = "") -> None:
     p.add_argument(
         "--profile",
@@ -499,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
               portmeta plan graph.json --profile legacy --errors collect
               portmeta plan graph.json --keys stack_trace --json
               portmeta plan graph.json -o plan.json
+              portmeta plan model.json                  # every graph: subgraph nodes GRAPH:node
+              portmeta plan model.json --graph scan_combine_graph_0 -o body.plan.json
 
             output (table, then diagnostics, then a summary line):
               target  op                     key               value   source  rule
@@ -507,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
     )
-    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
+    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot (or model file)")
+    _add_graph_option(p)
     _add_profile_options(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
     p.add_argument(
@@ -527,7 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
         epilog=_epilog(
             """
-            example:
+            examples:
+              portmeta explain model.json scan_combine_graph_0:dequantize_per_tensor_default
               portmeta explain graph.json dq
               node 'dq': call_function quantized_decomposed.dequantize_per_tensor.default (dequantize)
                 stack_trace: not written: source 'relu' has no 'stack_trace'
@@ -536,8 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
     )
-    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
-    p.add_argument("node", metavar="NODE", help="node name")
+    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot (or model file)")
+    p.add_argument("node", metavar="NODE", help="node name (GRAPH:node for a node of a subgraph)")
+    _add_graph_option(p)
     _add_profile_options(p)
     p.set_defaults(func=cmd_explain)
 
@@ -590,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
     )
-    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot")
+    p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot (or model file)")
+    _add_graph_option(p)
     p.add_argument("--plan", metavar="PLAN.json", help="plan to draw (default: plan the graph now)")
     _add_profile_options(p)
     p.add_argument("-o", "--output", metavar="FILE", required=True, help=_SUFFIXES)

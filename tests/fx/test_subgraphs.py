@@ -172,3 +172,82 @@ def test_a_model_without_subgraphs_still_saves_one_graph(tmp_path: Path) -> None
     assert json.loads(path.read_text())["format"] == "portmeta.graph"
     assert list(portmeta.load_graph(path)) == ["input_1", "relu", "output"]
     assert list(portmeta.load_graphs(path)) == [""]
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _before(model: str, dynamic: bool) -> dict[str, portmeta.Snapshot]:
+    """The graphs as the drop-in pass saw them, before porting, by qualified name."""
+    _, passes = converted(model, dynamic)
+    return {"": passes[1].last_snapshot, MODELS[model][2]: passes[0].last_snapshot}
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from portmeta.cli import main
+
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize(("model", "dynamic"), FLOWS, ids=IDS)
+def test_cli_plans_checks_explains_and_draws_every_graph(
+    model: str, dynamic: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sub = MODELS[model][2]
+    path = tmp_path / "model.json"
+    portmeta.dump_graphs(_before(model, dynamic), path)
+
+    status, out, _ = _cli(capsys, "plan", path)
+    expected = portmeta.plan(portmeta.merge_graphs(_before(model, dynamic)))
+    written = sorted({d.target for d in expected.deltas})
+    assert status == 0 and written and all(t.startswith(f"{sub}:") for t in written)
+    assert all(t in out for t in written)
+
+    status, out, _ = _cli(capsys, "check", path, "--format", "json")
+    assert status in (0, 1)
+    nodes = [f["node"] for f in json.loads(out)["findings"]]
+    assert all(n.startswith(f"{sub}:") for n in nodes)  # the top level quantizes nothing
+
+    status, out, _ = _cli(capsys, "explain", path, written[0])
+    assert status == 0 and out.startswith(f"node {written[0]!r}")
+    bare = written[0].split(":", 1)[1]
+    status, _, err = _cli(capsys, "explain", path, bare)
+    assert status == 2 and f"did you mean {written[0]!r}" in err
+    status, out, _ = _cli(capsys, "explain", path, bare, "--graph", sub)
+    assert status == 0 and out.startswith(f"node {bare!r}")
+
+    status, _, _ = _cli(capsys, "draw", path, "-o", tmp_path / "all.dot")
+    assert status == 0 and f'"{written[0]}"' in (tmp_path / "all.dot").read_text()
+
+    # one graph alone, under its own names: its plan file is the subgraph's own plan
+    body_plan = tmp_path / "body.plan.json"
+    status, _, _ = _cli(capsys, "plan", path, "--graph", sub, "-o", body_plan)
+    assert status == 0
+    assert portmeta.Plan.load(body_plan).final_state() == (
+        portmeta.plan(_before(model, dynamic)[sub]).final_state()
+    )
+    status, _, _ = _cli(
+        capsys, "draw", path, "--graph", sub, "--plan", body_plan, "-o", tmp_path / "b.dot"
+    )
+    assert status == 0
+    status, _, err = _cli(capsys, "plan", path, "--graph", "nope")
+    assert status == 2 and "no graph named 'nope'" in err and repr(sub) in err
+
+
+@pytest.mark.parametrize(("model", "dynamic"), FLOWS, ids=IDS)
+def test_cli_checks_a_converted_model_saved_with_dump(
+    model: str, dynamic: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gm, passes = converted(model, dynamic)
+    path = tmp_path / "converted.json"
+    dump(gm, path)
+    status, out, _ = _cli(capsys, "check", path, "--ported", "--format", "json")
+    found = json.loads(out)["findings"]
+    sub = MODELS[model][2]
+    body = passes[0].last_findings
+    assert status == (1 if found else 0)
+    assert sorted(f["node"] for f in found) == sorted(f"{sub}:{f.node}" for f in body)
+    status, out, _ = _cli(capsys, "diff", path, path)
+    assert status == 0 and "plans agree" in out
