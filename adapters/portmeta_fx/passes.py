@@ -47,7 +47,7 @@ from portmeta.check import Finding, check_writes
 from portmeta.plan import plan_writes
 
 from .apply import write_deltas
-from .snapshot import read_fx, resolve_profile
+from .snapshot import read_fx, resolve_profile, subgraph_modules
 
 __all__ = ["PortmetaInternalError", "PortNodeMetaForQDQ", "patch_convert_pt2e"]
 
@@ -111,6 +111,10 @@ class PortNodeMetaForQDQ(PassBase):
         The keys the check compares (``keys=`` of :func:`portmeta.check`): ``None`` (default)
         compares them all but needs a ``quantization_tag`` difference for a finding; a list
         makes any difference on those keys one.
+    graph_name:
+        The qualified name of the graph the pass ports (``scan_combine_graph_0``; ``""``, the
+        default, for the top level), named in the check's warning. :func:`patch_convert_pt2e`
+        sets it for the pass of each subgraph ``convert_pt2e`` converts.
 
     Attributes
     ----------
@@ -141,8 +145,11 @@ class PortNodeMetaForQDQ(PassBase):
         errors: Literal["raise", "collect"] = "raise",
         check: Literal["off", "warn", "raise"] = "off",
         check_keys: Sequence[str] | None = None,
+        *,
+        graph_name: str = "",
     ) -> None:
         super().__init__()
+        self.graph_name = graph_name
         if errors not in ("raise", "collect"):
             raise portmeta.OptionError(f"errors must be 'raise' or 'collect', got {errors!r}")
         if check not in ("off", "warn", "raise"):
@@ -243,7 +250,9 @@ class PortNodeMetaForQDQ(PassBase):
             return
         if self.check == "raise":
             raise portmeta.PortingCheckError(found)
-        warning = portmeta.PortingWarning(found, where="the pass's last_findings")
+        warning = portmeta.PortingWarning(
+            found, where="the pass's last_findings", graph=self.graph_name
+        )
         warnings.warn(warning, stacklevel=_user_stacklevel(stacklevel))
 
     def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
@@ -291,7 +300,12 @@ def patch_convert_pt2e(
     what the check found).
 
     With ``check="warn"`` the :class:`portmeta.PortingWarning` points at the line calling
-    ``convert_pt2e``. With ``check="raise"``, torch's ``PassManager`` (which ``convert_pt2e``
+    ``convert_pt2e``. ``convert_pt2e`` converts each ``scan`` combine_fn and ``while_loop``
+    body_fn by calling itself on it; for that the block also wraps
+    ``quantize_pt2e.convert_pt2e``, so each pass knows the qualified name of the graph it ports
+    (``graph_name``, e.g. ``scan_combine_graph_0``) and its warning names the subgraph. The
+    wrapper finds a subgraph's name in the graph of the ``model`` converting it (the caller's
+    local of that name in torchao 0.18's ``convert_pt2e``); where it cannot, the name is ``""``. With ``check="raise"``, torch's ``PassManager`` (which ``convert_pt2e``
     runs the pass in) wraps the :class:`portmeta.PortingCheckError` in a bare ``Exception``:
     catch ``Exception`` and look at its ``__cause__`` (or read ``passes[0].last_findings``).
 
@@ -316,13 +330,44 @@ def patch_convert_pt2e(
                 "the patched PortNodeMetaForQDQ takes no arguments "
                 "(pass profile/keys/errors/check/check_keys to patch_convert_pt2e)"
             )
-        instance = PortNodeMetaForQDQ(profile, keys, errors, check, check_keys)
+        name = converting[-1] if converting else ""
+        instance = PortNodeMetaForQDQ(profile, keys, errors, check, check_keys, graph_name=name)
         created.append(instance)
         return instance
 
     original = quantize_pt2e.PortNodeMetaForQDQ
+    original_convert = quantize_pt2e.convert_pt2e
+    names: dict[int, str] = {}  # id(graph module) -> qualified name, for the block's duration
+    converting: list[str] = []  # the names of the graphs being converted, innermost last
+
+    def convert(model: Any, *args: Any, **kwargs: Any) -> Any:
+        name = names.get(id(model))
+        if name is None:
+            name = _name_in_caller(model, sys._getframe(1), names)
+            names[id(model)] = name
+        converting.append(name)
+        try:
+            return original_convert(model, *args, **kwargs)
+        finally:
+            converting.pop()
+
     quantize_pt2e.PortNodeMetaForQDQ = factory
+    quantize_pt2e.convert_pt2e = convert
     try:
         yield created
     finally:
         quantize_pt2e.PortNodeMetaForQDQ = original
+        quantize_pt2e.convert_pt2e = original_convert
+
+
+def _name_in_caller(model: Any, frame: types.FrameType | None, names: dict[int, str]) -> str:
+    """The qualified name of ``model`` as a subgraph of the ``model`` local of the calling
+    frame (torchao's ``convert_pt2e`` converting its subgraphs), or ``""``."""
+    parent = None if frame is None else frame.f_locals.get("model")
+    if not isinstance(parent, torch.fx.GraphModule) or parent is model:
+        return ""
+    for relative, module in subgraph_modules(parent).items():
+        if relative and module is model:
+            prefix = names.get(id(parent), "")
+            return f"{prefix}.{relative}" if prefix else relative
+    return ""

@@ -482,8 +482,9 @@ class PortingWarning(UserWarning):
     """The drop-in pass (``check="warn"``) found partitions whose q/dq nodes miss their values.
 
     ``findings`` holds the :class:`portmeta.check.Finding` records; the message gives their
-    count, the first ones one per line with what to do about each, then where to find them all
-    (``where``, when given).
+    count, the subgraph whose pass found them (``graph``, a qualified name such as
+    ``scan_combine_graph_0``; ``""`` for the top level, not named), the first ones one per line
+    with what to do about each, then where to find them all (``where``, when given).
 
     Example
     -------
@@ -491,6 +492,9 @@ class PortingWarning(UserWarning):
     portmeta check: 1 finding
       - f1
       (all of them in the pass's last_findings)
+    >>> print(PortingWarning(("f1",), graph="scan_combine_graph_0"))  # a loop body's pass
+    portmeta check: 1 finding in subgraph 'scan_combine_graph_0'
+      - f1
     >>> w = PortingWarning(tuple(f"f{i}" for i in range(7)))
     >>> print(w)
     portmeta check: 7 findings
@@ -502,11 +506,15 @@ class PortingWarning(UserWarning):
       ... and 2 more
     """
 
-    def __init__(self, findings: tuple[object, ...], where: str | None = None) -> None:
+    def __init__(
+        self, findings: tuple[object, ...], where: str | None = None, graph: str = ""
+    ) -> None:
         self.findings = tuple(findings)
+        self.graph = graph
         n = len(self.findings)
+        inside = f" in subgraph {graph!r}" if graph else ""
         super().__init__(
-            f"portmeta check: {n} finding{'s' if n != 1 else ''}"
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}{inside}"
             f"{_first_findings(self.findings, where)}"
         )
 

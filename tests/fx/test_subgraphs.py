@@ -251,3 +251,29 @@ def test_cli_checks_a_converted_model_saved_with_dump(
     assert sorted(f["node"] for f in found) == sorted(f"{sub}:{f.node}" for f in body)
     status, out, _ = _cli(capsys, "diff", path, path)
     assert status == 0 and "plans agree" in out
+
+
+# --------------------------------------------------------------------------- check="warn"
+
+
+@pytest.mark.parametrize(("model", "dynamic"), FLOWS, ids=IDS)
+def test_each_pass_knows_the_graph_it_ports(model: str, dynamic: bool) -> None:
+    _, passes = converted(model, dynamic)
+    assert [p.graph_name for p in passes] == [MODELS[model][2], ""]
+
+
+def test_the_warning_names_the_subgraph() -> None:
+    warning = portmeta.PortingWarning(("f",), graph="scan_combine_graph_0")
+    assert str(warning).splitlines()[0] == (
+        "portmeta check: 1 finding in subgraph 'scan_combine_graph_0'"
+    )
+    assert str(portmeta.PortingWarning(("f",))).splitlines()[0] == "portmeta check: 1 finding"
+
+
+def test_convert_pt2e_is_restored_after_the_block() -> None:
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    original = quantize_pt2e.convert_pt2e
+    with patch_convert_pt2e():
+        assert quantize_pt2e.convert_pt2e is not original
+    assert quantize_pt2e.convert_pt2e is original
