@@ -24,7 +24,7 @@ from .profiles import TORCHAO, Profile
 from .records import NodeRecord, NodeRef
 from .rules import Severity, non_sym_users, static_input, walk_to_producer
 from .snapshot import Snapshot, record, users
-from .structure import Feed, Structure, op_role, structure
+from .structure import Feed, Structure, anchors_near, op_role, structure
 
 __all__ = ["explain", "role"]
 
@@ -115,7 +115,7 @@ def explain(
     rec = record(graph, node)
     lines = [f"node {node!r}: {rec.op} {rec.target} ({role(profile, rec, graph)})"]
     received = p.writes_to(node)
-    quantized = structure(graph, profile)
+    quantized = structure(graph, profile, anchors_near(graph, profile, node))
     reasons = _why_not(graph, profile, node, p, quantized) if not received else []
     own = rec.meta_dict()
     for key in profile.keys:

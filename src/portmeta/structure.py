@@ -39,12 +39,12 @@ import attrs
 
 from .errors import PortmetaError
 from .profiles import TORCHAO, Profile
-from .records import NodeRecord, NodeRef, iter_node_refs
+from .records import NodeRecord, NodeRef, Target, iter_node_refs
 from .rules.static_input import walk_to_producer_lenient
 from .rules.view_chain import view_chain
 from .snapshot import Snapshot, annotated_nodes, record, users
 
-__all__ = ["Feed", "Output", "Structure", "structure", "own_name", "op_role"]
+__all__ = ["Feed", "Output", "Structure", "structure", "anchors_near", "own_name", "op_role"]
 
 
 @attrs.frozen
@@ -290,7 +290,9 @@ def op_role(profile: Profile, rec: NodeRecord) -> str | None:
     return None
 
 
-def structure(graph: Snapshot, profile: Profile = TORCHAO) -> Structure:
+def structure(
+    graph: Snapshot, profile: Profile = TORCHAO, anchors: Iterable[str] | None = None
+) -> Structure:
     """The quantized structure of ``graph`` (see the module docstring).
 
     Parameters
@@ -299,6 +301,10 @@ def structure(graph: Snapshot, profile: Profile = TORCHAO) -> Structure:
         A snapshot, taken before or after porting (the structure reads no metadata).
     profile:
         Where the op vocabularies come from.
+    anchors:
+        Only these annotated nodes' chains (``None``: every annotated node's). For a reader
+        asking about a few nodes (``explain``): :func:`anchors_near` gives the ones that can
+        own a node.
 
     Returns
     -------
@@ -315,7 +321,10 @@ def structure(graph: Snapshot, profile: Profile = TORCHAO) -> Structure:
             if anchor not in found:
                 found.append(anchor)
 
+    wanted = None if anchors is None else set(anchors)
     for anchor in annotated_nodes(graph):
+        if wanted is not None and anchor not in wanted:
+            continue
         for feed in _feeds(graph, profile, anchor):
             feeds.append(feed)
             own(feed.chain, anchor)
@@ -325,3 +334,34 @@ def structure(graph: Snapshot, profile: Profile = TORCHAO) -> Structure:
     # a chain node of none of the op sets is the getitem between a choose_qparams and its q
     roles = {name: op_role(profile, record(graph, name)) or "getitem" for name in owners}
     return Structure(tuple(feeds), tuple(outputs), {k: tuple(v) for k, v in owners.items()}, roles)
+
+
+def anchors_near(graph: Snapshot, profile: Profile, name: str) -> set[str]:
+    """The annotated nodes whose chains can hold ``name``: those reached from it down through
+    users while the way goes through chain nodes (quantize, dequantize, choose_qparams, view
+    ops, getitems), and the node it reads (an annotated output before its quantize).
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder, static
+    >>> b = GraphBuilder(); x = b.placeholder("x"); _, dq = b.qdq(x)
+    >>> y = b.call("aten.relu.default", dq, name="relu"); b.annotate(y, inputs={x: static()})
+    >>> b.output(y); sorted(anchors_near(b.build(), TORCHAO, "q"))
+    ['relu']
+    """
+    near = {name}
+    rec = record(graph, name)
+    near.update(a.name for a in rec.args if isinstance(a, NodeRef))
+    frontier = [name]
+    while frontier:
+        for user in users(graph, frontier.pop()):
+            if user in near:
+                continue
+            near.add(user)
+            urec = record(graph, user)
+            if op_role(profile, urec) is not None or urec.target == _GETITEM:
+                frontier.append(user)
+    return near & set(annotated_nodes(graph))
+
+
+_GETITEM = Target.function("operator.getitem")
