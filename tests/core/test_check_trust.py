@@ -11,13 +11,15 @@ from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import given, settings
 
 import portmeta
 from portmeta.check import CAUSES, KINDS, REMEDIES, compared_keys, summary
 from portmeta.errors import PortingWarning
 from portmeta.records import NodeRecord, Target
-from portmeta.structure import structure
+from portmeta.structure import anchors_near, structure
 from portmeta.testing import GraphBuilder, dynamic, shared, static
+from portmeta.testing.strategies import HOLES, graphs
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "check.md"
 
@@ -290,3 +292,16 @@ def test_the_stale_copies_of_a_split_chain_are_named_whole() -> None:
         assert (f.kind, f.anchor) == ("unported_input", anchor)
         assert {c.q, c.choose_qparams} <= set(f.related), f.related
     assert chains[2].dq not in found  # v_proj's own copy is right
+
+
+@settings(max_examples=40)
+@given(graphs(max_blocks=6, holes=tuple(HOLES)))
+def test_the_structure_around_a_node_is_the_structure_of_the_whole_graph_there(g) -> None:
+    # explain works out only the chains that can hold the node it is asked about
+    whole = structure(g)
+    for name in g:
+        near = structure(g, anchors=anchors_near(g, portmeta.TORCHAO, name))
+        assert near.owners_of(name) == whole.owners_of(name), name
+        assert [f for f in near.feeds if name in f.chain] == [
+            f for f in whole.feeds if name in f.chain
+        ], name
