@@ -428,6 +428,7 @@ class _Checker:
         self.graph = state.graph
         self.profile = state.profile
         self.feeds = quantized.feeds
+        self.roles = quantized.roles
         self.outputs = [(o.anchor, o.q) for o in quantized.outputs if not o.dynamic]
         self.owners: dict[str, list[str]] = {}  # chain node -> annotated nodes owning it
         for name, anchors in quantized.owners.items():
@@ -580,21 +581,23 @@ class _Checker:
             want = self.state.values(feed.anchor)
             if not want:
                 continue
-            nodes = [feed.dq]
-            if feed.dynamic:  # the dynamic rule writes the chain's quantize and choose_qparams
-                nodes += [n for n in feed.chain if n != feed.dq and self._ported_by_dynamic(n)]
+            # the chain's quantize and choose_qparams, when it has a choose_qparams: the dynamic
+            # rule writes them; under a static spec over such a chain (X86Inductor shares a
+            # dynamic input's qparams) no rule does, and without values they are the same hole
+            qparams_chain = [
+                n for n in feed.chain if self.roles.get(n) in ("quantize", "choose_qparams")
+            ]
+            nodes = [feed.dq, *qparams_chain] if feed.dynamic else [feed.dq]
             lacking = {n: self.state.differ(feed.anchor, self.state.values(n)) for n in nodes}
             lacking = {n: ks for n, ks in lacking.items() if ks}
             if not lacking:
                 continue
-            if not feed.dynamic and feed.dq in lacking:
-                # a static spec over a choose_qparams chain (X86Inductor shares a dynamic
-                # input's qparams): no rule writes its quantize and choose_qparams either, so
-                # those of them without values are the same hole
-                for n in feed.chain:
+            has_qparams = "choose_qparams" in map(self.roles.get, qparams_chain)
+            if not feed.dynamic and feed.dq in lacking and has_qparams:
+                for n in qparams_chain:
                     keys_n = self.state.differ(feed.anchor, self.state.values(n))
-                    if n not in lacking and keys_n and self._on_qparams_chain(feed, n):
-                        lacking[n] = keys_n
+                    if keys_n:
+                        lacking.setdefault(n, keys_n)
             first = next(iter(lacking))
             keys = [k for k in self.profile.keys if any(k in ks for ks in lacking.values())]
             cause = (
@@ -636,15 +639,6 @@ class _Checker:
                 )
             )
         return out
-
-    def _on_qparams_chain(self, feed: Feed, node: str) -> bool:
-        """``node`` is the quantize or choose_qparams of ``feed``'s choose_qparams chain."""
-        has_qparams = any(self.profile.is_choose_qparams(record(self.graph, n)) for n in feed.chain)
-        return has_qparams and self._ported_by_dynamic(node)
-
-    def _ported_by_dynamic(self, node: str) -> bool:
-        rec = record(self.graph, node)
-        return self.profile.is_choose_qparams(rec) or self.profile.is_quantize(rec)
 
     def unported_outputs(self) -> list[Finding]:
         out = []

@@ -142,14 +142,6 @@ class Structure:
         """The role of a chain node (``None`` for a node on no chain)."""
         return self.roles.get(name)
 
-    def feeds_of(self, anchor: str) -> tuple[Feed, ...]:
-        """The feeds of one annotated node, in argument order."""
-        return tuple(f for f in self.feeds if f.anchor == anchor)
-
-    def stale_anchors(self) -> tuple[str, ...]:
-        """The annotated nodes whose annotation names nodes of another graph."""
-        return tuple(dict.fromkeys(f.anchor for f in self.feeds if f.stale))
-
 
 def own_name(graph: Snapshot, name: str) -> str | None:
     """The graph's own node a foreign record stands for: the same name without ``@k``.
