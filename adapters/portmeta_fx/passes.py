@@ -31,8 +31,7 @@ True
 from __future__ import annotations
 
 import contextlib
-import sys
-import types
+import inspect
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -113,8 +112,9 @@ class PortNodeMetaForQDQ(PassBase):
         makes any difference on those keys one.
     graph_name:
         The qualified name of the graph the pass ports (``scan_combine_graph_0``; ``""``, the
-        default, for the top level), named in the check's warning. :func:`patch_convert_pt2e`
-        sets it for the pass of each subgraph ``convert_pt2e`` converts.
+        default, for the top level; ``None`` for a subgraph whose name is not known), named in
+        the check's warning and error. :func:`patch_convert_pt2e` sets it for the pass of each
+        graph ``convert_pt2e`` converts.
 
     Attributes
     ----------
@@ -146,7 +146,7 @@ class PortNodeMetaForQDQ(PassBase):
         check: Literal["off", "warn", "raise"] = "off",
         check_keys: Sequence[str] | None = None,
         *,
-        graph_name: str = "",
+        graph_name: str | None = "",
     ) -> None:
         super().__init__()
         self.graph_name = graph_name
@@ -232,12 +232,11 @@ class PortNodeMetaForQDQ(PassBase):
         writes, found = self._findings
         return found if writes is not None and writes is self._writes_made else None
 
-    def _check(self, stacklevel: int) -> None:
+    def _check(self) -> None:
         """With ``check`` on: find, remember, and warn about or raise on the last writes.
 
-        ``stacklevel`` is the caller's level for a direct call of the pass; the warning points
-        at the first frame out of torch, torchao and portmeta from there (the user's
-        ``convert_pt2e`` call when the pass runs inside it).
+        The warning points at the first frame out of torch, torchao and portmeta: the user's
+        call of the pass, or of ``convert_pt2e`` when the pass runs inside it.
         """
         if self.check == "off" or self._snapshot is None or self._writes_made is None:
             return
@@ -249,11 +248,16 @@ class PortNodeMetaForQDQ(PassBase):
         if not found:
             return
         if self.check == "raise":
-            raise portmeta.PortingCheckError(found)
-        warning = portmeta.PortingWarning(
+            raise portmeta.PortingCheckError(found, graph=self.graph_name)
+        self._warn(self._warning(found))
+
+    def _warning(self, found: tuple[Finding, ...]) -> portmeta.PortingWarning:
+        return portmeta.PortingWarning(
             found, where="the pass's last_findings", graph=self.graph_name
         )
-        warnings.warn(warning, stacklevel=_user_stacklevel(stacklevel))
+
+    def _warn(self, warning: portmeta.PortingWarning) -> None:
+        _warn_at_user(warning)
 
     def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
         """Port the metadata in place; returns ``PassResult(graph_module, True)`` like upstream.
@@ -261,25 +265,119 @@ class PortNodeMetaForQDQ(PassBase):
         Raises where upstream raises (see the module docstring), having written nothing.
         """
         (deltas, _), nodes = self._writes(graph_module)
-        self._check(stacklevel=4)
+        self._check()
         write_deltas(deltas, nodes)
         return PassResult(graph_module, True)
 
 
-_LIBRARIES = ("torch", "torchao", "portmeta", "portmeta_fx")
+_LIBRARIES = ("torch", "torchao", "portmeta", "portmeta_fx", "contextlib")
 
 
-def _user_stacklevel(start: int) -> int:
-    """The ``stacklevel`` (for a ``warnings.warn`` made by this function's caller) of the first
-    frame, ``start`` levels out or further, whose module is not in torch, torchao or portmeta."""
-    level = 1
-    frame: types.FrameType | None = sys._getframe(1)
+def _warn_at_user(warning: Warning) -> None:
+    """Issue ``warning`` at the first frame out of torch, torchao, portmeta and contextlib: the
+    user's line calling the pass, ``convert_pt2e`` or leaving a :func:`patch_convert_pt2e`
+    block."""
+    level = 1  # warnings.warn's stacklevel 1 is this function's own frame
+    frame = inspect.currentframe()
     while frame is not None:
-        module = str(frame.f_globals.get("__name__", ""))
-        if level >= start and module.split(".")[0] not in _LIBRARIES:
-            return level
+        if str(frame.f_globals.get("__name__", "")).split(".")[0] not in _LIBRARIES:
+            break
         frame, level = frame.f_back, level + 1
-    return start
+    del frame
+    warnings.warn(warning, stacklevel=level)
+
+
+class _Conversions:
+    """The ``convert_pt2e`` calls in progress inside one :func:`patch_convert_pt2e` block, and
+    the qualified name of the graph each one converts.
+
+    torchao 0.18's ``convert_pt2e`` converts each scan combine_fn and while_loop body_fn by
+    calling ``convert_pt2e`` (the module attribute, which the block replaces by
+    :meth:`convert`) on the loop body, before it converts the model itself. A call made inside
+    another names its model by where it sits in that model (:func:`subgraph_modules`). The
+    outermost call is the top level, unless torchao's ``convert_pt2e`` itself made it: the user
+    called a reference to ``convert_pt2e`` bound before the block, so the top level is
+    converted outside the wrapper. The graphs converted then have no name (``None``) until the
+    top level's pass runs: their passes hold their warnings, and the first pass with a known
+    name finds their graph modules inside its own, names them and issues the warnings.
+    """
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        self._torchao_code = inspect.unwrap(original).__code__
+        self.running: list[tuple[torch.fx.GraphModule, str | None]] = []
+        self.unnamed: list[tuple[_ConvertPass, torch.fx.GraphModule]] = []
+
+    def convert(self, model: torch.fx.GraphModule, *args: Any, **kwargs: Any) -> Any:
+        """``convert_pt2e`` for the block: torchao's, knowing which graph it converts."""
+        caller = inspect.currentframe()
+        caller = caller.f_back if caller is not None else None
+        by_torchao = caller is not None and caller.f_code is self._torchao_code
+        del caller
+        self.running.append((model, self._name(model, by_torchao)))
+        try:
+            return self.original(model, *args, **kwargs)
+        finally:
+            self.running.pop()
+
+    def _name(self, model: torch.fx.GraphModule, by_torchao: bool) -> str | None:
+        if not self.running:
+            return None if by_torchao else ""
+        parent, prefix = self.running[-1]
+        if prefix is not None:
+            for relative, module in subgraph_modules(parent).items():
+                if relative and module is model:
+                    return f"{prefix}.{relative}" if prefix else relative
+        return None
+
+    def graph_name(self) -> str | None:
+        """The name of the graph being converted now (``""`` outside every wrapped call: the
+        top level, converted by a reference bound before the block)."""
+        return self.running[-1][1] if self.running else ""
+
+    def ported(self, pass_: _ConvertPass, graph_module: torch.fx.GraphModule) -> None:
+        """``pass_`` is about to port ``graph_module``: name the unnamed graphs inside it."""
+        if pass_.graph_name is None:
+            self.unnamed.append((pass_, graph_module))
+            return
+        if not self.unnamed:
+            return
+        inside = {id(m): name for name, m in subgraph_modules(graph_module).items() if name}
+        for entry in list(self.unnamed):
+            name = inside.get(id(entry[1]))
+            if name is not None:
+                self.unnamed.remove(entry)
+                entry[0].graph_name = f"{pass_.graph_name}.{name}" if pass_.graph_name else name
+                entry[0].warn_held()
+
+    def close(self) -> None:
+        """The block ends: issue what the graphs never named hold (``convert_pt2e`` raised)."""
+        for pass_, _ in self.unnamed:
+            pass_.warn_held()
+        self.unnamed.clear()
+
+
+class _ConvertPass(PortNodeMetaForQDQ):
+    """The pass the patched ``convert_pt2e`` creates: its graph's name comes from the block's
+    :class:`_Conversions`, and it holds its warning while that name is not known."""
+
+    def __init__(self, conversions: _Conversions, *args: Any) -> None:
+        super().__init__(*args, graph_name=conversions.graph_name())
+        self._conversions = conversions
+
+    def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
+        self._conversions.ported(self, graph_module)
+        return super().call(graph_module)
+
+    def _warn(self, warning: portmeta.PortingWarning) -> None:
+        if self.graph_name is not None:
+            _warn_at_user(warning)
+
+    def warn_held(self) -> None:
+        """Issue the warning held for the last call, under the graph's name as now known."""
+        found = self.last_findings
+        if self.check == "warn" and found:
+            _warn_at_user(self._warning(found))
 
 
 @contextlib.contextmanager
@@ -303,11 +401,15 @@ def patch_convert_pt2e(
     ``convert_pt2e``. ``convert_pt2e`` converts each ``scan`` combine_fn and ``while_loop``
     body_fn by calling itself on it; for that the block also wraps
     ``quantize_pt2e.convert_pt2e``, so each pass knows the qualified name of the graph it ports
-    (``graph_name``, e.g. ``scan_combine_graph_0``) and its warning names the subgraph. The
-    wrapper finds a subgraph's name in the graph of the ``model`` converting it (the caller's
-    local of that name in torchao 0.18's ``convert_pt2e``); where it cannot, the name is ``""``. With ``check="raise"``, torch's ``PassManager`` (which ``convert_pt2e``
-    runs the pass in) wraps the :class:`portmeta.PortingCheckError` in a bare ``Exception``:
-    catch ``Exception`` and look at its ``__cause__`` (or read ``passes[0].last_findings``).
+    (``graph_name``, e.g. ``scan_combine_graph_0``) and its warning and error name the
+    subgraph. Call ``convert_pt2e`` as you like: through the module, or through a name imported
+    before the block. In the second case the loop bodies are converted before the wrapper
+    sees the top level, so their warnings wait until the top level's pass names them (still
+    inside the ``convert_pt2e`` call), and a ``check="raise"`` error in a loop body says "in a
+    subgraph" without its name. With ``check="raise"``, torch's ``PassManager`` (which
+    ``convert_pt2e`` runs the pass in) wraps the :class:`portmeta.PortingCheckError` in a bare
+    ``Exception``: catch ``Exception`` and look at its ``__cause__`` (or read
+    ``passes[0].last_findings``).
 
     Example
     -------
@@ -323,6 +425,7 @@ def patch_convert_pt2e(
     from torchao.quantization.pt2e import quantize_pt2e  # type: ignore[import-untyped]
 
     created: list[PortNodeMetaForQDQ] = []
+    conversions = _Conversions(quantize_pt2e.convert_pt2e)
 
     def factory(*args: Any, **kwargs: Any) -> PortNodeMetaForQDQ:
         if args or kwargs:
@@ -330,44 +433,16 @@ def patch_convert_pt2e(
                 "the patched PortNodeMetaForQDQ takes no arguments "
                 "(pass profile/keys/errors/check/check_keys to patch_convert_pt2e)"
             )
-        name = converting[-1] if converting else ""
-        instance = PortNodeMetaForQDQ(profile, keys, errors, check, check_keys, graph_name=name)
+        instance = _ConvertPass(conversions, profile, keys, errors, check, check_keys)
         created.append(instance)
         return instance
 
     original = quantize_pt2e.PortNodeMetaForQDQ
-    original_convert = quantize_pt2e.convert_pt2e
-    names: dict[int, str] = {}  # id(graph module) -> qualified name, for the block's duration
-    converting: list[str] = []  # the names of the graphs being converted, innermost last
-
-    def convert(model: Any, *args: Any, **kwargs: Any) -> Any:
-        name = names.get(id(model))
-        if name is None:
-            name = _name_in_caller(model, sys._getframe(1), names)
-            names[id(model)] = name
-        converting.append(name)
-        try:
-            return original_convert(model, *args, **kwargs)
-        finally:
-            converting.pop()
-
     quantize_pt2e.PortNodeMetaForQDQ = factory
-    quantize_pt2e.convert_pt2e = convert
+    quantize_pt2e.convert_pt2e = conversions.convert
     try:
         yield created
     finally:
         quantize_pt2e.PortNodeMetaForQDQ = original
-        quantize_pt2e.convert_pt2e = original_convert
-
-
-def _name_in_caller(model: Any, frame: types.FrameType | None, names: dict[int, str]) -> str:
-    """The qualified name of ``model`` as a subgraph of the ``model`` local of the calling
-    frame (torchao's ``convert_pt2e`` converting its subgraphs), or ``""``."""
-    parent = None if frame is None else frame.f_locals.get("model")
-    if not isinstance(parent, torch.fx.GraphModule) or parent is model:
-        return ""
-    for relative, module in subgraph_modules(parent).items():
-        if relative and module is model:
-            prefix = names.get(id(parent), "")
-            return f"{prefix}.{relative}" if prefix else relative
-    return ""
+        quantize_pt2e.convert_pt2e = conversions.original
+        conversions.close()

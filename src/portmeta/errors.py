@@ -461,6 +461,13 @@ class ScaleWithoutUsersError(PlanError, StopIteration):
 __all__ += ["PortingWarning", "PortingCheckError"]
 
 
+def _inside(graph: str | None) -> str:
+    """Which graph of the model the findings are in, for a check message."""
+    if graph is None:
+        return " in a subgraph (its name is not known)"
+    return f" in subgraph {graph!r}" if graph else ""
+
+
 def _first_findings(findings: tuple[object, ...], where: str | None, limit: int = 5) -> str:
     """The first ``limit`` findings, one per line with what to do, then where the rest are."""
     lines = []
@@ -482,9 +489,10 @@ class PortingWarning(UserWarning):
     """The drop-in pass (``check="warn"``) found partitions whose q/dq nodes miss their values.
 
     ``findings`` holds the :class:`portmeta.check.Finding` records; the message gives their
-    count, the subgraph whose pass found them (``graph``, a qualified name such as
-    ``scan_combine_graph_0``; ``""`` for the top level, not named), the first ones one per line
-    with what to do about each, then where to find them all (``where``, when given).
+    count, the subgraph whose pass found them (``graph``: a qualified name such as
+    ``scan_combine_graph_0``; ``""`` for the top level, not named; ``None`` for a subgraph
+    whose name is not known), the first ones one per line with what to do about each, then
+    where to find them all (``where``, when given).
 
     Example
     -------
@@ -507,14 +515,13 @@ class PortingWarning(UserWarning):
     """
 
     def __init__(
-        self, findings: tuple[object, ...], where: str | None = None, graph: str = ""
+        self, findings: tuple[object, ...], where: str | None = None, graph: str | None = ""
     ) -> None:
         self.findings = tuple(findings)
         self.graph = graph
         n = len(self.findings)
-        inside = f" in subgraph {graph!r}" if graph else ""
         super().__init__(
-            f"portmeta check: {n} finding{'s' if n != 1 else ''}{inside}"
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}{_inside(graph)}"
             f"{_first_findings(self.findings, where)}"
         )
 
@@ -523,7 +530,8 @@ class PortingCheckError(PortmetaError):
     """The drop-in pass (``check="raise"``) found partitions whose q/dq nodes miss their values.
 
     Raised before anything is written; ``findings`` holds the
-    :class:`portmeta.check.Finding` records.
+    :class:`portmeta.check.Finding` records and ``graph`` names the graph as
+    :class:`PortingWarning` does.
 
     Example
     -------
@@ -532,12 +540,15 @@ class PortingCheckError(PortmetaError):
     portmeta check: 1 finding, nothing written
       - f1
       (all of them in the pass's last_findings)
+    >>> print(str(PortingCheckError(("f1",), graph="scan_combine_graph_0")).splitlines()[0])
+    portmeta check: 1 finding in subgraph 'scan_combine_graph_0', nothing written
     """
 
-    def __init__(self, findings: tuple[object, ...]) -> None:
+    def __init__(self, findings: tuple[object, ...], graph: str | None = "") -> None:
         self.findings = tuple(findings)
+        self.graph = graph
         n = len(self.findings)
         super().__init__(
-            f"portmeta check: {n} finding{'s' if n != 1 else ''}, nothing written"
+            f"portmeta check: {n} finding{'s' if n != 1 else ''}{_inside(graph)}, nothing written"
             + _first_findings(self.findings, where="the pass's last_findings")
         )
