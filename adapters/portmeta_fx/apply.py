@@ -10,8 +10,9 @@ remembered in an :class:`Undo`.
 
 Staleness and re-application
 ----------------------------
-:func:`apply_plan` snapshots the graph with the plan's profile and compares its fingerprint
-(:func:`portmeta.fingerprint`) with the plan's:
+:func:`apply_plan` snapshots the graph with the plan's profile (and, for a model with
+subgraphs, all its graphs merged, subgraph nodes named ``GRAPH:node``) and compares the
+fingerprint (:func:`portmeta.fingerprint`) with the plan's:
 
 * equal to ``plan.fingerprint``: the plan is applied;
 * equal to the fingerprint of the graph module's snapshot taken right after this module applied
@@ -42,7 +43,7 @@ Example
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import attrs
@@ -51,9 +52,12 @@ import torch.fx
 
 import portmeta
 
-from .snapshot import read_fx, snapshot_nodes
+from .snapshot import read_fx, read_model, snapshot_nodes, subgraph_modules
 
 __all__ = ["UndoEntry", "Undo", "apply_plan", "write_deltas"]
+
+#: A way to read a graph module for a plan: its snapshot and its nodes by snapshot name.
+_Read = Callable[[Any, portmeta.Profile], tuple[portmeta.Snapshot, dict[str, torch.fx.Node]]]
 
 
 class UndoEntry(NamedTuple):
@@ -69,6 +73,18 @@ class UndoEntry(NamedTuple):
     key: str
     had_value: bool
     previous: Any
+
+
+def _all_nodes(gm: torch.fx.GraphModule | torch.fx.Graph) -> dict[str, torch.fx.Node]:
+    """Every node an undo may name: :func:`snapshot_nodes` of each graph of the model, a
+    subgraph's nodes named ``GRAPH:node``."""
+    if isinstance(gm, torch.fx.Graph):
+        return snapshot_nodes(gm)
+    return {
+        portmeta.qualified_node(name, n): node
+        for name, module in subgraph_modules(gm).items()
+        for n, node in snapshot_nodes(module).items()
+    }
 
 
 def _restore_entry(node: torch.fx.Node, entry: UndoEntry) -> None:
@@ -120,7 +136,7 @@ class Undo:
         portmeta.UnknownNodeError
             A recorded node is no longer in ``gm`` (checked before anything is restored).
         """
-        nodes = snapshot_nodes(gm)
+        nodes = _all_nodes(gm)
         for entry in self.entries:
             if entry.node not in nodes:
                 raise portmeta.UnknownNodeError(entry.node, "the graph module")
@@ -194,11 +210,19 @@ def _stale_message(plan: portmeta.Plan, current: str, nodes: Mapping[str, torch.
 def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     """Write ``plan`` onto ``gm``; return the :class:`Undo` that reverses it.
 
+    The plan may be of ``gm``'s own graph (:func:`from_fx`) or, for a model with ``scan`` /
+    ``while_loop`` subgraphs, of all its graphs merged (:func:`portmeta.merge_graphs` of
+    :func:`from_fx_graphs`, the plan ``portmeta plan`` makes of a :func:`dump` file, a
+    subgraph's nodes named ``GRAPH:node``); the fingerprint tells which. To apply the plan of
+    one subgraph alone (``portmeta plan --graph NAME``), give that subgraph:
+    ``apply_plan(plan, gm.get_submodule(NAME))``.
+
     Raises
     ------
     portmeta.StalePlanError
-        ``gm``'s snapshot (taken with ``plan.profile``) is neither the one the plan was made
-        from nor the state this plan left on this very graph module; nothing is written.
+        ``gm``'s snapshot (taken with ``plan.profile``), or that of all its graphs, is neither
+        the one the plan was made from nor the state this plan left on this very graph module;
+        nothing is written.
 
     Example
     -------
@@ -213,15 +237,29 @@ def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     ...
     portmeta.errors.StalePlanError: the graph changed since the plan was made: ...
     """
-    snapshot, nodes = read_fx(gm, plan.profile)
-    current = portmeta.fingerprint(snapshot)
     key = _plan_key(plan)
-    if current != plan.fingerprint:
-        done = _applied.get(gm, {})
-        if done.get(key) == current:
+    done = _applied.get(gm, {}).get(key) if not isinstance(gm, torch.fx.Graph) else None
+    seen = []
+    for read in _readers(gm):
+        snapshot, nodes = read(gm, plan.profile)
+        current = portmeta.fingerprint(snapshot)
+        if current == done:
             return Undo()
-        raise portmeta.StalePlanError(_stale_message(plan, current, nodes))
-    undo = write_deltas(plan.deltas, nodes)
-    if not isinstance(gm, torch.fx.Graph):
-        _applied.setdefault(gm, {})[key] = portmeta.fingerprint(read_fx(gm, plan.profile)[0])
-    return undo
+        if current == plan.fingerprint:
+            undo = write_deltas(plan.deltas, nodes)
+            if not isinstance(gm, torch.fx.Graph):
+                _applied.setdefault(gm, {})[key] = portmeta.fingerprint(read(gm, plan.profile)[0])
+            return undo
+        seen.append((current, nodes))
+    # say it of the model's graphs merged when the plan names a subgraph's node
+    whole = any(":" in name for d in plan.deltas for name in (d.target, d.source))
+    current, nodes = seen[-1] if whole else seen[0]
+    raise portmeta.StalePlanError(_stale_message(plan, current, nodes))
+
+
+def _readers(gm: torch.fx.GraphModule | torch.fx.Graph) -> tuple[_Read, ...]:
+    """How to read ``gm`` for a plan: its own graph, then, for a model with subgraphs, every
+    graph merged (the plan of a model file names a subgraph's nodes ``GRAPH:node``)."""
+    if isinstance(gm, torch.fx.GraphModule) and len(subgraph_modules(gm)) > 1:
+        return (read_fx, read_model)
+    return (read_fx,)

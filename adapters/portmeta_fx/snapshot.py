@@ -69,6 +69,7 @@ __all__ = [
     "qspec_of",
     "annotation_of",
     "snapshot_nodes",
+    "read_model",
     "resolve_profile",
 ]
 
@@ -521,6 +522,30 @@ def from_fx_graphs(
     if isinstance(gm, torch.fx.Graph):
         return {"": from_fx(gm, profile, keys)}
     return {name: from_fx(m, profile, keys) for name, m in subgraph_modules(gm).items()}
+
+
+def read_model(
+    gm: torch.fx.GraphModule | torch.fx.Graph, profile: portmeta.Profile
+) -> tuple[portmeta.Snapshot, dict[str, torch.fx.Node]]:
+    """:func:`read_fx` of every graph of a model, merged: the snapshot
+    :func:`portmeta.merge_graphs` makes of them (a subgraph's nodes named ``GRAPH:node``, as in
+    the plan the command line makes of a :func:`dump` file), and the nodes by those names.
+
+    Example
+    -------
+    >>> gm = torch.fx.symbolic_trace(torch.nn.ReLU())
+    >>> G, nodes = read_model(gm, portmeta.TORCHAO)
+    >>> list(G) == list(nodes) == ["input_1", "relu", "output"]
+    True
+    """
+    if isinstance(gm, torch.fx.Graph):
+        return read_fx(gm, profile)
+    snapshots: dict[str, portmeta.Snapshot] = {}
+    nodes: dict[str, torch.fx.Node] = {}
+    for name, module in subgraph_modules(gm).items():
+        snapshots[name], own = read_fx(module, profile)
+        nodes.update((portmeta.qualified_node(name, n), node) for n, node in own.items())
+    return portmeta.merge_graphs(snapshots), nodes
 
 
 def dump(

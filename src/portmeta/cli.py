@@ -45,7 +45,7 @@ from .io import (
     read_json,
 )
 from .plan import PLAN_FORMAT, Plan, plan, plan_writes
-from .profiles import PROFILES, Profile, get_profile
+from .profiles import DYNAMIC_CHAINS, PROFILES, Profile, get_profile
 from .report import format_diagnostics, format_table, summary
 from .snapshot import Snapshot, merge_graphs
 
@@ -82,6 +82,8 @@ def _profile(args: argparse.Namespace) -> Profile:
         profile = get_profile(args.profile)
     except PortmetaError as exc:
         raise CliError(f"{where}cannot use --profile: {exc}") from None
+    if getattr(args, "dynamic_chain", None) is not None:
+        profile = attrs.evolve(profile, dynamic_chain=args.dynamic_chain)
     if args.keys is not None:
         keys = [k.strip() for k in args.keys.split(",") if k.strip()]
         if not keys:
@@ -323,16 +325,22 @@ def cmd_draw(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """``portmeta check``: the findings of :func:`portmeta.check`; exit 1 when there are any."""
     graph = _load(args)
-    if args.plan and args.profile is not None:
-        raise CliError(
-            f"{args.plan}: --profile cannot be used with --plan (the plan's profile is used)"
-        )
+    for option, value in (("--profile", args.profile), ("--dynamic-chain", args.dynamic_chain)):
+        if args.plan and value is not None:
+            raise CliError(
+                f"{args.plan}: {option} cannot be used with --plan (the plan's profile is used)"
+            )
     if args.ported:
         how = " (fine with --ported, for a snapshot taken after porting)"
     else:
         how = " (give --ported if the graph was taken after porting)"
     # --keys names the keys the check compares, not a derived profile: plan with the profile alone
-    plain = argparse.Namespace(graph=args.graph, profile=args.profile or "torchao", keys=None)
+    plain = argparse.Namespace(
+        graph=args.graph,
+        profile=args.profile or "torchao",
+        dynamic_chain=args.dynamic_chain,
+        keys=None,
+    )
     p = _plan_to_use(
         plain,
         args.graph,
@@ -429,6 +437,7 @@ def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="upstream version to plan with (default: torchao; not with --plan, whose "
         "profile is used)",
     )
+    _add_dynamic_chain_option(p, "not with --plan; ")
     p.add_argument(
         "--keys",
         metavar="K1,K2",
@@ -493,11 +502,22 @@ def _add_profile_options(p: argparse.ArgumentParser, scope: str = "") -> None:
         default="torchao",
         help=f"{scope}upstream version to reproduce (default: torchao)",
     )
+    _add_dynamic_chain_option(p, scope)
     p.add_argument(
         "--keys",
         metavar="K1,K2",
         help=f"{scope}comma-separated metadata keys to copy, replacing the profile's list "
         "(default: stack_trace,quantization_tag)",
+    )
+
+
+def _add_dynamic_chain_option(p: argparse.ArgumentParser, scope: str = "") -> None:
+    p.add_argument(
+        "--dynamic-chain",
+        choices=DYNAMIC_CHAINS,
+        help=f"{scope}which choose_qparams chain a dynamically quantized input's values go to: "
+        "'search' (upstream's search from the input, the profile's default) or 'feeding' (the "
+        "chain feeding each consumer, for graphs whose shared chains a later pass duplicated)",
     )
 
 

@@ -154,6 +154,11 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
     notes = []
     if a.profile.name != b.profile.name:
         notes.append(f"profiles differ: {a.profile.name} vs {b.profile.name}")
+    elif a.profile.dynamic_chain != b.profile.dynamic_chain:
+        notes.append(
+            f"profiles named {a.profile.name!r} differ in dynamic_chain: "
+            f"{a.profile.dynamic_chain} vs {b.profile.dynamic_chain}"
+        )
     elif a.profile != b.profile:
         notes.append(f"profiles named {a.profile.name!r} differ in content (keys or op sets)")
     if a.fingerprint != b.fingerprint:

@@ -211,3 +211,42 @@ def test_the_check_sees_the_stale_copies_only_without_the_option():
     assert ("unported_input", "dq", "q_proj", "overwritten") in found
     assert ("foreign_write", "choose_qparams", "v_proj", "search_reached") in found
     assert portmeta.check(graph, FEEDING) == ()
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_the_command_line_takes_the_option(tmp_path, capsys):
+    from portmeta.cli import main
+
+    graph, _ = _duplicated()
+    path = tmp_path / "graph.json"
+    portmeta.dump_graph(graph, path)
+
+    def cli(*argv):
+        status = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    assert cli("check", path)[0] == 1  # the stale copies, with upstream's search
+    assert cli("check", path, "--dynamic-chain", "feeding")[0] == 0
+    assert cli("check", path, "--dynamic-chain", "search")[0] == 1
+
+    saved = tmp_path / "feeding.plan.json"
+    assert cli("plan", path, "--dynamic-chain", "feeding", "-o", saved)[0] == 0
+    assert Plan.load(saved) == plan(graph, FEEDING)
+    assert Plan.load(saved).to_dict()["profile"] == {"base": "torchao", "dynamic_chain": "feeding"}
+    assert cli("check", path, "--plan", saved)[0] == 0  # the plan's profile is used
+
+    status, out, _ = cli("explain", path, "dq_1", "--dynamic-chain", "feeding")
+    assert status == 0 and "k_proj" in out
+
+    status, out, _ = cli("diff", path, saved)
+    assert status == 0
+    assert "profiles named 'torchao' differ in dynamic_chain: search vs feeding" in out
+
+    status, _, err = cli("check", path, "--plan", saved, "--dynamic-chain", "feeding")
+    assert status == 2 and "--dynamic-chain cannot be used with --plan" in err
+    with pytest.raises(SystemExit) as info:  # argparse's own usage error
+        cli("plan", path, "--dynamic-chain", "bfs")
+    assert info.value.code == 2 and "invalid choice: 'bfs'" in capsys.readouterr().err

@@ -277,3 +277,63 @@ def test_convert_pt2e_is_restored_after_the_block() -> None:
     with patch_convert_pt2e():
         assert quantize_pt2e.convert_pt2e is not original
     assert quantize_pt2e.convert_pt2e is original
+
+
+# --------------------------------------------------------------------------- applying a model's plan
+
+
+def _q_nodes(gm: torch.fx.GraphModule) -> dict[str, torch.fx.Node]:
+    """Every quantize / dequantize / choose_qparams node of the model, by qualified name."""
+    return {
+        portmeta.qualified_node(name, n.name): n
+        for name, module in subgraph_modules(gm).items()
+        for n in module.graph.nodes
+        if n.op == "call_function" and ("quantize" in n.name or "choose_qparams" in n.name)
+    }
+
+
+@pytest.mark.parametrize(("model", "dynamic"), FLOWS, ids=IDS)
+def test_the_plan_of_a_model_file_applies_to_the_model(
+    model: str, dynamic: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from portmeta_fx import apply_plan
+
+    with patch_convert_pt2e():
+        gm = quantize_pt2e_convert(prepared(model, dynamic))
+    keys = ("stack_trace", "quantization_tag")
+    ported = {q: {k: n.meta.get(k) for k in keys} for q, n in _q_nodes(gm).items()}
+    for node in _q_nodes(gm).values():  # back to a model with nothing ported
+        for key in keys:
+            node.meta.pop(key, None)
+    path, plan_path = tmp_path / "model.json", tmp_path / "model.plan.json"
+    dump(gm, path)
+    assert _cli(capsys, "plan", path, "-o", plan_path)[0] == 0
+    plan = portmeta.Plan.load(plan_path)
+    sub = MODELS[model][2]
+    assert any(d.target.startswith(f"{sub}:") for d in plan.deltas)
+
+    undo = apply_plan(plan, gm)
+    written = {d.target for d in plan.deltas}
+    now = {q: {k: n.meta.get(k) for k in keys} for q, n in _q_nodes(gm).items()}
+    assert {q: now[q] for q in written} == {q: ported[q] for q in written}
+    assert apply_plan(plan, gm).entries == ()  # applied already: nothing to do
+    undo.restore(gm)
+    assert all(k not in n.meta for n in _q_nodes(gm).values() for k in keys)
+
+    # the plan of the body alone applies to the body
+    body_plan = tmp_path / "body.plan.json"
+    assert _cli(capsys, "plan", path, "--graph", sub, "-o", body_plan)[0] == 0
+    apply_plan(portmeta.Plan.load(body_plan), gm.get_submodule(sub))
+    now = {q: {k: n.meta.get(k) for k in keys} for q, n in _q_nodes(gm).items()}
+    assert {q: now[q] for q in written} == {q: ported[q] for q in written}
+    # the top level quantizes nothing: the model is where the model's plan leaves it
+    assert apply_plan(plan, gm).entries == ()
+    next(iter(_q_nodes(gm).values())).meta["stack_trace"] = "edited"
+    with pytest.raises(portmeta.StalePlanError, match="take a new snapshot and plan again"):
+        apply_plan(plan, gm)
+
+
+def quantize_pt2e_convert(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    return quantize_pt2e.convert_pt2e(model)
