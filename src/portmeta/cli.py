@@ -46,7 +46,7 @@ from .io import (
 )
 from .plan import PLAN_FORMAT, Plan, plan, plan_writes
 from .profiles import DYNAMIC_CHAINS, PROFILES, Profile, get_profile
-from .report import format_diagnostics, format_table, summary
+from .report import by_graph, format_diagnostics, format_table, summary
 from .snapshot import Snapshot, merge_graphs
 
 __all__ = ["main", "build_parser", "CliError"]
@@ -168,6 +168,12 @@ def _print(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _print_by_graph(lines: str) -> None:
+    """After the summary of a model file's graphs merged, the counts of each graph."""
+    if lines:
+        _print(lines)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -189,6 +195,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if diags:
         _print("\n" + diags)
     _print("\n" + summary(graph, p))
+    _print_by_graph(by_graph(graph, p))
     if args.output:
         print(f"plan written to {args.output}", file=sys.stderr)
     return 0
@@ -371,6 +378,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if found:
             _print(format_findings(found) + "\n\n")
         _print(check_summary(found, graph, p.profile, keys))
+        _print_by_graph(by_graph(graph, p, findings=[f.node for f in found]))
     return 1 if found else 0
 
 

@@ -20,15 +20,22 @@ dq      dequantize_per_tensor  quantization_tag  'P0'   relu    static_input
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ._text import short_value
 from .plan import Plan
 from .records import TargetKind
 from .rules import Rule
-from .snapshot import Snapshot, annotated_nodes, record
+from .snapshot import Snapshot, annotated_nodes, graph_of, record
 
-__all__ = ["short_target", "short_value", "format_table", "format_diagnostics", "summary"]
+__all__ = [
+    "short_target",
+    "short_value",
+    "format_table",
+    "format_diagnostics",
+    "summary",
+    "by_graph",
+]
 
 
 def short_target(graph: Snapshot, name: str) -> str:
@@ -104,10 +111,12 @@ def format_diagnostics(p: Plan) -> str:
 
 
 def summary(graph: Snapshot | None, p: Plan) -> str:
-    """One line: nodes, annotated nodes, writes per rule, diagnostics per kind."""
+    """One line: nodes, annotated nodes (those the pass ports from), writes per rule,
+    diagnostics per kind."""
     parts = []
     if graph is not None:
-        parts.append(f"{graph.number_of_nodes()} nodes, {len(annotated_nodes(graph))} annotated")
+        annotated = len(annotated_nodes(graph, ignored=False))
+        parts.append(f"{graph.number_of_nodes()} nodes, {annotated} annotated")
     n = len(p.deltas)
     targets = len({d.target for d in p.deltas})
     counts = Counter(d.rule for d in p.deltas)
@@ -122,3 +131,45 @@ def summary(graph: Snapshot | None, p: Plan) -> str:
         diag += " (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")"
     parts.append(diag)
     return "; ".join(parts)
+
+
+def by_graph(graph: Snapshot, p: Plan, findings: Iterable[str] | None = None) -> str:
+    """For a model's graphs merged (:func:`portmeta.merge_graphs`), one line per graph, top
+    level first: its nodes, annotated nodes and writes, and, given the nodes of the check's
+    findings, their count. ``""`` for a snapshot of one graph.
+
+    Example
+    -------
+    >>> from portmeta import merge_graphs, plan
+    >>> from portmeta.testing import GraphBuilder, static
+    >>> b = GraphBuilder(); x = b.placeholder("x"); q, dq = b.qdq(x)
+    >>> y = b.call("aten.relu.default", dq, name="relu", tag="P0")
+    >>> b.annotate(y, inputs={x: static()}); b.output(y)
+    >>> top = GraphBuilder(); top.output(top.placeholder("x"))
+    >>> model = merge_graphs({"": top.build(), "scan_combine_graph_0": b.build()})
+    >>> print(by_graph(model, plan(model), findings=[]))
+    graph ''                      2 nodes, 0 annotated, 0 writes, 0 findings
+    graph 'scan_combine_graph_0'  5 nodes, 1 annotated, 1 write, 0 findings
+    """
+    names = list(dict.fromkeys(graph_of(n) for n in graph))
+    if len(names) < 2:
+        return ""
+    nodes = Counter(graph_of(n) for n in graph)
+    annotated = Counter(graph_of(n) for n in annotated_nodes(graph, ignored=False))
+    writes = Counter(graph_of(d.target) for d in p.deltas)
+    found = None if findings is None else Counter(graph_of(n) for n in findings)
+    width = max(len(repr(name)) for name in names)
+    lines = []
+    for name in names:
+        line = (
+            f"graph {name!r:<{width}}  {_count(nodes[name], 'node')}, "
+            f"{annotated[name]} annotated, {_count(writes[name], 'write')}"
+        )
+        if found is not None:
+            line += f", {_count(found[name], 'finding')}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -49,6 +49,7 @@ __all__ = [
     "annotated_nodes",
     "meta_keys",
     "GRAPH_SEPARATOR",
+    "graph_of",
     "qualified_node",
     "graph_name_problem",
     "merge_graphs",
@@ -263,10 +264,32 @@ def users(graph: Snapshot, name: str) -> tuple[str, ...]:
     return tuple(user for user in record(graph, name).users if user in graph)
 
 
-def annotated_nodes(graph: Snapshot) -> tuple[str, ...]:
-    """Names of the graph's own annotated nodes, in graph order."""
+def annotated_nodes(graph: Snapshot, *, ignored: bool = True) -> tuple[str, ...]:
+    """Names of the graph's own annotated nodes, in graph order.
+
+    With ``ignored=False``, only those the pass ports from: an annotation with no input and no
+    output spec (what quantizers leave on weights and biases) is ignored
+    (:attr:`Annotation.is_valid`). Summaries count these.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder, static
+    >>> b = GraphBuilder(); x = b.placeholder("x"); _, dq = b.qdq(x)
+    >>> y = b.call("aten.relu.default", dq, name="relu"); b.annotate(y, inputs={x: static()})
+    >>> b.annotate(x); b.output(y); g = b.build()
+    >>> annotated_nodes(g), annotated_nodes(g, ignored=False)
+    (('x', 'relu'), ('relu',))
+    """
     names: tuple[str, ...] = graph.graph["annotated"]
-    return names
+    if ignored:
+        return names
+    return tuple(n for n in names if _annotation(graph, n).is_valid)
+
+
+def _annotation(graph: Snapshot, name: str) -> Annotation:
+    annotation = record(graph, name).annotation
+    assert annotation is not None  # the snapshot lists the nodes with one
+    return annotation
 
 
 def meta_keys(graph: Snapshot) -> tuple[str, ...] | None:
@@ -293,6 +316,19 @@ def qualified_node(graph_name: str, node: str) -> str:
     ('dq', 'scan_combine_graph_0:dq')
     """
     return f"{graph_name}{GRAPH_SEPARATOR}{node}" if graph_name else node
+
+
+def graph_of(node: str) -> str:
+    """The qualified name of the graph ``node`` (a name in a model's merged snapshot) belongs
+    to: the inverse of :func:`qualified_node`.
+
+    Example
+    -------
+    >>> graph_of("dq"), graph_of("scan_combine_graph_0:dq")
+    ('', 'scan_combine_graph_0')
+    """
+    graph, separator, _ = node.partition(GRAPH_SEPARATOR)
+    return graph if separator else ""
 
 
 def graph_name_problem(name: Any) -> str | None:

@@ -101,3 +101,41 @@ def test_a_model_file_is_no_graph_file(tmp_path: Path) -> None:
         portmeta.load_graph(path)
     with pytest.raises(portmeta.GraphFormatError, match="not a portmeta graph file"):
         model_from_dict({"format": "portmeta.plan"})
+
+
+def test_graph_of_inverts_qualified_node() -> None:
+    for graph in ("", "scan_combine_graph_0", "outer.while_loop_body_graph_0"):
+        for node in ("dq", "x@0"):
+            assert portmeta.graph_of(portmeta.qualified_node(graph, node)) == graph
+
+
+def test_the_command_line_counts_each_graph(tmp_path: Path, capsys: Any) -> None:
+    from portmeta.cli import main
+
+    model = _model()
+    body = GraphBuilder()  # a body whose dequantize is read inside a list: a hole
+    x = body.placeholder("x")
+    _, dq = body.qdq(x)
+    cat = body.call("aten.cat.default", [dq], name="cat", tag="body_cat")
+    body.annotate(cat, inputs={x: static()})
+    body.output(cat)
+    model["while_loop_body_graph_0"] = body.build()
+    path = tmp_path / "model.json"
+    portmeta.dump_graphs(model, path)
+
+    assert main(["plan", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3:] == [
+        "graph ''                         5 nodes, 1 annotated, 2 writes",
+        "graph 'scan_combine_graph_0'     5 nodes, 1 annotated, 2 writes",
+        "graph 'while_loop_body_graph_0'  5 nodes, 1 annotated, 0 writes",
+    ]
+    assert main(["check", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3:] == [
+        "graph ''                         5 nodes, 1 annotated, 2 writes, 0 findings",
+        "graph 'scan_combine_graph_0'     5 nodes, 1 annotated, 2 writes, 0 findings",
+        "graph 'while_loop_body_graph_0'  5 nodes, 1 annotated, 0 writes, 1 finding",
+    ]
+    assert main(["plan", str(path), "--graph", "scan_combine_graph_0"]) == 0
+    assert not capsys.readouterr().out.splitlines()[-1].startswith("graph ")
