@@ -52,7 +52,7 @@ import torch.fx
 
 import portmeta
 
-from .snapshot import read_fx, read_model, snapshot_nodes, subgraph_modules
+from .snapshot import model_nodes, read_fx, read_model, subgraph_modules
 
 __all__ = ["UndoEntry", "Undo", "apply_plan", "write_deltas"]
 
@@ -73,18 +73,6 @@ class UndoEntry(NamedTuple):
     key: str
     had_value: bool
     previous: Any
-
-
-def _all_nodes(gm: torch.fx.GraphModule | torch.fx.Graph) -> dict[str, torch.fx.Node]:
-    """Every node an undo may name: :func:`snapshot_nodes` of each graph of the model, a
-    subgraph's nodes named ``GRAPH:node``."""
-    if isinstance(gm, torch.fx.Graph):
-        return snapshot_nodes(gm)
-    return {
-        portmeta.qualified_node(name, n): node
-        for name, module in subgraph_modules(gm).items()
-        for n, node in snapshot_nodes(module).items()
-    }
 
 
 def _restore_entry(node: torch.fx.Node, entry: UndoEntry) -> None:
@@ -131,12 +119,15 @@ class Undo:
     def restore(self, gm: torch.fx.GraphModule) -> None:
         """Put every recorded key back exactly (deleting keys that were absent).
 
+        Nodes are found by snapshot name; a subgraph's as ``GRAPH:node`` (the undo of a
+        model's plan).
+
         Raises
         ------
         portmeta.UnknownNodeError
             A recorded node is no longer in ``gm`` (checked before anything is restored).
         """
-        nodes = _all_nodes(gm)
+        nodes = model_nodes(gm)
         for entry in self.entries:
             if entry.node not in nodes:
                 raise portmeta.UnknownNodeError(entry.node, "the graph module")
@@ -194,7 +185,13 @@ def _plan_key(plan: portmeta.Plan) -> _PlanKey:
     )
 
 
-def _stale_message(plan: portmeta.Plan, current: str, nodes: Mapping[str, torch.fx.Node]) -> str:
+def _stale_message(
+    plan: portmeta.Plan, readings: Sequence[tuple[str, Mapping[str, torch.fx.Node]]]
+) -> str:
+    """Why ``plan`` does not fit: the fingerprints of the graph module as read (its own graph,
+    then, for a model, all its graphs merged) and the nodes the plan names that are gone."""
+    current = " or, all its graphs merged, ".join(fp for fp, _ in readings)
+    nodes = readings[-1][1]  # the widest reading: every graph's nodes, GRAPH:node
     named = dict.fromkeys(n for d in plan.deltas for n in (d.target, d.source))
     missing = [n for n in named if n not in nodes]
     text = (
@@ -239,22 +236,19 @@ def apply_plan(plan: portmeta.Plan, gm: torch.fx.GraphModule) -> Undo:
     """
     key = _plan_key(plan)
     done = _applied.get(gm, {}).get(key) if not isinstance(gm, torch.fx.Graph) else None
-    seen = []
+    readings = []
     for read in _readers(gm):
         snapshot, nodes = read(gm, plan.profile)
         current = portmeta.fingerprint(snapshot)
-        if current == done:
-            return Undo()
         if current == plan.fingerprint:
             undo = write_deltas(plan.deltas, nodes)
             if not isinstance(gm, torch.fx.Graph):
                 _applied.setdefault(gm, {})[key] = portmeta.fingerprint(read(gm, plan.profile)[0])
             return undo
-        seen.append((current, nodes))
-    # say it of the model's graphs merged when the plan names a subgraph's node
-    whole = any(":" in name for d in plan.deltas for name in (d.target, d.source))
-    current, nodes = seen[-1] if whole else seen[0]
-    raise portmeta.StalePlanError(_stale_message(plan, current, nodes))
+        if current == done:
+            return Undo()
+        readings.append((current, nodes))
+    raise portmeta.StalePlanError(_stale_message(plan, readings))
 
 
 def _readers(gm: torch.fx.GraphModule | torch.fx.Graph) -> tuple[_Read, ...]:

@@ -31,6 +31,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import warnings
 from collections.abc import Iterator, Sequence
@@ -288,32 +289,34 @@ def _warn_at_user(warning: Warning) -> None:
 
 
 class _Conversions:
-    """The ``convert_pt2e`` calls in progress inside one :func:`patch_convert_pt2e` block, and
-    the qualified name of the graph each one converts.
+    """``convert_pt2e`` inside one :func:`patch_convert_pt2e` block: torchao's, knowing the
+    qualified name of the graph each call converts.
 
     torchao 0.18's ``convert_pt2e`` converts each scan combine_fn and while_loop body_fn by
-    calling ``convert_pt2e`` (the module attribute, which the block replaces by
-    :meth:`convert`) on the loop body, before it converts the model itself. A call made inside
-    another names its model by where it sits in that model (:func:`subgraph_modules`). The
-    outermost call is the top level, unless torchao's ``convert_pt2e`` itself made it: the user
-    called a reference to ``convert_pt2e`` bound before the block, so the top level is
-    converted outside the wrapper. The graphs converted then have no name (``None``) until the
-    top level's pass runs: their passes hold their warnings, and the first pass with a known
-    name finds their graph modules inside its own, names them and issues the warnings.
+    calling ``convert_pt2e`` (the module attribute, which the block sets to this object) on
+    the loop body, before it converts the model itself. A call made inside another names its
+    model by where it sits in that model (:func:`subgraph_modules`). The outermost call is the
+    top level, unless torchao's ``convert_pt2e`` itself made it (the caller's code object
+    says so): the user called a reference to ``convert_pt2e`` bound before the block, so the
+    top level is converted outside the wrapper. The graphs converted then have no name
+    (``None``) until the top level's pass runs: their passes hold their warnings, and the first
+    pass with a known name finds their graph modules inside its own, names them and issues the
+    warnings. Like a ``functools.wraps`` wrapper, it has ``__wrapped__``: a block inside
+    another finds torchao's function through it.
     """
 
     def __init__(self, original: Any) -> None:
+        functools.update_wrapper(self, original)
         self.original = original
-        self._torchao_code = inspect.unwrap(original).__code__
+        self._torchao_code = getattr(inspect.unwrap(original), "__code__", None)
         self.running: list[tuple[torch.fx.GraphModule, str | None]] = []
         self.unnamed: list[tuple[_ConvertPass, torch.fx.GraphModule]] = []
 
-    def convert(self, model: torch.fx.GraphModule, *args: Any, **kwargs: Any) -> Any:
-        """``convert_pt2e`` for the block: torchao's, knowing which graph it converts."""
-        caller = inspect.currentframe()
-        caller = caller.f_back if caller is not None else None
+    def __call__(self, model: torch.fx.GraphModule, *args: Any, **kwargs: Any) -> Any:
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
         by_torchao = caller is not None and caller.f_code is self._torchao_code
-        del caller
+        del frame, caller
         self.running.append((model, self._name(model, by_torchao)))
         try:
             return self.original(model, *args, **kwargs)
@@ -327,7 +330,7 @@ class _Conversions:
         if prefix is not None:
             for relative, module in subgraph_modules(parent).items():
                 if relative and module is model:
-                    return f"{prefix}.{relative}" if prefix else relative
+                    return _qualified(prefix, relative)
         return None
 
     def graph_name(self) -> str | None:
@@ -336,7 +339,9 @@ class _Conversions:
         return self.running[-1][1] if self.running else ""
 
     def ported(self, pass_: _ConvertPass, graph_module: torch.fx.GraphModule) -> None:
-        """``pass_`` is about to port ``graph_module``: name the unnamed graphs inside it."""
+        """``pass_`` is about to port ``graph_module``: name the unnamed graphs inside it. The
+        top level's pass ends a conversion: what is still unnamed then (left by a conversion
+        that failed) is issued unnamed."""
         if pass_.graph_name is None:
             self.unnamed.append((pass_, graph_module))
             return
@@ -347,14 +352,28 @@ class _Conversions:
             name = inside.get(id(entry[1]))
             if name is not None:
                 self.unnamed.remove(entry)
-                entry[0].graph_name = f"{pass_.graph_name}.{name}" if pass_.graph_name else name
+                entry[0].graph_name = _qualified(pass_.graph_name, name)
                 entry[0].warn_held()
+        if pass_.graph_name == "":
+            self.close()
 
-    def close(self) -> None:
-        """The block ends: issue what the graphs never named hold (``convert_pt2e`` raised)."""
-        for pass_, _ in self.unnamed:
-            pass_.warn_held()
-        self.unnamed.clear()
+    def close(self, error: BaseException | None = None) -> None:
+        """Issue what the graphs never named hold (their ``convert_pt2e`` failed). With
+        ``error`` on its way out of the block, a warning made an error is added to its notes
+        instead of hiding it."""
+        unnamed, self.unnamed = self.unnamed, []
+        for pass_, _ in unnamed:
+            try:
+                pass_.warn_held()
+            except Warning as warning:
+                if error is None:
+                    raise
+                error.add_note(f"{type(warning).__name__}: {warning}")
+
+
+def _qualified(prefix: str, relative: str) -> str:
+    """The qualified name of a module at ``relative`` inside the module named ``prefix``."""
+    return f"{prefix}.{relative}" if prefix else relative
 
 
 class _ConvertPass(PortNodeMetaForQDQ):
@@ -439,10 +458,14 @@ def patch_convert_pt2e(
 
     original = quantize_pt2e.PortNodeMetaForQDQ
     quantize_pt2e.PortNodeMetaForQDQ = factory
-    quantize_pt2e.convert_pt2e = conversions.convert
+    quantize_pt2e.convert_pt2e = conversions
+    error: BaseException | None = None
     try:
         yield created
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         quantize_pt2e.PortNodeMetaForQDQ = original
         quantize_pt2e.convert_pt2e = conversions.original
-        conversions.close()
+        conversions.close(error)

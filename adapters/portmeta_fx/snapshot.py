@@ -70,6 +70,7 @@ __all__ = [
     "annotation_of",
     "snapshot_nodes",
     "read_model",
+    "model_nodes",
     "resolve_profile",
 ]
 
@@ -541,11 +542,34 @@ def read_model(
     if isinstance(gm, torch.fx.Graph):
         return read_fx(gm, profile)
     snapshots: dict[str, portmeta.Snapshot] = {}
-    nodes: dict[str, torch.fx.Node] = {}
+    nodes: dict[str, dict[str, torch.fx.Node]] = {}
     for name, module in subgraph_modules(gm).items():
-        snapshots[name], own = read_fx(module, profile)
-        nodes.update((portmeta.qualified_node(name, n), node) for n, node in own.items())
-    return portmeta.merge_graphs(snapshots), nodes
+        snapshots[name], nodes[name] = read_fx(module, profile)
+    return portmeta.merge_graphs(snapshots), _qualified_nodes(nodes)
+
+
+def model_nodes(gm: torch.fx.GraphModule | torch.fx.Graph) -> dict[str, torch.fx.Node]:
+    """:func:`snapshot_nodes` of every graph of a model, a subgraph's nodes named
+    ``GRAPH:node``: the nodes of :func:`read_model`, without reading the snapshot.
+
+    Example
+    -------
+    >>> list(model_nodes(torch.fx.symbolic_trace(torch.nn.ReLU())))
+    ['input_1', 'relu', 'output']
+    """
+    if isinstance(gm, torch.fx.Graph):
+        return snapshot_nodes(gm)
+    return _qualified_nodes({n: snapshot_nodes(m) for n, m in subgraph_modules(gm).items()})
+
+
+def _qualified_nodes(
+    per_graph: Mapping[str, Mapping[str, torch.fx.Node]],
+) -> dict[str, torch.fx.Node]:
+    return {
+        portmeta.qualified_node(graph, name): node
+        for graph, nodes in per_graph.items()
+        for name, node in nodes.items()
+    }
 
 
 def dump(

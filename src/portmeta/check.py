@@ -966,7 +966,7 @@ def compared_keys(
     """
     profile_keys, chosen = _compared_keys(profile, keys)
     out: dict[str, int] = {}
-    for name in annotated_nodes(graph, ignored=False):
+    for name in annotated_nodes(graph, include_ignored=False):
         rec = record(graph, name)
         values = {k: v for k, v in rec.meta if k in profile_keys}
         deciding = [k for k in profile_keys if k in deciding_keys(values, chosen) and k in values]

@@ -79,7 +79,7 @@ def _epilog(text: str) -> str:
 def _profile(args: argparse.Namespace) -> Profile:
     where = f"{args.graph}: " if getattr(args, "graph", None) else ""
     try:
-        profile = get_profile(args.profile)
+        profile = get_profile(args.profile or "torchao")
     except PortmetaError as exc:
         raise CliError(f"{where}cannot use --profile: {exc}") from None
     if getattr(args, "dynamic_chain", None) is not None:
@@ -95,6 +95,15 @@ def _profile(args: argparse.Namespace) -> Profile:
         except PortmetaError as exc:
             raise CliError(f"{where}--keys: {exc}") from None
     return profile
+
+
+def _refuse_with_plan(args: argparse.Namespace, *options: str) -> None:
+    """Refuse planning options given with ``--plan``: the plan was made already."""
+    for option in options:
+        if args.plan and getattr(args, option[2:].replace("-", "_")) is not None:
+            raise CliError(
+                f"{args.plan}: {option} cannot be used with --plan (the plan's profile is used)"
+            )
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -316,6 +325,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_draw(args: argparse.Namespace) -> int:
     graph = _load(args)
+    _refuse_with_plan(args, "--profile", "--dynamic-chain", "--keys")
     p = _plan_to_use(args, args.graph, graph, args.plan, verb="drawing", refuse_other=True)
     _check_output(args.output, args.graph, *([args.plan] if args.plan else []))
     try:
@@ -332,11 +342,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """``portmeta check``: the findings of :func:`portmeta.check`; exit 1 when there are any."""
     graph = _load(args)
-    for option, value in (("--profile", args.profile), ("--dynamic-chain", args.dynamic_chain)):
-        if args.plan and value is not None:
-            raise CliError(
-                f"{args.plan}: {option} cannot be used with --plan (the plan's profile is used)"
-            )
+    _refuse_with_plan(args, "--profile", "--dynamic-chain")
     if args.ported:
         how = " (fine with --ported, for a snapshot taken after porting)"
     else:
@@ -507,7 +513,6 @@ def _add_profile_options(p: argparse.ArgumentParser, scope: str = "") -> None:
     p.add_argument(
         "--profile",
         metavar="{" + ",".join(PROFILES) + "}",
-        default="torchao",
         help=f"{scope}upstream version to reproduce (default: torchao)",
     )
     _add_dynamic_chain_option(p, scope)
@@ -667,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("graph", metavar="GRAPH.json", help="saved graph snapshot (or model file)")
     _add_graph_option(p)
     p.add_argument("--plan", metavar="PLAN.json", help="plan to draw (default: plan the graph now)")
-    _add_profile_options(p)
+    _add_profile_options(p, "without --plan: ")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help=_SUFFIXES)
     p.set_defaults(func=cmd_draw)
 

@@ -154,13 +154,15 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
     notes = []
     if a.profile.name != b.profile.name:
         notes.append(f"profiles differ: {a.profile.name} vs {b.profile.name}")
-    elif a.profile.dynamic_chain != b.profile.dynamic_chain:
-        notes.append(
-            f"profiles named {a.profile.name!r} differ in dynamic_chain: "
-            f"{a.profile.dynamic_chain} vs {b.profile.dynamic_chain}"
-        )
-    elif a.profile != b.profile:
-        notes.append(f"profiles named {a.profile.name!r} differ in content (keys or op sets)")
+    else:
+        chains = a.profile.dynamic_chain, b.profile.dynamic_chain
+        if chains[0] != chains[1]:
+            notes.append(
+                f"profiles named {a.profile.name!r} differ in dynamic_chain: "
+                f"{chains[0]} vs {chains[1]}"
+            )
+        if attrs.evolve(a.profile, dynamic_chain=chains[1]) != b.profile:
+            notes.append(f"profiles named {a.profile.name!r} differ in content (keys or op sets)")
     if a.fingerprint != b.fingerprint:
         notes.append(
             f"planned from different snapshots: {a.fingerprint[:12]} vs {b.fingerprint[:12]}"

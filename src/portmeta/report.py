@@ -26,7 +26,7 @@ from ._text import short_value
 from .plan import Plan
 from .records import TargetKind
 from .rules import Rule
-from .snapshot import Snapshot, annotated_nodes, graph_of, record
+from .snapshot import Snapshot, annotated_nodes, graph_of, record, records
 
 __all__ = [
     "short_target",
@@ -111,12 +111,13 @@ def format_diagnostics(p: Plan) -> str:
 
 
 def summary(graph: Snapshot | None, p: Plan) -> str:
-    """One line: nodes, annotated nodes (those the pass ports from), writes per rule,
-    diagnostics per kind."""
+    """One line: the graph's own nodes, its annotated nodes (those the pass ports from), writes
+    per rule, diagnostics per kind."""
     parts = []
     if graph is not None:
-        annotated = len(annotated_nodes(graph, ignored=False))
-        parts.append(f"{graph.number_of_nodes()} nodes, {annotated} annotated")
+        own = sum(1 for rec in records(graph) if not rec.foreign)
+        annotated = len(annotated_nodes(graph, include_ignored=False))
+        parts.append(f"{own} nodes, {annotated} annotated")
     n = len(p.deltas)
     targets = len({d.target for d in p.deltas})
     counts = Counter(d.rule for d in p.deltas)
@@ -135,7 +136,7 @@ def summary(graph: Snapshot | None, p: Plan) -> str:
 
 def by_graph(graph: Snapshot, p: Plan, findings: Iterable[str] | None = None) -> str:
     """For a model's graphs merged (:func:`portmeta.merge_graphs`), one line per graph, top
-    level first: its nodes, annotated nodes and writes, and, given the nodes of the check's
+    level first: its own nodes, annotated nodes and writes, and, given the nodes of the check's
     findings, their count. ``""`` for a snapshot of one graph.
 
     Example
@@ -154,8 +155,8 @@ def by_graph(graph: Snapshot, p: Plan, findings: Iterable[str] | None = None) ->
     names = list(dict.fromkeys(graph_of(n) for n in graph))
     if len(names) < 2:
         return ""
-    nodes = Counter(graph_of(n) for n in graph)
-    annotated = Counter(graph_of(n) for n in annotated_nodes(graph, ignored=False))
+    nodes = Counter(graph_of(rec.name) for rec in records(graph) if not rec.foreign)
+    annotated = Counter(graph_of(n) for n in annotated_nodes(graph, include_ignored=False))
     writes = Counter(graph_of(d.target) for d in p.deltas)
     found = None if findings is None else Counter(graph_of(n) for n in findings)
     width = max(len(repr(name)) for name in names)

@@ -264,12 +264,12 @@ def users(graph: Snapshot, name: str) -> tuple[str, ...]:
     return tuple(user for user in record(graph, name).users if user in graph)
 
 
-def annotated_nodes(graph: Snapshot, *, ignored: bool = True) -> tuple[str, ...]:
+def annotated_nodes(graph: Snapshot, *, include_ignored: bool = True) -> tuple[str, ...]:
     """Names of the graph's own annotated nodes, in graph order.
 
-    With ``ignored=False``, only those the pass ports from: an annotation with no input and no
-    output spec (what quantizers leave on weights and biases) is ignored
-    (:attr:`Annotation.is_valid`). Summaries count these.
+    With ``include_ignored=False``, only those the pass ports from: it ignores an annotation
+    with no input and no output spec (what quantizers leave on weights and biases;
+    :attr:`Annotation.is_valid`). Summaries count these.
 
     Example
     -------
@@ -277,11 +277,11 @@ def annotated_nodes(graph: Snapshot, *, ignored: bool = True) -> tuple[str, ...]
     >>> b = GraphBuilder(); x = b.placeholder("x"); _, dq = b.qdq(x)
     >>> y = b.call("aten.relu.default", dq, name="relu"); b.annotate(y, inputs={x: static()})
     >>> b.annotate(x); b.output(y); g = b.build()
-    >>> annotated_nodes(g), annotated_nodes(g, ignored=False)
+    >>> annotated_nodes(g), annotated_nodes(g, include_ignored=False)
     (('x', 'relu'), ('relu',))
     """
     names: tuple[str, ...] = graph.graph["annotated"]
-    if ignored:
+    if include_ignored:
         return names
     return tuple(n for n in names if _annotation(graph, n).is_valid)
 

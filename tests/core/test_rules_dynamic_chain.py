@@ -250,3 +250,28 @@ def test_the_command_line_takes_the_option(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:  # argparse's own usage error
         cli("plan", path, "--dynamic-chain", "bfs")
     assert info.value.code == 2 and "invalid choice: 'bfs'" in capsys.readouterr().err
+
+
+def test_diff_names_every_profile_difference():
+    from portmeta.diff import diff_plans
+
+    graph, _ = _duplicated()
+    both = attrs.evolve(FEEDING, keys=("quantization_tag",))
+    notes = diff_plans(plan(graph, TORCHAO), plan(graph, both)).notes
+    assert "profiles named 'torchao' differ in dynamic_chain: search vs feeding" in notes
+    assert "profiles named 'torchao' differ in content (keys or op sets)" in notes
+    notes = diff_plans(plan(graph, TORCHAO), plan(graph, FEEDING)).notes
+    assert not any("content" in n for n in notes)
+
+
+def test_draw_refuses_planning_options_with_a_plan(tmp_path, capsys):
+    from portmeta.cli import main
+
+    graph, _ = _duplicated()
+    path, saved = tmp_path / "graph.json", tmp_path / "plan.json"
+    portmeta.dump_graph(graph, path)
+    assert main(["plan", str(path), "-o", str(saved)]) == 0
+    for option in (["--dynamic-chain", "feeding"], ["--profile", "legacy"], ["--keys", "x"]):
+        status = main(["draw", str(path), "--plan", str(saved), *option, "-o", "x.dot"])
+        err = capsys.readouterr().err
+        assert status == 2 and f"{option[0]} cannot be used with --plan" in err

@@ -209,3 +209,49 @@ def test_warnings_held_when_the_top_level_fails_are_issued_at_the_end_of_the_blo
     assert all(w.message.graph is None for w in ours)  # type: ignore[union-attr]
     assert "in a subgraph (its name is not known)" in str(ours[0].message)
     assert quantize_pt2e.convert_pt2e is stand_in  # the block put back what it found
+
+
+def test_a_block_inside_another_still_sees_torchaos_function(stand_in: Callable[..., Any]) -> None:
+    with patch_convert_pt2e(), patch_convert_pt2e(check="off") as inner:
+        stand_in(_top())  # a name bound before both blocks
+    assert [p.graph_name for p in inner] == NESTED
+    assert quantize_pt2e.convert_pt2e is stand_in
+
+
+def test_a_convert_pt2e_that_is_no_function_is_wrapped_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(quantize_pt2e, "convert_pt2e", functools.partial(calls.append))
+    with patch_convert_pt2e():
+        quantize_pt2e.convert_pt2e("model")
+    assert calls == ["model"]
+
+
+def test_warnings_made_errors_do_not_hide_the_failure(stand_in: Callable[..., Any]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", portmeta.PortingWarning)
+        with (
+            pytest.raises(RuntimeError, match="the top level failed") as info,
+            patch_convert_pt2e(check="warn"),
+        ):
+            stand_in(_top(), fail_top=True)
+    notes = getattr(info.value, "__notes__", [])
+    assert len(notes) == 2
+    assert all(
+        n.startswith("PortingWarning: portmeta check: 2 findings in a subgraph") for n in notes
+    )
+
+
+def test_what_a_failed_conversion_held_is_issued_by_the_next_one(
+    stand_in: Callable[..., Any],
+) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with patch_convert_pt2e(check="warn") as passes:
+            with pytest.raises(RuntimeError):
+                stand_in(_top(), fail_top=True)
+            assert _portmeta_warnings(caught) == []  # held: their names may still come
+            stand_in(_top())
+            graphs = [w.message.graph for w in _portmeta_warnings(caught)]  # type: ignore[union-attr]
+    # the second conversion names its own bodies, then gives up on the first one's
+    assert graphs == ["body_graph.inner_graph", "body_graph", None, None]
+    assert [p.graph_name for p in passes] == [None, None, *NESTED]

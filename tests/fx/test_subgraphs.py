@@ -329,8 +329,12 @@ def test_the_plan_of_a_model_file_applies_to_the_model(
     # the top level quantizes nothing: the model is where the model's plan leaves it
     assert apply_plan(plan, gm).entries == ()
     next(iter(_q_nodes(gm).values())).meta["stack_trace"] = "edited"
-    with pytest.raises(portmeta.StalePlanError, match="take a new snapshot and plan again"):
+    with pytest.raises(portmeta.StalePlanError, match="take a new snapshot and plan again") as e:
         apply_plan(plan, gm)
+    # both readings of the model, the top level's own graph and all graphs merged
+    own = portmeta.fingerprint(from_fx(gm))
+    merged = portmeta.fingerprint(portmeta.merge_graphs(from_fx_graphs(gm)))
+    assert f"graph fingerprint {own} or, all its graphs merged, {merged} " in str(e.value)
 
 
 def quantize_pt2e_convert(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
