@@ -38,7 +38,7 @@ Example
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -55,10 +55,11 @@ from torchao.quantization.pt2e.quantizer import (  # type: ignore[import-untyped
     SharedQuantizationSpec,
 )
 
+import portmeta
 from portmeta.profiles import TORCHAO
 from portmeta.records import TargetKind
 
-from .snapshot import Q_ANNOTATION_KEY, target_of
+from .snapshot import Q_ANNOTATION_KEY, subgraph_modules, target_of
 
 __all__ = [
     "TAG_KEY",
@@ -132,12 +133,15 @@ def _weights(node: torch.fx.Node) -> list[torch.fx.Node]:
 def tag_partitions(
     graph: torch.fx.Graph | torch.fx.GraphModule,
     tag: Callable[[torch.fx.Node], str | None] | None = None,
+    taken: Collection[str] = (),
 ) -> dict[str, list[str]]:
     """Tag the annotated nodes of an annotated graph in place (what :class:`TagPartitions` runs).
 
     For a graph a quantizer has just annotated (``quantizer.annotate(gm)``; after
     ``prepare_pt2e`` the weights sit behind observers and are not found). ``tag`` is
-    :class:`TagPartitions`'s. Returns ``{tag: [names of the nodes tagged]}`` in graph order.
+    :class:`TagPartitions`'s. A default tag is never one the graph holds already, nor one of
+    ``taken`` (the tags of the model's other graphs). Returns ``{tag: [names of the nodes
+    tagged]}`` in graph order.
 
     Example
     -------
@@ -151,7 +155,7 @@ def tag_partitions(
     {}
     """
     nodes = list(graph.graph.nodes if isinstance(graph, torch.fx.GraphModule) else graph.nodes)
-    used = {n.meta[TAG_KEY] for n in nodes if isinstance(n.meta.get(TAG_KEY), str)}
+    used = {n.meta[TAG_KEY] for n in nodes if isinstance(n.meta.get(TAG_KEY), str)} | set(taken)
     counts: Counter[str] = Counter()
     tagged: dict[str, list[str]] = {}
 
@@ -213,8 +217,13 @@ class TagPartitions(Quantizer):  # type: ignore[misc]
     Attributes
     ----------
     partitions:
-        After :meth:`annotate`: ``{tag: [names of the nodes this wrapper tagged]}``, in graph
-        order (nodes that kept their own tag are not listed).
+        After ``prepare_pt2e``: ``{tag: [names of the nodes this wrapper tagged]}``, in graph
+        order (nodes that kept their own tag are not listed). For a model with ``scan`` /
+        ``while_loop`` loop bodies, which ``prepare_pt2e`` annotates after the model itself,
+        the tags are the whole model's: a loop body's default tags go on counting from the
+        model's (``linear_1`` after the top level's ``linear_0``), and its nodes are listed as
+        ``GRAPH:node`` (``scan_combine_graph_0:linear``), as :func:`portmeta.merge_graphs`
+        names them.
 
     Example
     -------
@@ -270,6 +279,8 @@ class TagPartitions(Quantizer):  # type: ignore[misc]
         self.quantizer = quantizer
         self.tag = tag
         self.partitions: dict[str, list[str]] = {}
+        self._taken: set[str] = set()  # the tags of the model's graphs annotated so far
+        self._bodies: list[tuple[torch.fx.GraphModule, str]] = []  # loop bodies still to come
 
     def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         """The wrapped quantizer's ``transform_for_annotation``."""
@@ -277,9 +288,29 @@ class TagPartitions(Quantizer):  # type: ignore[misc]
         return out
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-        """Annotate with the wrapped quantizer, then tag (in place); returns the model."""
+        """Annotate with the wrapped quantizer, then tag (in place); returns the model.
+
+        A model that is none of the loop bodies of the model annotated before starts a new
+        model: :attr:`partitions` starts again.
+        """
+        graph_name = next((name for body, name in self._bodies if body is model), None)
+        if graph_name is None:
+            graph_name, self.partitions, self._taken, self._bodies = "", {}, set(), []
+        bodies = subgraph_modules(model)
         model = self.quantizer.annotate(model) or model
-        self.partitions = tag_partitions(model.graph, self.tag)
+        tagged = tag_partitions(model.graph, self.tag, self._taken)
+        for tag, names in tagged.items():
+            found = self.partitions.setdefault(tag, [])
+            found.extend(portmeta.qualified_node(graph_name, name) for name in names)
+        self._taken.update(
+            n.meta[TAG_KEY] for n in model.graph.nodes if isinstance(n.meta.get(TAG_KEY), str)
+        )
+        self._bodies = [(body, name) for body, name in self._bodies if body is not model]
+        self._bodies.extend(
+            (body, f"{graph_name}.{name}" if graph_name else name)
+            for name, body in bodies.items()
+            if name
+        )
         return model
 
     def validate(self, model: torch.fx.GraphModule) -> None:

@@ -346,3 +346,49 @@ def test_the_docs_example_runs_as_written() -> None:
         namespace["quantizer"],
     )
     assert set(tags(grouped).values()) == {"linear_part", "linear_1_part"}
+
+
+# --------------------------------------------------------------------------- loop bodies
+
+
+class LinearThenScan(torch.nn.Module):
+    """A linear at the top level, then a scan whose combine_fn runs another linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(4, 4)
+        self.inner = torch.nn.Linear(4, 4)
+
+    def forward(self, xs: torch.Tensor) -> Any:
+        from torch._higher_order_ops.scan import scan
+
+        def combine(carry: torch.Tensor, x: torch.Tensor) -> Any:
+            y = self.inner(carry + x)
+            return y, y.clone()
+
+        return scan(combine, torch.zeros(4), self.first(xs))
+
+
+def test_a_loop_body_goes_on_with_the_models_tags() -> None:
+    torch.manual_seed(0)
+    exported = torch.export.export(
+        LinearThenScan().eval(), (torch.randn(3, 4),), strict=False
+    ).module()
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    wrapper = TagPartitions(XNNPACKQuantizer().set_global(config))
+    prepared = prepare_pt2e(copy.deepcopy(exported), wrapper)
+    body = "scan_combine_graph_0"
+    assert wrapper.partitions == {
+        "linear_0": ["linear", "first_weight", "first_bias"],
+        "add_0": [f"{body}:add"],
+        "linear_1": [f"{body}:linear"],  # the body reads its weights as inputs
+    }
+    graphs = portmeta_fx.subgraph_modules(prepared)
+    tags = {
+        name: {n.meta[TAG] for n in g.graph.nodes if TAG in n.meta} for name, g in graphs.items()
+    }
+    assert tags == {"": {"linear_0"}, body: {"add_0", "linear_1"}}
+    # the same wrapper on another model starts again
+    again = prepare_pt2e(copy.deepcopy(exported), wrapper)
+    assert list(wrapper.partitions) == ["linear_0", "add_0", "linear_1"]
+    assert again is not prepared
