@@ -47,7 +47,7 @@ from portmeta.check import Finding, check_writes
 from portmeta.plan import plan_writes
 
 from .apply import write_deltas
-from .snapshot import read_fx, resolve_profile, subgraph_modules
+from .snapshot import module_path, read_fx, resolve_profile, subgraph_modules
 
 __all__ = ["PortmetaInternalError", "PortNodeMetaForQDQ", "patch_convert_pt2e"]
 
@@ -330,7 +330,7 @@ class _Conversions:
         if prefix is not None:
             for relative, module in subgraph_modules(parent).items():
                 if relative and module is model:
-                    return _qualified(prefix, relative)
+                    return module_path(prefix, relative)
         return None
 
     def graph_name(self) -> str | None:
@@ -352,7 +352,7 @@ class _Conversions:
             name = inside.get(id(entry[1]))
             if name is not None:
                 self.unnamed.remove(entry)
-                entry[0].graph_name = _qualified(pass_.graph_name, name)
+                entry[0].graph_name = module_path(pass_.graph_name, name)
                 entry[0].warn_held()
         if pass_.graph_name == "":
             self.close()
@@ -369,11 +369,6 @@ class _Conversions:
                 if error is None:
                     raise
                 error.add_note(f"{type(warning).__name__}: {warning}")
-
-
-def _qualified(prefix: str, relative: str) -> str:
-    """The qualified name of a module at ``relative`` inside the module named ``prefix``."""
-    return f"{prefix}.{relative}" if prefix else relative
 
 
 class _ConvertPass(PortNodeMetaForQDQ):

@@ -59,7 +59,7 @@ import portmeta
 from portmeta.profiles import TORCHAO
 from portmeta.records import TargetKind
 
-from .snapshot import Q_ANNOTATION_KEY, subgraph_modules, target_of
+from .snapshot import Q_ANNOTATION_KEY, module_path, subgraph_modules, target_of
 
 __all__ = [
     "TAG_KEY",
@@ -307,9 +307,7 @@ class TagPartitions(Quantizer):  # type: ignore[misc]
         )
         self._bodies = [(body, name) for body, name in self._bodies if body is not model]
         self._bodies.extend(
-            (body, f"{graph_name}.{name}" if graph_name else name)
-            for name, body in bodies.items()
-            if name
+            (body, module_path(graph_name, name)) for name, body in bodies.items() if name
         )
         return model
 

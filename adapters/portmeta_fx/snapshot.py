@@ -63,6 +63,7 @@ __all__ = [
     "from_fx",
     "from_fx_graphs",
     "subgraph_modules",
+    "module_path",
     "dump",
     "target_of",
     "arg_of",
@@ -495,10 +496,22 @@ def subgraph_modules(gm: torch.fx.GraphModule) -> dict[str, torch.fx.GraphModule
             except AttributeError:  # a parameter or buffer
                 continue
             if isinstance(sub, torch.fx.GraphModule) and id(sub) not in seen:
-                visit(f"{name}.{node.target}" if name else node.target, sub)
+                visit(module_path(name, node.target), sub)
 
     visit("", gm)
     return found
+
+
+def module_path(parent: str, name: str) -> str:
+    """The qualified name of module ``name`` inside the module qualified ``parent`` (``""``:
+    the top level), as ``named_modules`` gives it.
+
+    Example
+    -------
+    >>> module_path("", "scan_combine_graph_0"), module_path("body", "inner")
+    ('scan_combine_graph_0', 'body.inner')
+    """
+    return f"{parent}.{name}" if parent else name
 
 
 def from_fx_graphs(
