@@ -63,7 +63,7 @@ from .records import NodeRef
 from .report import short_value
 from .rules import Diagnostic, Rule, Severity, non_sym_users
 from .rules.static_input import walk_to_producer_lenient
-from .snapshot import Snapshot, annotated_nodes, record, records
+from .snapshot import Snapshot, annotated_nodes, own_nodes, record
 from .structure import Feed, Structure, structure
 
 __all__ = [
@@ -1005,7 +1005,7 @@ def summary(
         return f"{head} ({per_kind})"
     compared = compared_keys(graph, profile, keys)
     annotated = sum(compared.values())
-    own = sum(1 for rec in records(graph) if not rec.foreign)
+    own = len(own_nodes(graph))
     where = f"in {own} nodes, {annotated} annotated"
     done = {label: k for label, k in compared.items() if label}
     if not done:

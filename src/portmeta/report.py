@@ -26,7 +26,7 @@ from ._text import short_value
 from .plan import Plan
 from .records import TargetKind
 from .rules import Rule
-from .snapshot import Snapshot, annotated_nodes, graph_of, record, records
+from .snapshot import Snapshot, annotated_nodes, graph_of, own_nodes, record
 
 __all__ = [
     "short_target",
@@ -115,7 +115,7 @@ def summary(graph: Snapshot | None, p: Plan) -> str:
     per rule, diagnostics per kind."""
     parts = []
     if graph is not None:
-        own = sum(1 for rec in records(graph) if not rec.foreign)
+        own = len(own_nodes(graph))
         annotated = len(annotated_nodes(graph, include_ignored=False))
         parts.append(f"{own} nodes, {annotated} annotated")
     n = len(p.deltas)
@@ -155,7 +155,7 @@ def by_graph(graph: Snapshot, p: Plan, findings: Iterable[str] | None = None) ->
     names = list(dict.fromkeys(graph_of(n) for n in graph))
     if len(names) < 2:
         return ""
-    nodes = Counter(graph_of(rec.name) for rec in records(graph) if not rec.foreign)
+    nodes = Counter(graph_of(n) for n in own_nodes(graph))
     annotated = Counter(graph_of(n) for n in annotated_nodes(graph, include_ignored=False))
     writes = Counter(graph_of(d.target) for d in p.deltas)
     found = None if findings is None else Counter(graph_of(n) for n in findings)

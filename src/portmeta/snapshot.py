@@ -46,6 +46,7 @@ __all__ = [
     "record",
     "records",
     "users",
+    "own_nodes",
     "annotated_nodes",
     "meta_keys",
     "GRAPH_SEPARATOR",
@@ -262,6 +263,20 @@ def users(graph: Snapshot, name: str) -> tuple[str, ...]:
     if name not in graph:
         return ()
     return tuple(user for user in record(graph, name).users if user in graph)
+
+
+def own_nodes(graph: Snapshot) -> tuple[str, ...]:
+    """Names of the graph's own nodes, in graph order: not the foreign records (nodes of
+    another graph, or erased, that an annotation or a reference reaches). Summaries count these.
+
+    Example
+    -------
+    >>> from portmeta.testing import GraphBuilder
+    >>> b = GraphBuilder(); b.output(b.placeholder("x"))
+    >>> own_nodes(b.build())
+    ('x', 'output')
+    """
+    return tuple(rec.name for rec in records(graph) if not rec.foreign)
 
 
 def annotated_nodes(graph: Snapshot, *, include_ignored: bool = True) -> tuple[str, ...]:
